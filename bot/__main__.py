@@ -1,0 +1,53 @@
+"""``python -m bot`` runs the desk; ``python -m bot migrate`` only migrates the database."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+
+from bot.config import SettingsError, load_settings
+
+USAGE = "usage: python -m bot [run|migrate]"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    command = args[0] if args else "run"
+    if command in {"-h", "--help"}:
+        print(USAGE)
+        return 0
+    if command not in {"run", "migrate"}:
+        print(USAGE, file=sys.stderr)
+        return 2
+    try:
+        settings = load_settings()
+    except SettingsError as error:
+        print(error, file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    from bot.db.engine import migrate
+
+    migrate(settings.database_url)
+    if command == "migrate":
+        logging.getLogger("bot").info("database is up to date")
+        return 0
+
+    from aiogram.exceptions import TelegramUnauthorizedError
+
+    from bot.app import run
+
+    try:
+        asyncio.run(run(settings))
+    except TelegramUnauthorizedError:
+        print("Configuration error: BOT_TOKEN: Telegram does not accept this token", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,199 @@
+"""Factories that wire the desk together; ``run`` is the whole life of one bot process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import timedelta
+from pathlib import Path
+
+from aiogram import Bot, Dispatcher
+from aiogram.client.default import DefaultBotProperties
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.enums import ParseMode
+from aiogram.fsm.storage.base import BaseEventIsolation
+from aiogram.fsm.storage.memory import SimpleEventIsolation
+from aiogram.types import BotCommandScopeAllPrivateChats
+from aiogram.utils.i18n import I18n
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.clock import Clock, SystemClock
+from bot.commands import customer_commands
+from bot.config import Settings
+from bot.db.dialog_storage import DatabaseStorage
+from bot.db.engine import create_engine, create_session_factory
+from bot.db.repositories import UpdateLog
+from bot.handlers import create_root_router
+from bot.middlewares.database import UnitOfWorkMiddleware
+from bot.middlewares.retry import RetryMiddleware
+from bot.middlewares.user import LocaleMiddleware, UserMiddleware
+from bot.services.delivery import Outbox, Sender
+from bot.services.ratelimit import Limits, RateLimiter
+from bot.services.tickets import DeskConfig, TicketService
+
+log = logging.getLogger(__name__)
+
+LOCALES_DIR = Path(__file__).resolve().parent.parent / "locales"
+
+
+def create_bot(settings: Settings) -> Bot:
+    session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url))
+    session.middleware(RetryMiddleware())
+    return Bot(
+        token=settings.bot_token.get_secret_value(),
+        session=session,
+        default=DefaultBotProperties(parse_mode=ParseMode.HTML, link_preview_is_disabled=True),
+    )
+
+
+def create_i18n(settings: Settings) -> I18n:
+    return I18n(path=LOCALES_DIR, default_locale=settings.default_locale, domain="messages")
+
+
+def create_desk_config(settings: Settings) -> DeskConfig:
+    hours = settings.hours
+    return DeskConfig(
+        staff_chat_id=settings.staff_chat_id,
+        hours=hours,
+        hours_text=settings.support_hours.replace("-", "–"),
+        default_locale=settings.default_locale,
+    )
+
+
+def create_dispatcher(
+    settings: Settings,
+    *,
+    session_factory: async_sessionmaker[AsyncSession],
+    clock: Clock,
+    sender: Sender,
+    i18n: I18n,
+    tickets: TicketService,
+    desk: DeskConfig,
+    events_isolation: BaseEventIsolation | None = None,
+) -> Dispatcher:
+    dispatcher = Dispatcher(
+        storage=DatabaseStorage(session_factory, clock),
+        # One update at a time per chat: the parts of an album arrive in order.
+        events_isolation=events_isolation or SimpleEventIsolation(),
+        tickets=tickets,
+        desk=desk,
+        clock=clock,
+        account_pattern=settings.account_number_pattern,
+    )
+    dispatcher.update.outer_middleware(UnitOfWorkMiddleware(session_factory, clock, sender))
+    dispatcher.update.outer_middleware(UserMiddleware(clock))
+    LocaleMiddleware(i18n).setup(dispatcher)
+    dispatcher.include_router(create_root_router())
+    return dispatcher
+
+
+async def set_commands(bot: Bot, i18n: I18n, default_locale: str) -> None:
+    """The command menu in each language, and in ``DEFAULT_LOCALE`` for everyone else."""
+    scope = BotCommandScopeAllPrivateChats()
+    with i18n.context():
+        for locale in i18n.available_locales:
+            with i18n.use_locale(locale):
+                await bot.set_my_commands(customer_commands(), scope=scope, language_code=locale)
+        with i18n.use_locale(default_locale):
+            await bot.set_my_commands(customer_commands(), scope=scope)
+
+
+async def housekeeping(session_factory: async_sessionmaker[AsyncSession], clock: Clock) -> None:
+    """Forget handled update ids after two days: Telegram keeps updates for 24 hours."""
+    while True:
+        async with session_factory() as session, session.begin():
+            await UpdateLog(session).forget_before(clock.now() - timedelta(days=2))
+        await asyncio.sleep(3600)
+
+
+async def run(settings: Settings, *, clock: Clock | None = None) -> None:
+    clock = clock or SystemClock()
+    engine = create_engine(settings.database_url)
+    session_factory = create_session_factory(engine)
+    bot = create_bot(settings)
+    i18n = create_i18n(settings)
+    desk = create_desk_config(settings)
+    limiter = RateLimiter(
+        Limits(
+            global_per_second=settings.delivery_global_per_second,
+            private_per_second=settings.delivery_private_per_second,
+            group_per_minute=settings.delivery_group_per_minute,
+        )
+    )
+    sender = Sender(
+        bot=bot,
+        session_factory=session_factory,
+        clock=clock,
+        limiter=limiter,
+        staff_chat_id=settings.staff_chat_id,
+    )
+    tickets = TicketService(clock=clock, outbox=Outbox(clock), i18n=i18n, config=desk)
+    dispatcher = create_dispatcher(
+        settings,
+        session_factory=session_factory,
+        clock=clock,
+        sender=sender,
+        i18n=i18n,
+        tickets=tickets,
+        desk=desk,
+    )
+    background: list[asyncio.Task[None]] = []
+    try:
+        me = await bot.get_me()
+        log.info("started as @%s (%s)", me.username, me.id)
+        await set_commands(bot, i18n, settings.default_locale)
+        background.append(asyncio.create_task(sender.run(), name="sender"))
+        background.append(asyncio.create_task(housekeeping(session_factory, clock)))
+        if settings.webhook_url:
+            await _serve_webhook(settings, bot, dispatcher)
+        else:
+            await bot.delete_webhook(drop_pending_updates=False)
+            await dispatcher.start_polling(
+                bot,
+                allowed_updates=dispatcher.resolve_used_update_types(),
+                handle_signals=True,
+                close_bot_session=False,
+            )
+    finally:
+        await sender.stop()
+        for task in background:
+            task.cancel()
+        for task in background:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await bot.session.close()
+        await engine.dispose()
+        log.info("stopped")
+
+
+async def _serve_webhook(settings: Settings, bot: Bot, dispatcher: Dispatcher) -> None:
+    from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
+
+    app = web.Application()
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    app.router.add_get("/healthz", healthz)
+    path = "/webhook"
+    SimpleRequestHandler(
+        dispatcher=dispatcher, bot=bot, secret_token=settings.webhook_secret.get_secret_value()
+    ).register(app, path=path)
+    setup_application(app, dispatcher, bot=bot)
+    await bot.set_webhook(
+        settings.webhook_url.rstrip("/") + path,
+        secret_token=settings.webhook_secret.get_secret_value(),
+        allowed_updates=dispatcher.resolve_used_update_types(),
+    )
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.web_host, settings.web_port)
+    await site.start()
+    log.info("webhook mode: listening on %s:%s", settings.web_host, settings.web_port)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()

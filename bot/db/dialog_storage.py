@@ -1,0 +1,70 @@
+"""aiogram FSM storage in the database (SPEC §4: a restart mid-dialog loses nothing).
+
+Inside an update the storage writes through the update's own session, so the dialog step and
+the change it causes commit together (and SQLite never waits on itself). Outside an update it
+uses a short session of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from typing import Any
+
+from aiogram.fsm.state import State
+from aiogram.fsm.storage.base import BaseStorage, DefaultKeyBuilder, StateType, StorageKey
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.clock import Clock
+from bot.db.repositories import DialogRepo
+
+current_session: ContextVar[AsyncSession | None] = ContextVar("current_session", default=None)
+
+
+class DatabaseStorage(BaseStorage):
+    def __init__(self, session_factory: async_sessionmaker[AsyncSession], clock: Clock) -> None:
+        self.session_factory = session_factory
+        self.clock = clock
+        self.key_builder = DefaultKeyBuilder(with_destiny=True)
+
+    @asynccontextmanager
+    async def _session(self, *, write: bool) -> AsyncIterator[AsyncSession]:
+        session = current_session.get()
+        if session is not None:
+            yield session
+            return
+        async with self.session_factory() as own:
+            yield own
+            if write:
+                await own.commit()
+
+    async def set_state(self, key: StorageKey, state: StateType = None) -> None:
+        name = state.state if isinstance(state, State) else state
+        async with self._session(write=True) as session:
+            repo = DialogRepo(session)
+            row = await repo.get(self.key_builder.build(key))
+            data = dict(row.data) if row is not None else {}
+            await repo.put(self.key_builder.build(key), state=name, data=data, now=self.clock.now())
+
+    async def get_state(self, key: StorageKey) -> str | None:
+        async with self._session(write=False) as session:
+            row = await DialogRepo(session).get(self.key_builder.build(key))
+            return row.state if row is not None else None
+
+    async def set_data(self, key: StorageKey, data: Mapping[str, Any]) -> None:
+        async with self._session(write=True) as session:
+            repo = DialogRepo(session)
+            row = await repo.get(self.key_builder.build(key))
+            state = row.state if row is not None else None
+            await repo.put(
+                self.key_builder.build(key), state=state, data=dict(data), now=self.clock.now()
+            )
+
+    async def get_data(self, key: StorageKey) -> dict[str, Any]:
+        async with self._session(write=False) as session:
+            row = await DialogRepo(session).get(self.key_builder.build(key))
+            return dict(row.data) if row is not None else {}
+
+    async def close(self) -> None:
+        return None

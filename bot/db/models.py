@@ -1,0 +1,224 @@
+"""Tables of the desk. Times are stored as UTC and come back timezone-aware."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from bot.domain.tickets import CloseReason, Kind, Priority, Status
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """SQLite has no time zones: store naive UTC, always hand back aware UTC."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not stored; pass an aware one")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON(), int: Integer()}
+
+
+class User(Base):
+    """Anyone who wrote to the bot: customers, and staff once they act."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    first_name: Mapped[str] = mapped_column(String(256))
+    last_name: Mapped[str | None] = mapped_column(String(256))
+    username: Mapped[str | None] = mapped_column(String(64))
+    language_code: Mapped[str | None] = mapped_column(String(16))
+    locale: Mapped[str | None] = mapped_column(String(8))  # the user's own choice (/language)
+    last_account_number: Mapped[str | None] = mapped_column(String(64))
+    blocked_bot_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class Ticket(Base):
+    __tablename__ = "tickets"
+    # AUTOINCREMENT on SQLite: a number is never reused, even after the last row is deleted.
+    __table_args__ = (
+        Index("ix_tickets_queue", "status", "priority", "created_at"),
+        Index("ix_tickets_customer", "customer_id", "status"),
+        Index("ix_tickets_created_at", "created_at"),
+        Index("ix_tickets_resolved_at", "status", "resolved_at"),
+        Index("ix_tickets_closed_at", "closed_at"),
+        {"sqlite_autoincrement": True},
+    )
+
+    number: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    # The dialog's draft id: pressing Send twice (or a redelivered update) registers one ticket.
+    intake_key: Mapped[str] = mapped_column(String(64), unique=True)
+    customer_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id"))
+    account_number: Mapped[str] = mapped_column(String(64))
+    topic: Mapped[str] = mapped_column(String(256))
+    kind: Mapped[Kind] = mapped_column(String(16))
+    description: Mapped[str] = mapped_column(Text)
+    priority: Mapped[Priority] = mapped_column(Integer)
+    status: Mapped[Status] = mapped_column(String(24))
+    assignee_id: Mapped[int | None] = mapped_column(BigInteger)
+    line: Mapped[int] = mapped_column(Integer, default=1)
+    locale: Mapped[str] = mapped_column(String(8))  # the customer's language when they wrote
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    first_response_at: Mapped[datetime | None]
+    resolved_at: Mapped[datetime | None]
+    closed_at: Mapped[datetime | None]
+    close_reason: Mapped[CloseReason | None] = mapped_column(String(16))
+    reopened_count: Mapped[int] = mapped_column(Integer, default=0)
+    rating: Mapped[int | None] = mapped_column(Integer)
+    rating_comment: Mapped[str | None] = mapped_column(Text)
+    staff_chat_id: Mapped[int | None] = mapped_column(BigInteger)
+    staff_thread_id: Mapped[int | None] = mapped_column(BigInteger)  # forum topic of the ticket
+    card_message_id: Mapped[int | None] = mapped_column(BigInteger)
+    after_hours_notice_at: Mapped[datetime | None]
+
+    customer: Mapped[User] = relationship(lazy="raise")
+    attachments: Mapped[list[Attachment]] = relationship(
+        lazy="raise", order_by="Attachment.id", back_populates="ticket"
+    )
+
+
+class TicketEvent(Base):
+    """Append-only history: who, when, what, old → new."""
+
+    __tablename__ = "ticket_events"
+    __table_args__ = (
+        Index("ix_ticket_events_ticket", "ticket_number", "id"),
+        Index("ix_ticket_events_type_at", "type", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_number: Mapped[int] = mapped_column(BigInteger, ForeignKey("tickets.number"))
+    at: Mapped[datetime]
+    actor_id: Mapped[int | None] = mapped_column(BigInteger)  # None: the system
+    actor_role: Mapped[str] = mapped_column(String(16))  # customer / staff / system
+    type: Mapped[str] = mapped_column(String(32))
+    old: Mapped[str | None] = mapped_column(Text)
+    new: Mapped[str | None] = mapped_column(Text)
+    details: Mapped[dict[str, Any] | None]
+
+
+class Attachment(Base):
+    __tablename__ = "attachments"
+    __table_args__ = (Index("ix_attachments_ticket", "ticket_number"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_number: Mapped[int] = mapped_column(BigInteger, ForeignKey("tickets.number"))
+    kind: Mapped[str] = mapped_column(String(16))  # photo / document
+    file_id: Mapped[str] = mapped_column(String(256))
+    file_unique_id: Mapped[str] = mapped_column(String(128))
+    file_name: Mapped[str | None] = mapped_column(String(256))
+    mime_type: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime]
+
+    ticket: Mapped[Ticket] = relationship(lazy="raise", back_populates="attachments")
+
+
+class MessageLink(Base):
+    """Which customer-side message is which staff-side message (never ``forward_from``)."""
+
+    __tablename__ = "message_links"
+    __table_args__ = (
+        UniqueConstraint("staff_chat_id", "staff_message_id", name="uq_message_links_staff"),
+        Index("ix_message_links_customer", "customer_chat_id", "customer_message_id"),
+        Index("ix_message_links_ticket", "ticket_number"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_number: Mapped[int] = mapped_column(BigInteger, ForeignKey("tickets.number"))
+    direction: Mapped[str] = mapped_column(String(16))  # to_staff / to_customer / card / notice
+    customer_chat_id: Mapped[int] = mapped_column(BigInteger)
+    customer_message_id: Mapped[int | None] = mapped_column(BigInteger)
+    staff_chat_id: Mapped[int | None] = mapped_column(BigInteger)
+    staff_message_id: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime]
+
+
+class Delivery(Base):
+    """An outgoing Bot API call, written in the transaction of the change that causes it."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        Index("ix_deliveries_due", "status", "not_before"),
+        Index("ix_deliveries_stream", "stream", "status", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    created_at: Mapped[datetime]
+    chat_id: Mapped[int] = mapped_column(BigInteger)
+    # Deliveries of one stream go out in order (one chat, one ticket); streams run in parallel.
+    stream: Mapped[str] = mapped_column(String(64))
+    rank: Mapped[int] = mapped_column(Integer)  # lower goes first: waiting customers, then P1...
+    method: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[dict[str, Any]]
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    not_before: Mapped[datetime]
+    claimed_until: Mapped[datetime | None]
+    sent_at: Mapped[datetime | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    ticket_number: Mapped[int | None] = mapped_column(BigInteger)
+    purpose: Mapped[str] = mapped_column(String(24))  # card / relay / notice / ...
+    # What to record once sent: e.g. the customer message ids this relay copies.
+    context: Mapped[dict[str, Any] | None]
+    result: Mapped[dict[str, Any] | None]
+
+
+class DialogState(Base):
+    """aiogram FSM state and data: the customer's half-filled request survives restarts."""
+
+    __tablename__ = "dialog_states"
+
+    key: Mapped[str] = mapped_column(String(160), primary_key=True)
+    state: Mapped[str | None] = mapped_column(String(128))
+    data: Mapped[dict[str, Any]]
+    updated_at: Mapped[datetime]
+
+
+class ProcessedUpdate(Base):
+    """Update ids already handled: a redelivered update (restart before the offset moved) is
+    skipped instead of being applied twice."""
+
+    __tablename__ = "processed_updates"
+
+    update_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    at: Mapped[datetime] = mapped_column(index=True)

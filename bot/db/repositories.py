@@ -1,0 +1,279 @@
+"""Queries of the desk, one small class per aggregate. They take a session and never commit."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, delete, exists, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased, selectinload
+
+from bot.db.models import (
+    Attachment,
+    Delivery,
+    DialogState,
+    MessageLink,
+    ProcessedUpdate,
+    Ticket,
+    TicketEvent,
+    User,
+)
+from bot.domain.tickets import OPEN_STATUSES
+
+
+class UserRepo:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, user_id: int) -> User | None:
+        return await self.session.get(User, user_id)
+
+    async def upsert(
+        self,
+        *,
+        user_id: int,
+        first_name: str,
+        last_name: str | None,
+        username: str | None,
+        language_code: str | None,
+        now: datetime,
+    ) -> User:
+        user = await self.session.get(User, user_id)
+        if user is None:
+            user = User(
+                id=user_id,
+                first_name=first_name,
+                last_name=last_name,
+                username=username,
+                language_code=language_code,
+                created_at=now,
+                updated_at=now,
+            )
+            self.session.add(user)
+            await self.session.flush()
+            return user
+        fresh = (first_name, last_name, username, language_code)
+        if (user.first_name, user.last_name, user.username, user.language_code) != fresh:
+            user.first_name, user.last_name, user.username, user.language_code = fresh
+            user.updated_at = now
+        if user.blocked_bot_at is not None:
+            user.blocked_bot_at = None  # writing to the bot means it is unblocked
+        return user
+
+
+class TicketRepo:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, number: int, *, with_attachments: bool = False) -> Ticket | None:
+        options = [selectinload(Ticket.attachments)] if with_attachments else []
+        return await self.session.get(Ticket, number, options=options)
+
+    async def by_intake_key(self, key: str) -> Ticket | None:
+        result = await self.session.execute(select(Ticket).where(Ticket.intake_key == key))
+        return result.scalar_one_or_none()
+
+    async def add(self, ticket: Ticket) -> Ticket:
+        self.session.add(ticket)
+        await self.session.flush()
+        return ticket
+
+    async def open_for_customer(self, customer_id: int) -> Sequence[Ticket]:
+        result = await self.session.execute(
+            select(Ticket)
+            .where(Ticket.customer_id == customer_id, Ticket.status.in_(OPEN_STATUSES))
+            .order_by(Ticket.number)
+        )
+        return result.scalars().all()
+
+    async def for_customer(self, customer_id: int, *, limit: int) -> Sequence[Ticket]:
+        result = await self.session.execute(
+            select(Ticket)
+            .where(Ticket.customer_id == customer_id)
+            .order_by(Ticket.number.desc())
+            .limit(limit)
+        )
+        return result.scalars().all()
+
+    async def count_for_customer(self, customer_id: int) -> int:
+        result = await self.session.execute(
+            select(func.count()).select_from(Ticket).where(Ticket.customer_id == customer_id)
+        )
+        return int(result.scalar_one())
+
+    async def add_attachments(self, attachments: Sequence[Attachment]) -> None:
+        self.session.add_all(attachments)
+        await self.session.flush()
+
+
+class EventRepo:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    def record(
+        self,
+        ticket_number: int,
+        *,
+        at: datetime,
+        type: str,  # noqa: A002 - the column is called type
+        actor_id: int | None,
+        actor_role: str,
+        old: str | None = None,
+        new: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> TicketEvent:
+        event = TicketEvent(
+            ticket_number=ticket_number,
+            at=at,
+            type=type,
+            actor_id=actor_id,
+            actor_role=actor_role,
+            old=old,
+            new=new,
+            details=details,
+        )
+        self.session.add(event)
+        return event
+
+    async def for_ticket(self, ticket_number: int) -> Sequence[TicketEvent]:
+        result = await self.session.execute(
+            select(TicketEvent)
+            .where(TicketEvent.ticket_number == ticket_number)
+            .order_by(TicketEvent.id)
+        )
+        return result.scalars().all()
+
+
+class LinkRepo:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    def add(self, link: MessageLink) -> None:
+        self.session.add(link)
+
+    async def ticket_of_customer_message(self, chat_id: int, message_id: int) -> int | None:
+        result = await self.session.execute(
+            select(MessageLink.ticket_number)
+            .where(
+                MessageLink.customer_chat_id == chat_id,
+                MessageLink.customer_message_id == message_id,
+            )
+            .limit(1)
+        )
+        return result.scalar_one_or_none()
+
+    async def for_ticket(self, ticket_number: int) -> Sequence[MessageLink]:
+        result = await self.session.execute(
+            select(MessageLink)
+            .where(MessageLink.ticket_number == ticket_number)
+            .order_by(MessageLink.id)
+        )
+        return result.scalars().all()
+
+
+class DeliveryRepo:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    def add(self, delivery: Delivery) -> None:
+        self.session.add(delivery)
+
+    async def due_heads(self, now: datetime, *, limit: int) -> Sequence[Delivery]:
+        """The first unsent delivery of every stream that may go now, most urgent first."""
+        earlier = aliased(Delivery)
+        blocked = exists().where(
+            and_(
+                earlier.stream == Delivery.stream,
+                earlier.status == "pending",
+                earlier.id < Delivery.id,
+            )
+        )
+        result = await self.session.execute(
+            select(Delivery)
+            .where(
+                Delivery.status == "pending",
+                Delivery.not_before <= now,
+                (Delivery.claimed_until.is_(None)) | (Delivery.claimed_until < now),
+                ~blocked,
+            )
+            .order_by(Delivery.rank, Delivery.id)
+            .limit(limit)
+        )
+        return result.scalars().all()
+
+    async def next_due_at(self) -> datetime | None:
+        result = await self.session.execute(
+            select(func.min(Delivery.not_before)).where(Delivery.status == "pending")
+        )
+        return result.scalar_one_or_none()
+
+    async def claim(self, delivery_id: int, *, now: datetime, until: datetime) -> bool:
+        """Take a lease on a delivery; only one sender (of any process) gets it."""
+        result = await self.session.execute(
+            update(Delivery)
+            .where(
+                Delivery.id == delivery_id,
+                Delivery.status == "pending",
+                (Delivery.claimed_until.is_(None)) | (Delivery.claimed_until < now),
+            )
+            .values(claimed_until=until, attempts=Delivery.attempts + 1)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def get(self, delivery_id: int) -> Delivery | None:
+        return await self.session.get(Delivery, delivery_id)
+
+    async def pending_album(self, stream: str, media_group_id: str) -> Delivery | None:
+        """An album relay not yet claimed, so a further album part can join it."""
+        result = await self.session.execute(
+            select(Delivery)
+            .where(
+                Delivery.stream == stream,
+                Delivery.status == "pending",
+                Delivery.claimed_until.is_(None),
+                Delivery.attempts == 0,
+                Delivery.purpose == "relay",
+            )
+            .order_by(Delivery.id.desc())
+        )
+        for delivery in result.scalars():
+            if (delivery.context or {}).get("media_group_id") == media_group_id:
+                return delivery
+        return None
+
+
+class DialogRepo:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, key: str) -> DialogState | None:
+        return await self.session.get(DialogState, key)
+
+    async def put(self, key: str, *, state: str | None, data: dict[str, Any], now: datetime) -> None:
+        row = await self.session.get(DialogState, key)
+        if state is None and not data:
+            if row is not None:
+                await self.session.delete(row)
+            return
+        if row is None:
+            self.session.add(DialogState(key=key, state=state, data=data, updated_at=now))
+        else:
+            row.state, row.data, row.updated_at = state, data, now
+
+
+class UpdateLog:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def first_time(self, update_id: int, now: datetime) -> bool:
+        """Mark the update as handled; False when it already was (a redelivery)."""
+        if await self.session.get(ProcessedUpdate, update_id) is not None:
+            return False
+        self.session.add(ProcessedUpdate(update_id=update_id, at=now))
+        await self.session.flush()
+        return True
+
+    async def forget_before(self, moment: datetime) -> None:
+        await self.session.execute(delete(ProcessedUpdate).where(ProcessedUpdate.at < moment))

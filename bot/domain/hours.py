@@ -1,0 +1,74 @@
+"""Support hours: the same working window every day, in the service's time zone (SPEC §1)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+_WINDOW = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
+DAY_MINUTES = 24 * 60
+
+
+@dataclass(frozen=True, slots=True)
+class SupportHours:
+    """A daily window ``[start, end)`` in minutes after local midnight; ``end`` may be 1440."""
+
+    start_minute: int
+    end_minute: int
+    tz: ZoneInfo
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.start_minute < self.end_minute <= DAY_MINUTES:
+            raise ValueError("support hours must be a window like 09:00-21:00 within one day")
+
+    @classmethod
+    def parse(cls, text: str, tz: ZoneInfo) -> SupportHours:
+        match = _WINDOW.match(text)
+        if match is None:
+            raise ValueError("expected HH:MM-HH:MM, for example 09:00-21:00")
+        sh, sm, eh, em = (int(part) for part in match.groups())
+        if sm >= 60 or em >= 60 or sh > 23 or eh > 24 or (eh == 24 and em):
+            raise ValueError("hours must be 00:00..24:00")
+        return cls(sh * 60 + sm, eh * 60 + em, tz)
+
+    def _window(self, day: date) -> tuple[datetime, datetime]:
+        midnight = datetime.combine(day, time(0), self.tz)
+        # Wall-clock arithmetic in the zone, then normalised, so DST days keep 09:00-21:00.
+        start = (midnight + timedelta(minutes=self.start_minute)).astimezone(self.tz)
+        if self.end_minute == DAY_MINUTES:
+            end = datetime.combine(day + timedelta(days=1), time(0), self.tz)
+        else:
+            end = (midnight + timedelta(minutes=self.end_minute)).astimezone(self.tz)
+        return start, end
+
+    def is_open(self, at: datetime) -> bool:
+        local = at.astimezone(self.tz)
+        start, end = self._window(local.date())
+        return start <= local < end
+
+    def next_opening(self, at: datetime) -> datetime:
+        """When the team answers a message written at ``at``: now if open, else the next start."""
+        local = at.astimezone(self.tz)
+        start, end = self._window(local.date())
+        if local < start:
+            return start
+        if local < end:
+            return local
+        return self._window(local.date() + timedelta(days=1))[0]
+
+    def working_time_between(self, begin: datetime, finish: datetime) -> timedelta:
+        """Time inside support hours between two instants (zero if ``finish <= begin``)."""
+        if finish <= begin:
+            return timedelta(0)
+        total = timedelta(0)
+        day = begin.astimezone(self.tz).date()
+        last = finish.astimezone(self.tz).date()
+        while day <= last:
+            start, end = self._window(day)
+            lo, hi = max(start, begin), min(end, finish)
+            if hi > lo:
+                total += hi - lo
+            day += timedelta(days=1)
+        return total

@@ -1,0 +1,1 @@
+"""Inline keyboards and their CallbackData. Remember: callback_data can be forged."""

@@ -1,0 +1,114 @@
+"""Keyboards of the customer's private chat."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from enum import StrEnum
+
+from aiogram.filters.callback_data import CallbackData
+from aiogram.types import InlineKeyboardMarkup
+from aiogram.utils.i18n import gettext as _
+from aiogram.utils.keyboard import InlineKeyboardBuilder
+
+from bot.domain.tickets import Kind
+from bot.views.labels import kind_button
+
+
+class Nav(StrEnum):
+    NEW = "new"
+    BACK = "back"
+    CANCEL = "cancel"
+    SKIP = "skip"
+    SEND = "send"
+    LAST_ACCOUNT = "acct"
+
+
+class DialogCb(CallbackData, prefix="dlg"):
+    action: Nav
+
+
+class KindCb(CallbackData, prefix="kind"):
+    kind: Kind
+
+
+class PickTicketCb(CallbackData, prefix="pick"):
+    number: int
+
+
+class LanguageCb(CallbackData, prefix="lang"):
+    code: str
+
+
+LANGUAGE_NAMES = {"ru": "Русский", "en": "English"}
+
+
+def _nav_row(builder: InlineKeyboardBuilder, *, back: bool = True) -> None:
+    if back:
+        builder.button(text=_("← Back"), callback_data=DialogCb(action=Nav.BACK))
+    builder.button(text=_("✖ Cancel"), callback_data=DialogCb(action=Nav.CANCEL))
+
+
+def start_menu() -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    builder.button(text=_("📝 New request"), callback_data=DialogCb(action=Nav.NEW))
+    return builder.as_markup()
+
+
+def kinds() -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    for kind in (Kind.PROBLEM, Kind.INCIDENT, Kind.SERVICE, Kind.DEVELOPMENT):
+        builder.button(text=kind_button(kind), callback_data=KindCb(kind=kind))
+    _nav_row(builder, back=False)
+    builder.adjust(1)
+    return builder.as_markup()
+
+
+def back_cancel() -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    _nav_row(builder)
+    builder.adjust(2)
+    return builder.as_markup()
+
+
+def account(last_used: str | None) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    if last_used:
+        builder.button(
+            text=_("Use {account}").format(account=last_used),
+            callback_data=DialogCb(action=Nav.LAST_ACCOUNT),
+        )
+    _nav_row(builder)
+    builder.adjust(1, 2) if last_used else builder.adjust(2)
+    return builder.as_markup()
+
+
+def screenshots() -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    builder.button(text=_("Skip →"), callback_data=DialogCb(action=Nav.SKIP))
+    _nav_row(builder)
+    builder.adjust(1, 2)
+    return builder.as_markup()
+
+
+def confirm() -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    builder.button(text=_("✅ Send"), callback_data=DialogCb(action=Nav.SEND))
+    _nav_row(builder)
+    builder.adjust(1, 2)
+    return builder.as_markup()
+
+
+def pick_ticket(tickets: Sequence[tuple[int, str]]) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    for number, topic in tickets:
+        label = topic if len(topic) <= 40 else topic[:39] + "…"
+        builder.button(text=f"#{number} · {label}", callback_data=PickTicketCb(number=number))
+    builder.adjust(1)
+    return builder.as_markup()
+
+
+def languages() -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    for code, name in LANGUAGE_NAMES.items():
+        builder.button(text=name, callback_data=LanguageCb(code=code))
+    return builder.as_markup()

@@ -1,0 +1,55 @@
+"""Direct Bot API calls (answers inside a dialog) retried on 429 and transient errors.
+
+aiogram neither retries nor waits out ``retry_after``; a session middleware is its hook. The
+background sender handles its own retries without blocking, so it switches this off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextvars import ContextVar
+
+
+from aiogram import Bot
+from aiogram.client.session.middlewares.base import BaseRequestMiddleware, NextRequestMiddlewareType
+from aiogram.exceptions import TelegramNetworkError, TelegramRetryAfter, TelegramServerError
+from aiogram.methods import GetUpdates, Response, TelegramMethod
+from aiogram.methods.base import TelegramType
+
+log = logging.getLogger(__name__)
+
+retrying_enabled: ContextVar[bool] = ContextVar("retrying_enabled", default=True)
+
+
+class RetryMiddleware(BaseRequestMiddleware):
+    def __init__(self, attempts: int = 4, max_wait: float = 30.0) -> None:
+        self.attempts = attempts
+        self.max_wait = max_wait
+
+    async def __call__(
+        self,
+        make_request: NextRequestMiddlewareType[TelegramType],
+        bot: Bot,
+        method: TelegramMethod[TelegramType],
+    ) -> Response[TelegramType]:
+        if not retrying_enabled.get() or isinstance(method, GetUpdates):
+            return await make_request(bot, method)
+        delay = 0.5
+        for attempt in range(1, self.attempts + 1):
+            try:
+                return await make_request(bot, method)
+            except TelegramRetryAfter as exc:
+                if attempt == self.attempts or exc.retry_after > self.max_wait:
+                    raise
+                wait: float = exc.retry_after
+            except (TelegramServerError, TelegramNetworkError) as exc:
+                if attempt == self.attempts:
+                    raise
+                wait = delay
+                delay *= 2
+                log.warning("%s failed (%s); retry %d", type(method).__name__, exc, attempt)
+            await asyncio.sleep(wait)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+

@@ -1,0 +1,362 @@
+"""The one path of outgoing messages that matter (SPEC §8).
+
+A :class:`Outbox` records a Bot API call in the transaction of the change that causes it; the
+:class:`Sender` delivers recorded calls in the background: in order within a stream (one chat,
+one ticket), the most urgent first, within Telegram's limits, retrying network errors and 5xx,
+waiting out 429 ``retry_after``, and across restarts. A delivery is leased before it is sent
+and marked sent in the same commit that records what it produced, so two senders (two
+processes) never send it twice. The one window left is a crash between Telegram's answer and
+that commit: then the lease expires and the call is repeated (at least once beats lost).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from aiogram import Bot, methods
+from aiogram.exceptions import (
+    TelegramBadRequest,
+    TelegramForbiddenError,
+    TelegramMigrateToChat,
+    TelegramNetworkError,
+    TelegramNotFound,
+    TelegramRetryAfter,
+    TelegramServerError,
+)
+from aiogram.methods.base import TelegramMethod
+from aiogram.types import Message, MessageId
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.clock import Clock
+from bot.db.models import Delivery, MessageLink, Ticket
+from bot.db.repositories import DeliveryRepo, EventRepo, TicketRepo, UserRepo
+from bot.middlewares.retry import retrying_enabled
+from bot.services.ratelimit import RateLimiter
+
+log = logging.getLogger(__name__)
+
+# Lower ranks go first: a customer who is waiting for us, then tickets by priority (1..4).
+RANK_CUSTOMER_WAITING = 0
+RANK_DEFAULT = 5
+
+LEASE = timedelta(seconds=90)
+REQUEST_TIMEOUT = 30
+MAX_BACKOFF = 300.0
+ALBUM_GRACE = timedelta(seconds=1.0)
+
+
+class Outbox:
+    """Records deliveries in the caller's session; the caller's commit makes them real."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+
+    def add(
+        self,
+        session: AsyncSession,
+        *,
+        chat_id: int,
+        method: type[TelegramMethod[Any]],
+        payload: dict[str, Any],
+        purpose: str,
+        ticket_number: int | None = None,
+        rank: int = RANK_DEFAULT,
+        stream: str | None = None,
+        context: dict[str, Any] | None = None,
+        delay: timedelta = timedelta(0),
+    ) -> Delivery:
+        now = self.clock.now()
+        delivery = Delivery(
+            created_at=now,
+            chat_id=chat_id,
+            stream=stream or stream_of(chat_id, ticket_number),
+            rank=rank,
+            method=method.__name__,
+            payload=payload,
+            status="pending",
+            attempts=0,
+            not_before=now + delay,
+            purpose=purpose,
+            ticket_number=ticket_number,
+            context=context,
+        )
+        DeliveryRepo(session).add(delivery)
+        return delivery
+
+
+def stream_of(chat_id: int, ticket_number: int | None) -> str:
+    """Private chats: one stream per chat (a customer reads one conversation in order).
+    Groups: one stream per ticket, so one busy ticket does not hold up the others."""
+    if chat_id > 0 or ticket_number is None:
+        return str(chat_id)
+    return f"{chat_id}:{ticket_number}"
+
+
+def _message_ids(result: Any) -> list[int]:
+    items = result if isinstance(result, list) else [result]
+    return [item.message_id for item in items if isinstance(item, Message | MessageId)]
+
+
+@dataclass(slots=True)
+class _Failure:
+    retry_in: float | None  # seconds until the next try; None: give up
+    error: str
+
+
+class Sender:
+    """Background delivery of the outbox. One per process; several processes may share a DB."""
+
+    def __init__(
+        self,
+        *,
+        bot: Bot,
+        session_factory: async_sessionmaker[AsyncSession],
+        clock: Clock,
+        limiter: RateLimiter,
+        staff_chat_id: int,
+        concurrency: int = 16,
+        poll_interval: float = 1.0,
+    ) -> None:
+        self.bot = bot
+        self.session_factory = session_factory
+        self.clock = clock
+        self.limiter = limiter
+        self.staff_chat_id = staff_chat_id
+        self.poll_interval = poll_interval
+        self._slots = asyncio.Semaphore(concurrency)
+        self._wake = asyncio.Event()
+        self._streams_in_flight: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stopping = False
+
+    def wake(self) -> None:
+        """Something was committed to the outbox: look now rather than at the next poll."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        # This task and the sends it starts handle their own retries without blocking.
+        retrying_enabled.set(False)
+        log.info("delivery sender started")
+        while not self._stopping:
+            wait = self.poll_interval
+            try:
+                wait = min(wait, await self._dispatch_due())
+            except Exception:
+                log.exception("delivery sweep failed; retrying")
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=max(wait, 0.005))
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        self._stopping = True
+        self._wake.set()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=timeout)
+
+    async def drain(self, timeout: float = 30.0) -> None:
+        """Deliver everything due now (used on shutdown and by tests)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            await self._dispatch_due()
+            if self._tasks:
+                await asyncio.wait(self._tasks, timeout=1)
+                continue
+            async with self.session_factory() as session:
+                heads = await DeliveryRepo(session).due_heads(self.clock.now(), limit=1)
+            if not heads:
+                return
+            await asyncio.sleep(0.05)
+
+    async def _dispatch_due(self) -> float:
+        """Start sending every due head the limits allow; return seconds until a retry."""
+        now = self.clock.now()
+        async with self.session_factory() as session:
+            heads = await DeliveryRepo(session).due_heads(now, limit=200)
+        next_wait = self.poll_interval
+        for head in heads:
+            if head.stream in self._streams_in_flight:
+                continue
+            if self._slots.locked():
+                return 0.01
+            wait = self.limiter.reserve(head.chat_id)
+            if wait > 0:
+                next_wait = min(next_wait, wait)
+                continue
+            async with self.session_factory() as session, session.begin():
+                claimed = await DeliveryRepo(session).claim(
+                    head.id, now=now, until=self.clock.now() + LEASE
+                )
+            if not claimed:
+                continue  # another process took it
+            await self._slots.acquire()
+            self._streams_in_flight.add(head.stream)
+            task = asyncio.create_task(self._deliver(head.id, head.stream))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return next_wait
+
+    async def _deliver(self, delivery_id: int, stream: str) -> None:
+        try:
+            await self._deliver_one(delivery_id)
+        except Exception:
+            log.exception("delivery %s crashed; it will be retried after its lease", delivery_id)
+        finally:
+            self._streams_in_flight.discard(stream)
+            self._slots.release()
+            self._wake.set()
+
+    async def _deliver_one(self, delivery_id: int) -> None:
+        async with self.session_factory() as session:
+            delivery = await DeliveryRepo(session).get(delivery_id)
+            if delivery is None or delivery.status != "pending":
+                return
+            call = await self._build_call(session, delivery)
+        try:
+            result = await self.bot(call, request_timeout=REQUEST_TIMEOUT)
+        except TelegramBadRequest as exc:
+            if "message is not modified" in exc.message:
+                result = None  # an edit that changes nothing has done its job
+            else:
+                await self._failed(delivery, self._classify(exc, delivery))
+                return
+        except Exception as exc:  # noqa: BLE001 - every API error is classified and recorded
+            await self._failed(delivery, self._classify(exc, delivery))
+            return
+        await self._succeeded(delivery, result)
+
+    async def _build_call(self, session: AsyncSession, delivery: Delivery) -> TelegramMethod[Any]:
+        payload = dict(delivery.payload)
+        context = delivery.context or {}
+        reply_to: int | None = None
+        if context.get("reply_to_card") and delivery.ticket_number is not None:
+            ticket = await TicketRepo(session).get(delivery.ticket_number)
+            reply_to = ticket.card_message_id if ticket is not None else None
+        elif context.get("reply_to_delivery"):
+            earlier = await DeliveryRepo(session).get(int(context["reply_to_delivery"]))
+            ids = (earlier.result or {}).get("message_ids") if earlier else None
+            reply_to = ids[0] if ids else None
+        if reply_to is not None:
+            payload["reply_parameters"] = {
+                "message_id": reply_to,
+                "allow_sending_without_reply": True,
+            }
+        if delivery.method == "SendMediaGroup" and len(payload.get("media") or ()) == 1:
+            # An "album" that turned out to have one part: Telegram wants 2-10 items.
+            sources = context.get("customer_message_ids") or []
+            if context.get("from_chat_id") and sources:
+                call: dict[str, Any] = {
+                    "chat_id": payload["chat_id"],
+                    "from_chat_id": context["from_chat_id"],
+                    "message_id": sources[0],
+                }
+                if "reply_parameters" in payload:
+                    call["reply_parameters"] = payload["reply_parameters"]
+                return methods.CopyMessage.model_validate(call)
+        method_class: type[TelegramMethod[Any]] = getattr(methods, delivery.method)
+        return method_class.model_validate(payload)
+
+    def _classify(self, exc: Exception, delivery: Delivery) -> _Failure:
+        backoff = min(MAX_BACKOFF, 2.0 ** min(delivery.attempts, 9))
+        if isinstance(exc, TelegramRetryAfter):
+            self.limiter.pause(delivery.chat_id, exc.retry_after)
+            return _Failure(float(exc.retry_after), f"429 retry after {exc.retry_after}")
+        if isinstance(exc, TelegramMigrateToChat):
+            return _Failure(None, f"chat migrated to {exc.migrate_to_chat_id}")
+        if isinstance(exc, TelegramServerError | TelegramNetworkError | TimeoutError):
+            return _Failure(backoff, f"{type(exc).__name__}: {exc}")
+        if isinstance(exc, TelegramForbiddenError | TelegramNotFound | TelegramBadRequest):
+            return _Failure(None, f"{type(exc).__name__}: {exc.message}")
+        return _Failure(backoff, f"{type(exc).__name__}: {exc}")
+
+    async def _failed(self, delivery: Delivery, failure: _Failure) -> None:
+        now = self.clock.now()
+        async with self.session_factory() as session, session.begin():
+            row = await DeliveryRepo(session).get(delivery.id)
+            if row is None:
+                return
+            row.error = failure.error
+            row.claimed_until = None
+            if failure.retry_in is not None:
+                row.not_before = now + timedelta(seconds=failure.retry_in)
+                log.warning(
+                    "delivery %s to %s: %s; retry in %.1fs",
+                    row.id,
+                    row.chat_id,
+                    failure.error,
+                    failure.retry_in,
+                )
+                return
+            row.status = "failed"
+            log.error("delivery %s to %s failed for good: %s", row.id, row.chat_id, failure.error)
+            await self._record_undelivered(session, row, now)
+
+    async def _record_undelivered(self, session: AsyncSession, row: Delivery, now: datetime) -> None:
+        if row.chat_id > 0 and row.error and row.error.startswith("TelegramForbiddenError"):
+            user = await UserRepo(session).get(row.chat_id)
+            if user is not None and user.blocked_bot_at is None:
+                user.blocked_bot_at = now
+        if row.ticket_number is not None:
+            EventRepo(session).record(
+                row.ticket_number,
+                at=now,
+                type="delivery_failed",
+                actor_id=None,
+                actor_role="system",
+                new=row.purpose,
+                details={"chat_id": row.chat_id, "error": row.error},
+            )
+
+    async def _succeeded(self, delivery: Delivery, result: Any) -> None:
+        now = self.clock.now()
+        ids = _message_ids(result)
+        async with self.session_factory() as session, session.begin():
+            row = await DeliveryRepo(session).get(delivery.id)
+            if row is None:
+                return
+            row.status, row.sent_at, row.error = "sent", now, None
+            row.result = {"message_ids": ids}
+            if row.ticket_number is not None and ids:
+                ticket = await TicketRepo(session).get(row.ticket_number)
+                if ticket is not None:
+                    self._link(session, row, ticket, ids, now)
+
+    def _link(
+        self, session: AsyncSession, row: Delivery, ticket: Ticket, ids: Sequence[int], now: datetime
+    ) -> None:
+        """Remember which message is which, so replies on either side find their ticket."""
+        context = row.context or {}
+        if row.purpose == "card":
+            ticket.card_message_id = ids[0]
+            ticket.staff_chat_id = row.chat_id
+        if row.chat_id == ticket.customer_id:
+            for message_id in ids:
+                session.add(
+                    MessageLink(
+                        ticket_number=ticket.number,
+                        direction=row.purpose,
+                        customer_chat_id=ticket.customer_id,
+                        customer_message_id=message_id,
+                        created_at=now,
+                    )
+                )
+            return
+        sources: list[int] = list(context.get("customer_message_ids") or [])
+        for index, message_id in enumerate(ids):
+            session.add(
+                MessageLink(
+                    ticket_number=ticket.number,
+                    direction=row.purpose,
+                    customer_chat_id=ticket.customer_id,
+                    customer_message_id=sources[index] if index < len(sources) else None,
+                    staff_chat_id=row.chat_id,
+                    staff_message_id=message_id,
+                    created_at=now,
+                )
+            )

@@ -1,0 +1,180 @@
+"""Ticket texts: the staff card, the customer's notices, the draft summary, /my."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from aiogram import html
+from aiogram.utils.i18n import gettext as _
+from aiogram.utils.i18n import ngettext
+
+from bot.domain.tickets import Kind, Priority, Status
+from bot.views.formatting import opening, when
+from bot.views.labels import STATUS_ICON, kind_label, priority_label, status_label
+
+# Telegram counts 4096 characters after entity parsing; the card's own lines take < 600.
+CARD_DESCRIPTION_LIMIT = 3300
+
+
+quote = html.quote
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+@dataclass(frozen=True, slots=True)
+class CardData:
+    number: int
+    kind: Kind
+    priority: Priority
+    status: Status
+    topic: str
+    account_number: str
+    description: str
+    customer_id: int
+    customer_name: str
+    customer_username: str | None
+    customer_locale: str
+    assignee_name: str | None
+    line: int
+    created_at: datetime
+    attachments: int
+
+
+def staff_card(card: CardData, *, tz: ZoneInfo, locale: str) -> str:
+    username = f" @{quote(card.customer_username)}" if card.customer_username else ""
+    customer = (
+        f'<a href="tg://user?id={card.customer_id}">{quote(card.customer_name)}</a>'
+        f"{username} · <code>{card.customer_id}</code> · {card.customer_locale}"
+    )
+    lines = [
+        f"{STATUS_ICON[card.status]} <b>#{card.number}</b> · {kind_label(card.kind)} · "
+        f"{priority_label(card.priority)}",
+        f"<b>{quote(card.topic)}</b>",
+        "",
+        _("Account: {account}").format(account=f"<code>{quote(card.account_number)}</code>"),
+        _("Customer: {customer}").format(customer=customer),
+        _("Status: {status}").format(status=status_label(card.status)),
+        _("Assignee: {assignee}").format(
+            assignee=quote(card.assignee_name) if card.assignee_name else "—"
+        ),
+        _("Line: {line}").format(line=card.line),
+        _("Opened: {when}").format(when=when(card.created_at, tz, locale)),
+    ]
+    if card.attachments:
+        lines.append(
+            ngettext(
+                "📎 {count} screenshot below",
+                "📎 {count} screenshots below",
+                card.attachments,
+            ).format(count=card.attachments)
+        )
+    lines += ["", f"<blockquote expandable>{quote(_clip(card.description, CARD_DESCRIPTION_LIMIT))}"
+              "</blockquote>"]
+    return "\n".join(lines)
+
+
+def registered_notice(
+    *,
+    number: int,
+    topic: str,
+    kind: Kind,
+    priority: Priority,
+    opens_at: datetime | None,
+    now: datetime,
+    hours_text: str,
+    tz: ZoneInfo,
+    locale: str,
+) -> str:
+    lines = [
+        _("✅ Your request <b>#{number}</b> is registered.").format(number=number),
+        _("Topic: {topic}").format(topic=quote(topic)),
+        _("Kind: {kind} · priority {priority}").format(
+            kind=kind_label(kind), priority=priority_label(priority)
+        ),
+        "",
+        _(
+            "What happens next: a support specialist will answer in this chat. "
+            "To add details, just write here — it goes to the same request. "
+            "/my shows all your requests."
+        ),
+    ]
+    if opens_at is not None:
+        lines += [
+            "",
+            _(
+                "🌙 Support works {hours} ({zone}). We will answer from {opening}."
+            ).format(hours=hours_text, zone=tz.key, opening=opening(opens_at, now, tz, locale)),
+        ]
+    return "\n".join(lines)
+
+
+def after_hours_notice(
+    *, number: int, opens_at: datetime, now: datetime, hours_text: str, tz: ZoneInfo, locale: str
+) -> str:
+    return _(
+        "🌙 Your message is added to request #{number}. Support works {hours} ({zone}); "
+        "we will answer from {opening}."
+    ).format(
+        number=number, hours=hours_text, zone=tz.key, opening=opening(opens_at, now, tz, locale)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class DraftView:
+    kind: Kind | None
+    topic: str | None
+    description: str | None
+    account: str | None
+    attachments: int
+
+
+def draft_summary(draft: DraftView) -> str:
+    dash = "—"
+    lines = [
+        _("<b>Please check your request:</b>"),
+        "",
+        _("Kind: {kind}").format(kind=kind_label(draft.kind) if draft.kind else dash),
+        _("Topic: {topic}").format(topic=quote(draft.topic or dash)),
+        _("Account: {account}").format(account=quote(draft.account or dash)),
+        ngettext("Screenshots: {count}", "Screenshots: {count}", draft.attachments).format(
+            count=draft.attachments
+        ),
+        "",
+        f"<blockquote expandable>{quote(_clip(draft.description or dash, 3000))}</blockquote>",
+        "",
+        _("Press <b>Send</b> to register it, or <b>Back</b> to change something."),
+    ]
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True, slots=True)
+class TicketLine:
+    number: int
+    topic: str
+    status: Status
+    created_at: datetime
+
+
+def my_tickets(rows: Sequence[TicketLine], total: int, *, tz: ZoneInfo, locale: str) -> str:
+    if not rows:
+        return _("You have no requests yet. Send /new to create one.")
+    lines = [_("<b>Your requests:</b>"), ""]
+    for row in rows:
+        lines.append(
+            f"{STATUS_ICON[row.status]} <b>#{row.number}</b> · {quote(_clip(row.topic, 60))}\n"
+            f"    {status_label(row.status)} · {when(row.created_at, tz, locale)}"
+        )
+    if total > len(rows):
+        lines += [
+            "",
+            ngettext(
+                "…and {count} earlier request.", "…and {count} earlier requests.",
+                total - len(rows),
+            ).format(count=total - len(rows)),
+        ]
+    return "\n".join(lines)

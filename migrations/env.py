@@ -1,0 +1,60 @@
+"""Alembic environment (async template, batch mode so SQLite ALTERs work)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from alembic import context
+from sqlalchemy.engine import Connection
+
+from bot.config import DEFAULT_SQLITE_URL
+from bot.db.engine import create_engine
+from bot.db.models import Base, UTCDateTime
+
+config = context.config
+target_metadata = Base.metadata
+
+
+def _url() -> str:
+    url = config.attributes.get("database_url") or os.environ.get("DATABASE_URL")
+    return str(url or DEFAULT_SQLITE_URL)
+
+
+def _render_item(type_: str, obj: object, _autogen: object) -> str | bool:
+    # Migrations must not import the models: a UTC column is a plain DateTime in the schema.
+    if type_ == "type" and isinstance(obj, UTCDateTime):
+        return "sa.DateTime()"
+    return False
+
+
+def run_migrations_offline() -> None:
+    context.configure(
+        url=_url(), target_metadata=target_metadata, render_as_batch=True, render_item=_render_item
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def _run(connection: Connection) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        render_as_batch=True,
+        render_item=_render_item,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+async def run_migrations_online() -> None:
+    engine = create_engine(_url())
+    async with engine.connect() as connection:
+        await connection.run_sync(_run)
+    await engine.dispose()
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    asyncio.run(run_migrations_online())
