@@ -13,20 +13,20 @@ from typing import Any
 Entity = dict[str, Any]
 
 __all__ = [
-    "EntityParseError",
     "Entity",
-    "utf16_len",
+    "EntityParseError",
+    "finalize_text",
+    "find_auto_entities",
     "parse_html",
     "parse_markdown_v2",
     "parse_text",
-    "finalize_text",
-    "find_auto_entities",
+    "utf16_len",
     "utf16_slice",
 ]
 
 
 class EntityParseError(ValueError):
-    """The text could not be parsed; ``str(exc)`` is tdlib's message (without the Bot API prefix)."""
+    """The text could not be parsed; ``str(exc)`` is tdlib's message (no Bot API prefix)."""
 
 
 def utf16_len(text: str) -> int:
@@ -40,19 +40,48 @@ def utf16_slice(text: str, offset: int, length: int) -> str:
 
 _SUPPORTED_TAGS = frozenset(
     {
-        "a", "b", "strong", "i", "em", "s", "strike", "del", "u", "ins", "tg-spoiler",
-        "tg-emoji", "span", "pre", "code", "blockquote",
+        "a",
+        "b",
+        "strong",
+        "i",
+        "em",
+        "s",
+        "strike",
+        "del",
+        "u",
+        "ins",
+        "tg-spoiler",
+        "tg-emoji",
+        "span",
+        "pre",
+        "code",
+        "blockquote",
     }
-)  # fmt: skip
+)
 
 _SPACES = frozenset(b" \t\r\n\x00\x0b\x0c")
 
 _TYPE_PRIORITY = {
-    "mention": 50, "hashtag": 50, "cashtag": 50, "bot_command": 50, "url": 50, "email": 50,
-    "phone_number": 50, "bold": 90, "italic": 91, "underline": 92, "strikethrough": 93,
-    "spoiler": 94, "code": 20, "pre": 11, "text_link": 49, "text_mention": 49,
-    "custom_emoji": 99, "blockquote": 0, "expandable_blockquote": 0,
-}  # fmt: skip
+    "mention": 50,
+    "hashtag": 50,
+    "cashtag": 50,
+    "bot_command": 50,
+    "url": 50,
+    "email": 50,
+    "phone_number": 50,
+    "bold": 90,
+    "italic": 91,
+    "underline": 92,
+    "strikethrough": 93,
+    "spoiler": 94,
+    "code": 20,
+    "pre": 11,
+    "text_link": 49,
+    "text_mention": 49,
+    "custom_emoji": 99,
+    "blockquote": 0,
+    "expandable_blockquote": 0,
+}
 
 
 def _sort_entities(entities: list[Entity]) -> list[Entity]:
@@ -262,11 +291,18 @@ def parse_html(text: str) -> tuple[str, list[Entity]]:
             length = utf16 - offset
             if length > 0:
                 simple = {
-                    "i": "italic", "em": "italic", "b": "bold", "strong": "bold",
-                    "s": "strikethrough", "strike": "strikethrough", "del": "strikethrough",
-                    "u": "underline", "ins": "underline", "tg-spoiler": "spoiler",
+                    "i": "italic",
+                    "em": "italic",
+                    "b": "bold",
+                    "strong": "bold",
+                    "s": "strikethrough",
+                    "strike": "strikethrough",
+                    "del": "strikethrough",
+                    "u": "underline",
+                    "ins": "underline",
+                    "tg-spoiler": "spoiler",
                     "span": "spoiler",
-                }  # fmt: skip
+                }
                 if tag in simple:
                     entities.append({"type": simple[tag], "offset": offset, "length": length})
                 elif tag == "a":
@@ -274,7 +310,12 @@ def parse_html(text: str) -> tuple[str, list[Entity]]:
                     checked = _check_link(url)
                     if checked is not None:
                         entities.append(
-                            {"type": "text_link", "offset": offset, "length": length, "url": checked}
+                            {
+                                "type": "text_link",
+                                "offset": offset,
+                                "length": length,
+                                "url": checked,
+                            }
                         )
                 elif tag == "tg-emoji":
                     if argument.isdigit():
@@ -315,9 +356,7 @@ def parse_html(text: str) -> tuple[str, list[Entity]]:
                     entities.append(code)
             stack.pop()
     if stack:
-        raise EntityParseError(
-            f'Can\'t find end tag corresponding to start tag "{stack[-1][0]}"'
-        )
+        raise EntityParseError(f'Can\'t find end tag corresponding to start tag "{stack[-1][0]}"')
     plain = result.decode("utf-8", errors="replace")
     for e in entities:
         if e["type"] == "code":
@@ -435,9 +474,12 @@ def parse_markdown_v2(text: str) -> tuple[str, list[Entity]]:
             if stack and stack[-1][0] == marker:
                 _, start, _pos = stack.pop()
                 kind = {
-                    "*": "bold", "_": "italic", "__": "underline", "~": "strikethrough",
+                    "*": "bold",
+                    "_": "italic",
+                    "__": "underline",
+                    "~": "strikethrough",
                     "||": "spoiler",
-                }[marker]  # fmt: skip
+                }[marker]
                 if utf16 > start:
                     entities.append({"type": kind, "offset": start, "length": utf16 - start})
             else:
@@ -489,9 +531,13 @@ def parse_markdown_v2(text: str) -> tuple[str, list[Entity]]:
                     checked = _check_link(url)
                     if checked is not None:
                         entities.append(
-                            {"type": "text_link", "offset": start, "length": utf16 - start,
-                             "url": checked}
-                        )  # fmt: skip
+                            {
+                                "type": "text_link",
+                                "offset": start,
+                                "length": utf16 - start,
+                                "url": checked,
+                            }
+                        )
             continue
         raise EntityParseError(
             f"Character '{c}' is reserved and must be escaped with the preceding '\\'"
@@ -499,9 +545,14 @@ def parse_markdown_v2(text: str) -> tuple[str, list[Entity]]:
     if stack:
         marker, _start, pos = stack[-1]
         names = {
-            "*": "Bold", "_": "Italic", "__": "Underline", "~": "Strikethrough",
-            "||": "Spoiler", "[": "TextUrl", "![": "CustomEmoji",
-        }  # fmt: skip
+            "*": "Bold",
+            "_": "Italic",
+            "__": "Underline",
+            "~": "Strikethrough",
+            "||": "Spoiler",
+            "[": "TextUrl",
+            "![": "CustomEmoji",
+        }
         raise EntityParseError(
             f"Can't find end of {names[marker]} entity at byte offset {len(text[:pos].encode())}"
         )
@@ -515,11 +566,19 @@ def parse_markdown_v2(text: str) -> tuple[str, list[Entity]]:
 
 _AUTO_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     ("url", re.compile(r"(?<![\w@/.])https?://[^\s<>\"']+", re.IGNORECASE)),
-    ("email", re.compile(r"(?<![\w.+-])[A-Za-z0-9._+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")),
+    (
+        "email",
+        re.compile(
+            r"(?<![\w.+-])[A-Za-z0-9._+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b"
+        ),
+    ),
     ("mention", re.compile(r"(?<![\w@])@[A-Za-z][A-Za-z0-9_]{4,31}\b")),
-    ("bot_command", re.compile(r"(?<![\w/<>])/[A-Za-z0-9_]{1,64}(?:@[A-Za-z0-9_]{3,32})?(?![\w/])")),
+    (
+        "bot_command",
+        re.compile(r"(?<![\w/<>])/[A-Za-z0-9_]{1,64}(?:@[A-Za-z0-9_]{3,32})?(?![\w/])"),
+    ),
     ("hashtag", re.compile(r"(?<![\w#])#\w*[^\W\d]\w*")),
-]  # fmt: skip
+]
 
 _NO_AUTO_INSIDE = frozenset({"code", "pre", "text_link", "text_mention", "custom_emoji"})
 
@@ -554,7 +613,9 @@ def find_auto_entities(text: str, existing: list[Entity]) -> list[Entity]:
 _TRIM = " \t\r\n\x0b\x0c"
 
 
-def finalize_text(text: str, entities: list[Entity], *, detect: bool = True) -> tuple[str, list[Entity]]:
+def finalize_text(
+    text: str, entities: list[Entity], *, detect: bool = True
+) -> tuple[str, list[Entity]]:
     """Trims surrounding whitespace (moving entities), clips/drops entities out of range and adds
     auto-detected entities — what tdlib's fix_formatted_text does before a message is stored."""
     stripped_left = text.lstrip(_TRIM)

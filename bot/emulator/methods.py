@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 import mimetypes
 import re
@@ -21,19 +22,34 @@ __all__ = ["BotApi", "RateLimits"]
 _TOKEN_CHARS = re.compile(r"^[a-z0-9_]{1,32}$")
 _CHAT_ACTIONS = frozenset(
     {
-        "typing", "upload_photo", "record_video", "upload_video", "record_voice", "upload_voice",
-        "upload_document", "choose_sticker", "find_location", "record_video_note",
+        "typing",
+        "upload_photo",
+        "record_video",
+        "upload_video",
+        "record_voice",
+        "upload_voice",
+        "upload_document",
+        "choose_sticker",
+        "find_location",
+        "record_video_note",
         "upload_video_note",
     }
-)  # fmt: skip
-_MEDIA_KEYS = ("photo", "document", "sticker", "voice", "audio", "video", "animation",
-               "video_note")  # fmt: skip
+)
+_MEDIA_KEYS = ("photo", "document", "sticker", "voice", "audio", "video", "animation", "video_note")
 _SEND_METHODS = frozenset(
     {
-        "sendMessage", "sendPhoto", "sendDocument", "sendSticker", "sendVoice", "sendAudio",
-        "sendVideo", "sendAnimation", "copyMessage", "forwardMessage",
+        "sendMessage",
+        "sendPhoto",
+        "sendDocument",
+        "sendSticker",
+        "sendVoice",
+        "sendAudio",
+        "sendVideo",
+        "sendAnimation",
+        "copyMessage",
+        "forwardMessage",
     }
-)  # fmt: skip
+)
 _MAX_FILE_DOWNLOAD = 20 * 1024 * 1024
 _MAX_UPLOAD = 50 * 1024 * 1024
 _MAX_PHOTO_UPLOAD = 10 * 1024 * 1024
@@ -71,10 +87,7 @@ class _Limiter:
                 excess = len(recent) + n - limit
                 if excess > 0:
                     idx = min(excess - 1, len(recent) - 1)
-                    if idx >= 0:
-                        wait = max(wait, recent[idx] + window - now)
-                    else:
-                        wait = max(wait, window)
+                    wait = max(wait, recent[idx] + window - now) if idx >= 0 else max(wait, window)
         if wait > 0:
             secs = max(1, math.ceil(wait))
             raise ApiError(429, f"Too Many Requests: retry after {secs}", retry_after=secs)
@@ -86,8 +99,14 @@ class _Limiter:
 class BotApi:
     """Implements Bot API methods on top of a :class:`World`."""
 
-    def __init__(self, world: World, schema: Schema, *, enforce_limits: bool = False,
-                 rate_limits: RateLimits | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        world: World,
+        schema: Schema,
+        *,
+        enforce_limits: bool = False,
+        rate_limits: RateLimits | None = None,
+    ) -> None:
         self.w = world
         self.schema = schema
         self.enforce_limits = enforce_limits
@@ -189,8 +208,9 @@ class BotApi:
         self.w._chat_state(chat_id)
         return chat_id
 
-    def check_thread(self, chat_id: int, thread_id: int | None,
-                     reply: StoredMessage | None) -> int | None:  # fmt: skip
+    def check_thread(
+        self, chat_id: int, thread_id: int | None, reply: StoredMessage | None
+    ) -> int | None:
         grp = self.w.groups.get(chat_id)
         if not thread_id:
             if reply is not None and grp is not None and grp.is_forum:
@@ -232,12 +252,19 @@ class BotApi:
             return None  # cross-chat replies: accepted, not modelled as external_reply
         return msg
 
-    def format(self, text: str, parse_mode: str | None, entities: list[JsonDict] | None,
-               *, limit: int, caption: bool) -> tuple[str, list[JsonDict]]:  # fmt: skip
+    def format(
+        self,
+        text: str,
+        parse_mode: str | None,
+        entities: list[JsonDict] | None,
+        *,
+        limit: int,
+        caption: bool,
+    ) -> tuple[str, list[JsonDict]]:
         mode = (parse_mode or "").strip()
         if entities:
-            plain, ents = text, [self._check_entity(e) for e in entities]
-            ents = [e for e in ents if e is not None]
+            plain = text
+            ents = [c for c in (self._check_entity(e) for e in entities) if c is not None]
         else:
             if mode and mode.lower() not in ("html", "markdownv2", "markdown"):
                 raise bad_request("unsupported parse_mode")
@@ -252,14 +279,30 @@ class BotApi:
 
     def _check_entity(self, e: JsonDict) -> JsonDict | None:
         kinds = {
-            "mention", "hashtag", "cashtag", "bot_command", "url", "email", "phone_number",
-            "bold", "italic", "underline", "strikethrough", "spoiler", "blockquote",
-            "expandable_blockquote", "code", "pre", "text_link", "text_mention", "custom_emoji",
+            "mention",
+            "hashtag",
+            "cashtag",
+            "bot_command",
+            "url",
+            "email",
+            "phone_number",
+            "bold",
+            "italic",
+            "underline",
+            "strikethrough",
+            "spoiler",
+            "blockquote",
+            "expandable_blockquote",
+            "code",
+            "pre",
+            "text_link",
+            "text_mention",
+            "custom_emoji",
             "date_time",
-        }  # fmt: skip
+        }
         if e.get("type") not in kinds:
             raise bad_request("can't parse entities: Unsupported entity type")
-        out = {k: v for k, v in e.items()}
+        out = dict(e.items())
         if e["type"] == "text_link" and not e.get("url"):
             return None
         if e["type"] == "text_mention" and not isinstance(e.get("user"), dict):
@@ -278,9 +321,18 @@ class BotApi:
                     'field "inline_keyboard" of the InlineKeyboardMarkup should be an Array of '
                     "Arrays"
                 )
-            actions = ("url", "callback_data", "web_app", "login_url", "switch_inline_query",
-                       "switch_inline_query_current_chat", "switch_inline_query_chosen_chat",
-                       "copy_text", "callback_game", "pay")  # fmt: skip
+            actions = (
+                "url",
+                "callback_data",
+                "web_app",
+                "login_url",
+                "switch_inline_query",
+                "switch_inline_query_current_chat",
+                "switch_inline_query_chosen_chat",
+                "copy_text",
+                "callback_game",
+                "pay",
+            )
             for row in rows:
                 for b in row:
                     if not isinstance(b, dict):
@@ -290,7 +342,7 @@ class BotApi:
                         )
                     if not isinstance(b.get("text"), str):
                         raise bad_request(
-                            "can't parse inline keyboard button: Field \"text\" must be of type "
+                            'can\'t parse inline keyboard button: Field "text" must be of type '
                             "String"
                         )
                     present = [a for a in actions if a in b]
@@ -303,7 +355,7 @@ class BotApi:
                         data = b["callback_data"]
                         if not isinstance(data, str):
                             raise bad_request(
-                                "can't parse inline keyboard button: Field \"callback_data\" "
+                                'can\'t parse inline keyboard button: Field "callback_data" '
                                 "must be of type String"
                             )
                         if not 1 <= len(data.encode("utf-8")) <= 64:
@@ -357,8 +409,9 @@ class BotApi:
         if re.match(r"^https?://\S+$", value):
             name = value.rsplit("/", 1)[-1].split("?")[0] or "file"
             mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
-            return self.w.new_file(kind, f"downloaded from {value}".encode(), file_name=name,
-                                   mime_type=mime)  # fmt: skip
+            return self.w.new_file(
+                kind, f"downloaded from {value}".encode(), file_name=name, mime_type=mime
+            )
         rec = self.w.files.get(value)
         if rec is None:
             raise bad_request("wrong file identifier/HTTP URL specified")
@@ -374,18 +427,24 @@ class BotApi:
         if kind == "sticker":
             return {
                 "sticker": {
-                    "file_id": rec.file_id, "file_unique_id": rec.file_unique_id,
-                    "type": "regular", "width": 512, "height": 512, "is_animated": False,
-                    "is_video": False, "file_size": rec.file_size,
+                    "file_id": rec.file_id,
+                    "file_unique_id": rec.file_unique_id,
+                    "type": "regular",
+                    "width": 512,
+                    "height": 512,
+                    "is_animated": False,
+                    "is_video": False,
+                    "file_size": rec.file_size,
                 }
-            }  # fmt: skip
+            }
         return {kind: self.w.media_json(rec)}
 
     def caption_content(self, p: JsonDict) -> JsonDict:
         if p.get("caption") in (None, ""):
             return {}
-        cap, ents = self.format(p["caption"], p.get("parse_mode"), p.get("caption_entities"),
-                                limit=1024, caption=True)  # fmt: skip
+        cap, ents = self.format(
+            p["caption"], p.get("parse_mode"), p.get("caption_entities"), limit=1024, caption=True
+        )
         out: JsonDict = {}
         if cap:
             out["caption"] = cap
@@ -395,17 +454,31 @@ class BotApi:
             out["show_caption_above_media"] = True
         return out
 
-    def deliver(self, chat_id: int, content: JsonDict, p: JsonDict, *,
-                inline: JsonDict | None, keyboard: JsonDict | None,
-                reply: StoredMessage | None, thread: int | None) -> StoredMessage:  # fmt: skip
+    def deliver(
+        self,
+        chat_id: int,
+        content: JsonDict,
+        p: JsonDict,
+        *,
+        inline: JsonDict | None,
+        keyboard: JsonDict | None,
+        reply: StoredMessage | None,
+        thread: int | None,
+    ) -> StoredMessage:
         if inline is not None:
             content["reply_markup"] = inline
         if p.get("has_spoiler"):
             content["has_media_spoiler"] = True
         if p.get("protect_content"):
             content["has_protected_content"] = True
-        msg = self.w._store_message(chat_id, self.w._bot_user_short(), content, by_bot=True,
-                                    thread_id=thread, reply_to=reply)  # fmt: skip
+        msg = self.w._store_message(
+            chat_id,
+            self.w._bot_user_short(),
+            content,
+            by_bot=True,
+            thread_id=thread,
+            reply_to=reply,
+        )
         msg.reply_keyboard = keyboard
         return msg
 
@@ -413,9 +486,12 @@ class BotApi:
         chat_id = self.resolve_chat(p["chat_id"], send=True)
         reply = self.resolve_reply(chat_id, p)
         thread = self.check_thread(chat_id, p.get("message_thread_id"), reply)
-        if reply is not None and thread is not None:
-            if reply.data.get("message_thread_id", thread) != thread:
-                raise bad_request("message to be replied not found")
+        if (
+            reply is not None
+            and thread is not None
+            and reply.data.get("message_thread_id", thread) != thread
+        ):
+            raise bad_request("message to be replied not found")
         return chat_id, reply, thread
 
     def _edit_target(self, p: JsonDict) -> tuple[int, StoredMessage]:
@@ -449,8 +525,11 @@ class BotApi:
             self.w.updates.clear()
         if p.get("allowed_updates") is not None:
             self.w.allowed_updates = _allowed(p["allowed_updates"])
-        self.w.webhook = {"url": url, "max_connections": p.get("max_connections", 40),
-                          "secret_token": p.get("secret_token")}  # fmt: skip
+        self.w.webhook = {
+            "url": url,
+            "max_connections": p.get("max_connections", 40),
+            "secret_token": p.get("secret_token"),
+        }
         return True
 
     def delete_webhook(self, p: JsonDict) -> bool:
@@ -504,8 +583,9 @@ class BotApi:
         return True
 
     def send_message(self, p: JsonDict) -> JsonDict:
-        text, ents = self.format(p["text"], p.get("parse_mode"), p.get("entities"),
-                                 limit=4096, caption=False)  # fmt: skip
+        text, ents = self.format(
+            p["text"], p.get("parse_mode"), p.get("entities"), limit=4096, caption=False
+        )
         inline, keyboard = self.markup(p)
         chat_id, reply, thread = self._prepare_send(p)
         if not text:
@@ -516,8 +596,9 @@ class BotApi:
             content["entities"] = ents
         if p.get("link_preview_options"):
             content["link_preview_options"] = p["link_preview_options"]
-        msg = self.deliver(chat_id, content, p, inline=inline, keyboard=keyboard, reply=reply,
-                           thread=thread)  # fmt: skip
+        msg = self.deliver(
+            chat_id, content, p, inline=inline, keyboard=keyboard, reply=reply, thread=thread
+        )
         return copy.deepcopy(msg.data)
 
     def send_media(self, p: JsonDict, kind: str) -> JsonDict:
@@ -528,8 +609,9 @@ class BotApi:
         self.rate(chat_id)
         content = self.media_content(rec, kind)
         content.update(caption)
-        msg = self.deliver(chat_id, content, p, inline=inline, keyboard=keyboard, reply=reply,
-                           thread=thread)  # fmt: skip
+        msg = self.deliver(
+            chat_id, content, p, inline=inline, keyboard=keyboard, reply=reply, thread=thread
+        )
         return copy.deepcopy(msg.data)
 
     def send_media_group(self, p: JsonDict) -> list[JsonDict]:
@@ -540,8 +622,9 @@ class BotApi:
             raise bad_request("Too many messages to send as an album")
         kinds = {m["type"] for m in media}
         if len(kinds) > 1 and kinds & {"document", "audio"}:
-            raise bad_request(f"{sorted(kinds & {'document', 'audio'})[0]} can't be mixed with "
-                              "other media types")  # fmt: skip
+            raise bad_request(
+                f"{sorted(kinds & {'document', 'audio'})[0]} can't be mixed with other media types"
+            )
         chat_id, reply, thread = self._prepare_send(p)
         prepared: list[tuple[FileRecord, str, JsonDict]] = []
         for item in media:
@@ -557,8 +640,9 @@ class BotApi:
             content = self.media_content(rec, kind)
             content["media_group_id"] = group_id
             content.update(caption)
-            msg = self.deliver(chat_id, content, p, inline=None, keyboard=None, reply=reply,
-                               thread=thread)  # fmt: skip
+            msg = self.deliver(
+                chat_id, content, p, inline=None, keyboard=None, reply=reply, thread=thread
+            )
             out.append(copy.deepcopy(msg.data))
         return out
 
@@ -571,11 +655,17 @@ class BotApi:
             raise bad_request(f"message can't be {'copied' if what == 'copy' else 'forwarded'}")
         return src
 
-    def _copied_content(self, src: StoredMessage, p: JsonDict, *,
-                        single: bool) -> JsonDict:  # fmt: skip
+    def _copied_content(self, src: StoredMessage, p: JsonDict, *, single: bool) -> JsonDict:
         content: JsonDict = {}
-        for k in ("text", "entities", *_MEDIA_KEYS, "caption", "caption_entities",
-                  "show_caption_above_media", "has_media_spoiler"):  # fmt: skip
+        for k in (
+            "text",
+            "entities",
+            *_MEDIA_KEYS,
+            "caption",
+            "caption_entities",
+            "show_caption_above_media",
+            "has_media_spoiler",
+        ):
             if k in src.data:
                 content[k] = copy.deepcopy(src.data[k])
         if "text" not in content:
@@ -594,8 +684,9 @@ class BotApi:
         chat_id, reply, thread = self._prepare_send(p)
         content = self._copied_content(src, p, single=True)
         self.rate(chat_id)
-        msg = self.deliver(chat_id, content, p, inline=inline, keyboard=keyboard, reply=reply,
-                           thread=thread)  # fmt: skip
+        msg = self.deliver(
+            chat_id, content, p, inline=inline, keyboard=keyboard, reply=reply, thread=thread
+        )
         return {"message_id": msg.data["message_id"]}
 
     def _many(self, p: JsonDict, what: str) -> list[StoredMessage]:
@@ -604,7 +695,7 @@ class BotApi:
             raise bad_request("message identifiers are not specified")
         if len(ids) > 100:
             raise bad_request("too many messages")
-        if any(b <= a for a, b in zip(ids, ids[1:], strict=False)):
+        if any(b <= a for a, b in itertools.pairwise(ids)):
             raise bad_request("message identifiers must be in a strictly increasing order")
         from_chat = self.resolve_chat(p["from_chat_id"], send=False)
         found = [m for m in (self.w._find(from_chat, i) for i in ids) if m is not None]
@@ -626,8 +717,9 @@ class BotApi:
                 content["media_group_id"] = groups.setdefault(
                     gid, str(14_000_000_000_000_000 + len(groups) + int(time.time() * 1000))
                 )
-            msg = self.deliver(chat_id, content, p, inline=None, keyboard=None, reply=None,
-                               thread=thread)  # fmt: skip
+            msg = self.deliver(
+                chat_id, content, p, inline=None, keyboard=None, reply=None, thread=thread
+            )
             out.append({"message_id": msg.data["message_id"]})
         return out
 
@@ -649,8 +741,15 @@ class BotApi:
         src = self._source(p, int(p["message_id"]), "forward")
         chat_id, _reply, thread = self._prepare_send(p)
         self.rate(chat_id)
-        msg = self.deliver(chat_id, self._forward_content(src), p, inline=None, keyboard=None,
-                           reply=None, thread=thread)  # fmt: skip
+        msg = self.deliver(
+            chat_id,
+            self._forward_content(src),
+            p,
+            inline=None,
+            keyboard=None,
+            reply=None,
+            thread=thread,
+        )
         return copy.deepcopy(msg.data)
 
     def forward_messages(self, p: JsonDict) -> list[JsonDict]:
@@ -659,13 +758,21 @@ class BotApi:
         self.rate(chat_id, len(sources))
         out = []
         for src in sources:
-            msg = self.deliver(chat_id, self._forward_content(src), p, inline=None,
-                               keyboard=None, reply=None, thread=thread)  # fmt: skip
+            msg = self.deliver(
+                chat_id,
+                self._forward_content(src),
+                p,
+                inline=None,
+                keyboard=None,
+                reply=None,
+                thread=thread,
+            )
             out.append({"message_id": msg.data["message_id"]})
         return out
 
-    def _apply_edit(self, msg: StoredMessage, changes: JsonDict, drop: tuple[str, ...],
-                    inline: JsonDict | None) -> JsonDict:  # fmt: skip
+    def _apply_edit(
+        self, msg: StoredMessage, changes: JsonDict, drop: tuple[str, ...], inline: JsonDict | None
+    ) -> JsonDict:
         before = {k: msg.data.get(k) for k in (*changes, *drop, "reply_markup")}
         after = dict(changes)
         for k in drop:
@@ -688,8 +795,9 @@ class BotApi:
     def edit_message_text(self, p: JsonDict) -> JsonDict:
         if p.get("text") in (None, ""):
             raise bad_request("message text is empty")
-        text, ents = self.format(p["text"], p.get("parse_mode"), p.get("entities"),
-                                 limit=4096, caption=False)  # fmt: skip
+        text, ents = self.format(
+            p["text"], p.get("parse_mode"), p.get("entities"), limit=4096, caption=False
+        )
         if not text:
             raise bad_request("message text is empty")
         inline, _kb = self.markup(p)
@@ -768,27 +876,44 @@ class BotApi:
     def get_chat(self, p: JsonDict) -> JsonDict:
         chat_id = self.resolve_chat(p["chat_id"], send=False)
         if chat_id == self.w.bot_user["id"]:
-            info: JsonDict = {"id": chat_id, "type": "private",
-                              "first_name": self.w.bot_user["first_name"],
-                              "username": self.w.bot_user["username"]}  # fmt: skip
+            info: JsonDict = {
+                "id": chat_id,
+                "type": "private",
+                "first_name": self.w.bot_user["first_name"],
+                "username": self.w.bot_user["username"],
+            }
         else:
             info = self.w.chat_json(chat_id)
-        info.update({
-            "accent_color_id": chat_id % 7 if chat_id > 0 else 0,
-            "max_reaction_count": 11,
-            "accepted_gift_types": {"unlimited_gifts": True, "limited_gifts": True,
-                                    "unique_gifts": True, "premium_subscription": True,
-                                    "gifts_from_channels": True},
-        })  # fmt: skip
+        info.update(
+            {
+                "accent_color_id": chat_id % 7 if chat_id > 0 else 0,
+                "max_reaction_count": 11,
+                "accepted_gift_types": {
+                    "unlimited_gifts": True,
+                    "limited_gifts": True,
+                    "unique_gifts": True,
+                    "premium_subscription": True,
+                    "gifts_from_channels": True,
+                },
+            }
+        )
         if chat_id in self.w.groups:
             info["permissions"] = {
-                "can_send_messages": True, "can_send_audios": True, "can_send_documents": True,
-                "can_send_photos": True, "can_send_videos": True, "can_send_video_notes": True,
-                "can_send_voice_notes": True, "can_send_polls": True,
-                "can_send_other_messages": True, "can_add_web_page_previews": True,
-                "can_change_info": False, "can_invite_users": True, "can_pin_messages": False,
+                "can_send_messages": True,
+                "can_send_audios": True,
+                "can_send_documents": True,
+                "can_send_photos": True,
+                "can_send_videos": True,
+                "can_send_video_notes": True,
+                "can_send_voice_notes": True,
+                "can_send_polls": True,
+                "can_send_other_messages": True,
+                "can_add_web_page_previews": True,
+                "can_change_info": False,
+                "can_invite_users": True,
+                "can_pin_messages": False,
                 "can_manage_topics": False,
-            }  # fmt: skip
+            }
         return info
 
     def _member(self, grp: FakeChat | None, user_id: int) -> JsonDict:
@@ -853,8 +978,12 @@ class BotApi:
             for s in rec.photo_sizes:
                 if s["file_id"] == fid:
                     unique = s["file_unique_id"]
-        return {"file_id": fid, "file_unique_id": unique, "file_size": rec.file_size,
-                "file_path": rec.file_path}  # fmt: skip
+        return {
+            "file_id": fid,
+            "file_unique_id": unique,
+            "file_size": rec.file_size,
+            "file_path": rec.file_path,
+        }
 
     def send_chat_action(self, p: JsonDict) -> bool:
         action = str(p["action"])
@@ -888,8 +1017,9 @@ class BotApi:
         name = str(p["name"])
         if not 1 <= len(name) <= 128:
             raise bad_request("TOPIC_TITLE_EMPTY" if not name else "TOPIC_TITLE_INVALID")
-        topic = self.w._create_topic(grp, name, int(p.get("icon_color", 0x6FB9F0)),
-                                     p.get("icon_custom_emoji_id"), None)  # fmt: skip
+        topic = self.w._create_topic(
+            grp, name, int(p.get("icon_color", 0x6FB9F0)), p.get("icon_custom_emoji_id"), None
+        )
         return topic.to_json()
 
     def edit_forum_topic(self, p: JsonDict) -> bool:
@@ -929,20 +1059,30 @@ class BotApi:
             raise bad_request("not enough rights to delete a topic")
         topic.deleted = True
         st = self.w._chat_state(grp.id)
-        for mid in [m for m, s in st.messages.items()
-                    if s.data.get("message_thread_id") == topic.thread_id]:  # fmt: skip
+        for mid in [
+            m for m, s in st.messages.items() if s.data.get("message_thread_id") == topic.thread_id
+        ]:
             st.deleted[mid] = st.messages.pop(mid)
         self.w._pulse()
         return True
 
 
 DEFAULT_RIGHTS_ADMIN: dict[str, bool] = {
-    "is_anonymous": False, "can_manage_chat": True, "can_delete_messages": True,
-    "can_manage_video_chats": True, "can_restrict_members": True, "can_promote_members": False,
-    "can_change_info": True, "can_invite_users": True, "can_post_stories": False,
-    "can_edit_stories": False, "can_delete_stories": False, "can_pin_messages": True,
-    "can_manage_topics": True, "can_send_welcome_messages": False,
-}  # fmt: skip
+    "is_anonymous": False,
+    "can_manage_chat": True,
+    "can_delete_messages": True,
+    "can_manage_video_chats": True,
+    "can_restrict_members": True,
+    "can_promote_members": False,
+    "can_change_info": True,
+    "can_invite_users": True,
+    "can_post_stories": False,
+    "can_edit_stories": False,
+    "can_delete_stories": False,
+    "can_pin_messages": True,
+    "can_manage_topics": True,
+    "can_send_welcome_messages": False,
+}
 
 
 def _admin(user: JsonDict, rights: dict[str, bool], *, can_be_edited: bool) -> JsonDict:

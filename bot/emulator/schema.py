@@ -118,7 +118,7 @@ _UNPARSABLE: dict[str, str] = {
 _PRIMITIVES = ("Integer", "Float", "Boolean", "String", "InputFile")
 
 
-class _Invalid(Exception):
+class _InvalidError(Exception):
     pass
 
 
@@ -158,13 +158,13 @@ class Schema:
             if not present:
                 if fspec.required:
                     if method == "sendMediaGroup" and name == "media":
-                        raise bad_request("parameter \"media\" is required")
+                        raise bad_request('parameter "media" is required')
                     raise bad_request(_MISSING.get(name, f'parameter "{name}" is required'))
                 continue
             value = params[name]
             try:
                 out[name] = self._coerce_any(value, fspec.types, top=True)
-            except _Invalid as exc:
+            except _InvalidError as exc:
                 if name in _UNPARSABLE and isinstance(value, str | bytes):
                     raise bad_request(_UNPARSABLE[name]) from exc
                 detail = str(exc)
@@ -176,15 +176,15 @@ class Schema:
         return out
 
     def _coerce_any(self, value: Any, types: tuple[str, ...], *, top: bool) -> Any:
-        last: _Invalid | None = None
+        last: _InvalidError | None = None
         # Try structured types first when the value is a JSON string of an object/array.
         ordered = sorted(types, key=lambda t: t in ("String",))
         for t in ordered:
             try:
                 return self._coerce(value, t, top=top)
-            except _Invalid as exc:
+            except _InvalidError as exc:
                 last = exc
-        raise last or _Invalid("")
+        raise last or _InvalidError("")
 
     def _coerce(self, value: Any, type_name: str, *, top: bool) -> Any:
         if type_name.startswith("Array of "):
@@ -192,29 +192,29 @@ class Schema:
             if top and isinstance(value, str | bytes):
                 value = _json_load(value)
             if not isinstance(value, list):
-                raise _Invalid("")
+                raise _InvalidError("")
             return [self._coerce_any(v, (inner,), top=False) for v in value]
         if type_name == "Integer":
             if isinstance(value, bool):
-                raise _Invalid("")
+                raise _InvalidError("")
             if isinstance(value, int):
                 return value
             if isinstance(value, float) and value.is_integer():
                 return int(value)
             if isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d+\s*", value):
                 return int(value)
-            raise _Invalid("")
+            raise _InvalidError("")
         if type_name == "Float":
             if isinstance(value, bool):
-                raise _Invalid("")
+                raise _InvalidError("")
             if isinstance(value, int | float):
                 return float(value)
             if isinstance(value, str):
                 try:
                     return float(value)
                 except ValueError as exc:
-                    raise _Invalid("") from exc
-            raise _Invalid("")
+                    raise _InvalidError("") from exc
+            raise _InvalidError("")
         if type_name == "Boolean":
             if isinstance(value, bool):
                 return value
@@ -222,7 +222,7 @@ class Schema:
                 return bool(value)
             if isinstance(value, str) and value.strip().lower() in ("true", "1", "false", "0"):
                 return value.strip().lower() in ("true", "1")
-            raise _Invalid("")
+            raise _InvalidError("")
         if type_name == "String":
             if isinstance(value, str):
                 return value
@@ -232,19 +232,19 @@ class Schema:
                 return str(value)
             if isinstance(value, int | float):
                 # In JSON objects Telegram is strict about strings.
-                raise _Invalid("")
-            raise _Invalid("")
+                raise _InvalidError("")
+            raise _InvalidError("")
         if type_name == "InputFile":
             if isinstance(value, UploadedFile):
                 return value
-            raise _Invalid("")
+            raise _InvalidError("")
         # object type
         if isinstance(value, UploadedFile):
-            raise _Invalid("")
+            raise _InvalidError("")
         if top and isinstance(value, str | bytes):
             value = _json_load(value)
         if not isinstance(value, dict):
-            raise _Invalid("")
+            raise _InvalidError("")
         return self._check_object(value, type_name)
 
     def _check_object(self, value: dict[str, Any], type_name: str) -> dict[str, Any]:
@@ -255,27 +255,25 @@ class Schema:
         if subtypes:
             chosen = self._pick_subtype(value, subtypes)
             if chosen is None:
-                raise _Invalid(f"can't parse {type_name}: unsupported type")
+                raise _InvalidError(f"can't parse {type_name}: unsupported type")
             return self._check_object(value, chosen)
         for f in tdef.get("fields", []):
             name = f["name"]
             if name not in value:
                 if f["required"]:
-                    raise _Invalid(
-                        f"can't parse {type_name}: Field \"{name}\" must be of type "
+                    raise _InvalidError(
+                        f'can\'t parse {type_name}: Field "{name}" must be of type '
                         f"{' or '.join(f['types'])}"
                     )
                 continue
             try:
                 # Nested values are JSON already; files may be referenced as strings.
-                value[name] = self._coerce_any(
-                    value[name], tuple(t for t in f["types"]), top=False
-                )
-            except _Invalid as exc:
+                value[name] = self._coerce_any(value[name], tuple(t for t in f["types"]), top=False)
+            except _InvalidError as exc:
                 if str(exc):
                     raise
-                raise _Invalid(
-                    f"can't parse {type_name}: Field \"{name}\" must be of type "
+                raise _InvalidError(
+                    f'can\'t parse {type_name}: Field "{name}" must be of type '
                     f"{' or '.join(f['types'])}"
                 ) from exc
         return value
@@ -309,11 +307,13 @@ def _json_load(value: str | bytes) -> Any:
     try:
         return json.loads(value)
     except ValueError as exc:
-        raise _Invalid("") from exc
+        raise _InvalidError("") from exc
 
 
 @functools.cache
 def load_schema() -> Schema:
-    ref = importlib.resources.files(__package__ or "bot.emulator").joinpath("data/telegram-bot-api.json")
+    ref = importlib.resources.files(__package__ or "bot.emulator").joinpath(
+        "data/telegram-bot-api.json"
+    )
     with ref.open("r", encoding="utf-8") as fh:
         return Schema(json.load(fh))

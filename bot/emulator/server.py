@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import json
 import re
@@ -46,14 +47,21 @@ class FakeTelegram(World):
     >>> msg = await fake.next_message(alice.id)
     """
 
-    def __init__(self, token: str = "123456:TEST-TOKEN", enforce_limits: bool = False, *,
-                 bot_username: str = "ecomet_support_bot", bot_name: str = "Ecomet Support",
-                 privacy_mode: bool = True, rate_limits: RateLimits | None = None) -> None:  # fmt: skip
-        super().__init__(token, bot_username=bot_username, bot_name=bot_name,
-                         privacy_mode=privacy_mode)  # fmt: skip
+    def __init__(
+        self,
+        token: str = "123456:TEST-TOKEN",  # noqa: S107 - a fake token
+        enforce_limits: bool = False,
+        *,
+        bot_username: str = "ecomet_support_bot",
+        bot_name: str = "Ecomet Support",
+        privacy_mode: bool = True,
+        rate_limits: RateLimits | None = None,
+    ) -> None:
+        super().__init__(
+            token, bot_username=bot_username, bot_name=bot_name, privacy_mode=privacy_mode
+        )
         self.schema = load_schema()
-        self.api = BotApi(self, self.schema, enforce_limits=enforce_limits,
-                          rate_limits=rate_limits)  # fmt: skip
+        self.api = BotApi(self, self.schema, enforce_limits=enforce_limits, rate_limits=rate_limits)
         self.url: str | None = None
         self._runner: web.AppRunner | None = None
         self._poller: asyncio.Future[None] | None = None
@@ -74,8 +82,9 @@ class FakeTelegram(World):
         app = web.Application(client_max_size=60 * 1024 * 1024)
         app.router.add_route("*", "/bot{token}/{method}", self._handle_api)
         app.router.add_route("GET", "/file/bot{token}/{path:.+}", self._handle_file)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
-                                     shutdown_timeout=0.5)  # fmt: skip
+        self._runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, shutdown_timeout=0.5
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
         await site.start()
@@ -111,8 +120,9 @@ class FakeTelegram(World):
         rec = self.files_by_path.get(request.match_info["path"])
         if rec is None:
             return _json_error(_NOT_FOUND)
-        return web.Response(body=rec.content,
-                            content_type=rec.mime_type or "application/octet-stream")  # fmt: skip
+        return web.Response(
+            body=rec.content, content_type=rec.mime_type or "application/octet-stream"
+        )
 
     async def _read(self, request: web.Request) -> tuple[JsonDict, dict[str, UploadedFile]]:
         params: JsonDict = dict(request.query)
@@ -140,9 +150,10 @@ class FakeTelegram(World):
                 if part.filename is not None:
                     data = await part.read()
                     files[name] = UploadedFile(
-                        part.filename, bytes(data),
+                        part.filename,
+                        bytes(data),
                         part.headers.get("Content-Type", "application/octet-stream"),
-                    )  # fmt: skip
+                    )
                 else:
                     params[name] = await part.text()
         else:
@@ -184,8 +195,11 @@ class FakeTelegram(World):
                 retry = 1
             desc = fault.description
             if desc is None:
-                desc = (f"Too Many Requests: retry after {retry}" if code == 429
-                        else _DEFAULT_DESCRIPTIONS.get(code, "Error"))  # fmt: skip
+                desc = (
+                    f"Too Many Requests: retry after {retry}"
+                    if code == 429
+                    else _DEFAULT_DESCRIPTIONS.get(code, "Error")
+                )
             err = ApiError(code, desc, retry_after=retry if code == 429 else None)
             self._log(method, raw, None, err)
             return _json_error(err)
@@ -199,7 +213,7 @@ class FakeTelegram(World):
         except ApiError as exc:
             self._log(method, params, None, exc)
             return _json_error(exc)
-        except Exception as exc:  # an emulator bug: make it loud but Telegram-shaped
+        except Exception as exc:  # noqa: BLE001 - an emulator bug: loud but Telegram-shaped
             err = ApiError(500, f"Internal Server Error: FakeTelegram bug: {exc!r}")
             self.internal_errors.append(exc)
             self._log(method, params, None, err)
@@ -214,12 +228,16 @@ class FakeTelegram(World):
             if name in spec.fields and name not in params:
                 params[name] = up
         for name, value in list(params.items()):
-            if isinstance(value, str) and value.startswith("attach://") and name in spec.fields:
-                if "InputFile" in " ".join(spec.fields[name].types):
-                    key = value[len("attach://") :]
-                    if key not in files:
-                        raise bad_request("wrong file identifier/HTTP URL specified")
-                    params[name] = files[key]
+            if (
+                isinstance(value, str)
+                and value.startswith("attach://")
+                and name in spec.fields
+                and "InputFile" in " ".join(spec.fields[name].types)
+            ):
+                key = value[len("attach://") :]
+                if key not in files:
+                    raise bad_request("wrong file identifier/HTTP URL specified")
+                params[name] = files[key]
         out = self.schema.validate(method, params)
         # Deprecated-but-still-accepted parameters (aiogram may send them).
         for legacy in ("reply_to_message_id", "allow_sending_without_reply"):
@@ -229,27 +247,40 @@ class FakeTelegram(World):
                     try:
                         out["_reply_to_message_id"] = int(value)
                     except (TypeError, ValueError) as exc:
-                        raise bad_request('field "reply_to_message_id" must be of type Integer') from exc
+                        raise bad_request(
+                            'field "reply_to_message_id" must be of type Integer'
+                        ) from exc
                 else:
                     out["_allow_sending_without_reply"] = str(value).lower() in ("true", "1")
         return out
 
     def _log(self, method: str, params: JsonDict, result: Any, err: ApiError | None) -> None:
-        shown = {k: (f"<file {v.filename} {len(v.content)} bytes>"
-                     if isinstance(v, UploadedFile) else v)
-                 for k, v in params.items()}  # fmt: skip
-        self.calls.append(Call(method=method, params=shown, ok=err is None,
-                               error=err.description if err else None, time=time.time(),
-                               error_code=err.error_code if err else None,
-                               result=copy.deepcopy(result)))  # fmt: skip
+        shown = {
+            k: (f"<file {v.filename} {len(v.content)} bytes>" if isinstance(v, UploadedFile) else v)
+            for k, v in params.items()
+        }
+        self.calls.append(
+            Call(
+                method=method,
+                params=shown,
+                ok=err is None,
+                error=err.description if err else None,
+                time=time.time(),
+                error_code=err.error_code if err else None,
+                result=copy.deepcopy(result),
+            )
+        )
         self._pulse()
 
     # ================================================================== getUpdates
 
     async def _get_updates(self, p: JsonDict) -> list[JsonDict]:
         if self.webhook is not None:
-            raise ApiError(409, "Conflict: can't use getUpdates method while webhook is active; "
-                                "use deleteWebhook to delete the webhook first")  # fmt: skip
+            raise ApiError(
+                409,
+                "Conflict: can't use getUpdates method while webhook is active; "
+                "use deleteWebhook to delete the webhook first",
+            )
         loop = asyncio.get_running_loop()
         if self._poller is not None and not self._poller.done():
             self._poller.set_result(None)  # terminate the pending request
@@ -276,10 +307,12 @@ class FakeTelegram(World):
                 if remaining <= 0:
                     return []
                 ev = self._changed
-                waiter = asyncio.ensure_future(ev.wait())
+                waiter: asyncio.Future[Any] = asyncio.ensure_future(ev.wait())
                 try:
-                    await asyncio.wait({waiter, me}, timeout=remaining,
-                                       return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+                    pending: set[asyncio.Future[Any]] = {waiter, me}
+                    await asyncio.wait(
+                        pending, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+                    )
                 finally:
                     waiter.cancel()
         finally:
@@ -288,8 +321,12 @@ class FakeTelegram(World):
 
     # ================================================================== driver: waiting
 
-    async def _wait_until(self, probe: Callable[[], T | None], timeout: float,
-                          describe: Callable[[], str]) -> T:  # fmt: skip
+    async def _wait_until(
+        self,
+        probe: Callable[[], T | None],
+        timeout: float,  # noqa: ASYNC109 - driver API
+        describe: Callable[[], str],
+    ) -> T:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
@@ -300,13 +337,15 @@ class FakeTelegram(World):
             remaining = deadline - loop.time()
             if remaining <= 0:
                 raise TimeoutError(describe())
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(ev.wait(), remaining)
-            except TimeoutError:
-                pass
 
-    async def next_message(self, chat_id: int, timeout: float = 10,
-                           thread_id: int | None = None) -> JsonDict:  # fmt: skip
+    async def next_message(
+        self,
+        chat_id: int,
+        timeout: float = 10,  # noqa: ASYNC109 - driver API
+        thread_id: int | None = None,
+    ) -> JsonDict:
         """The next message sent by the bot to ``chat_id`` (optionally in topic ``thread_id``)
         not returned before (FIFO per chat). Returns its current state (edits applied; deleted
         messages are returned as they were). Raises TimeoutError with a chat summary."""
@@ -327,8 +366,12 @@ class FakeTelegram(World):
 
         def describe() -> str:
             where = f" thread {thread_id}" if thread_id is not None else ""
-            return (f"the bot sent no new message to chat {chat_id}{where} within {timeout}s\n"
-                    + self.summary(chat_id) + "\n" + self._recent_errors())  # fmt: skip
+            return (
+                f"the bot sent no new message to chat {chat_id}{where} within {timeout}s\n"
+                + self.summary(chat_id)
+                + "\n"
+                + self._recent_errors()
+            )
 
         return await self._wait_until(probe, timeout, describe)
 
@@ -340,8 +383,9 @@ class FakeTelegram(World):
             f"  {c.method} {c.params} -> {c.error}" for c in errs
         )
 
-    async def expect_silence(self, chat_id: int, within: float = 1.0,
-                             thread_id: int | None = None) -> None:  # fmt: skip
+    async def expect_silence(
+        self, chat_id: int, within: float = 1.0, thread_id: int | None = None
+    ) -> None:
         """Asserts the bot sends nothing new to ``chat_id`` during ``within`` seconds."""
         st = self._chat_state(chat_id)
         start = len(st.bot_ids)
@@ -360,8 +404,14 @@ class FakeTelegram(World):
                 + "; ".join(repr(self.text_of(m)) for m in new)
             )
 
-    async def wait_for_call(self, method: str, predicate: Callable[[Call], bool] | None = None,
-                            timeout: float = 10, *, since: int = 0) -> Call:  # fmt: skip
+    async def wait_for_call(
+        self,
+        method: str,
+        predicate: Callable[[Call], bool] | None = None,
+        timeout: float = 10,  # noqa: ASYNC109 - driver API
+        *,
+        since: int = 0,
+    ) -> Call:
         """The first logged call (index >= ``since``) of ``method`` (case-insensitive) for which
         ``predicate(call)`` is true; waits for it up to ``timeout`` seconds."""
         low = method.lower()
@@ -378,19 +428,21 @@ class FakeTelegram(World):
 
         return await self._wait_until(probe, timeout, describe)
 
-    async def wait_for_answer(self, callback_id: str, timeout: float = 10) -> JsonDict:
+    async def wait_for_answer(self, callback_id: str, timeout: float = 10) -> JsonDict:  # noqa: ASYNC109 - driver API
         """What the bot answered to callback query ``callback_id`` (text, show_alert, url)."""
         return await self._wait_until(
-            lambda: self.answers.get(callback_id), timeout,
+            lambda: self.answers.get(callback_id),
+            timeout,
             lambda: f"callback query {callback_id} was not answered within {timeout}s",
-        )  # fmt: skip
+        )
 
-    async def wait_updates_consumed(self, timeout: float = 10) -> None:
+    async def wait_updates_consumed(self, timeout: float = 10) -> None:  # noqa: ASYNC109 - driver API
         """Waits until the bot has confirmed (via getUpdates offset) every queued update."""
         await self._wait_until(
-            lambda: True if not self.updates else None, timeout,
+            lambda: True if not self.updates else None,
+            timeout,
             lambda: f"{len(self.updates)} updates still unconfirmed after {timeout}s",
-        )  # fmt: skip
+        )
 
 
 def _dumps(obj: Any) -> str:

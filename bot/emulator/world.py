@@ -24,6 +24,7 @@ from .html_parser import find_auto_entities, utf16_len
 JsonDict = dict[str, Any]
 
 __all__ = [
+    "DEFAULT_BOT_RIGHTS",
     "Call",
     "ChatState",
     "FakeChat",
@@ -32,7 +33,6 @@ __all__ = [
     "StoredMessage",
     "Topic",
     "World",
-    "DEFAULT_BOT_RIGHTS",
 ]
 
 DEFAULT_BOT_RIGHTS: dict[str, bool] = {
@@ -54,13 +54,28 @@ DEFAULT_BOT_RIGHTS: dict[str, bool] = {
 # Update types delivered when allowed_updates is empty/not given (Telegram's default).
 DEFAULT_ALLOWED = frozenset(
     {
-        "message", "edited_message", "channel_post", "edited_channel_post",
-        "business_connection", "business_message", "edited_business_message",
-        "deleted_business_messages", "inline_query", "chosen_inline_result", "callback_query",
-        "shipping_query", "pre_checkout_query", "purchased_paid_media", "poll", "poll_answer",
-        "my_chat_member", "chat_join_request", "chat_boost", "removed_chat_boost",
+        "message",
+        "edited_message",
+        "channel_post",
+        "edited_channel_post",
+        "business_connection",
+        "business_message",
+        "edited_business_message",
+        "deleted_business_messages",
+        "inline_query",
+        "chosen_inline_result",
+        "callback_query",
+        "shipping_query",
+        "pre_checkout_query",
+        "purchased_paid_media",
+        "poll",
+        "poll_answer",
+        "my_chat_member",
+        "chat_join_request",
+        "chat_boost",
+        "removed_chat_boost",
     }
-)  # fmt: skip
+)
 
 
 @dataclass
@@ -221,8 +236,14 @@ def _fake_file_id(kind: str) -> tuple[str, str]:
 class World:
     """All state of the emulated Telegram plus the driver API used by tests."""
 
-    def __init__(self, token: str, *, bot_username: str = "ecomet_support_bot",
-                 bot_name: str = "Ecomet Support", privacy_mode: bool = True) -> None:  # fmt: skip
+    def __init__(
+        self,
+        token: str,
+        *,
+        bot_username: str = "ecomet_support_bot",
+        bot_name: str = "Ecomet Support",
+        privacy_mode: bool = True,
+    ) -> None:
         self.token = token
         bot_id = int(token.split(":")[0])
         self.bot_user: JsonDict = {
@@ -264,22 +285,46 @@ class World:
 
     # ------------------------------------------------------------------ setup
 
-    def add_user(self, user_id: int, first_name: str, *, username: str | None = None,
-                 language_code: str | None = "en", last_name: str | None = None,
-                 is_premium: bool = False, started: bool = False) -> FakeUser:  # fmt: skip
+    def add_user(
+        self,
+        user_id: int,
+        first_name: str,
+        *,
+        username: str | None = None,
+        language_code: str | None = "en",
+        last_name: str | None = None,
+        is_premium: bool = False,
+        started: bool = False,
+    ) -> FakeUser:
         """A Telegram user. ``started=True`` means they already talked to the bot."""
         if user_id == self.bot_user["id"]:
             raise ValueError("user id collides with the bot's id")
-        user = FakeUser(user_id, first_name, username, language_code, last_name,
-                        is_premium=is_premium, started=started)  # fmt: skip
+        user = FakeUser(
+            user_id,
+            first_name,
+            username,
+            language_code,
+            last_name,
+            is_premium=is_premium,
+            started=started,
+        )
         self.users[user_id] = user
         return user
 
-    def add_group(self, chat_id: int, title: str, *, is_forum: bool = False,
-                  members: Iterable[int | FakeUser] = (), admins: Iterable[int | FakeUser] = (),
-                  owner: int | FakeUser | None = None, bot_rights: dict[str, bool] | None = None,
-                  bot_is_admin: bool = True, bot_is_member: bool = True,
-                  username: str | None = None) -> FakeChat:  # fmt: skip
+    def add_group(
+        self,
+        chat_id: int,
+        title: str,
+        *,
+        is_forum: bool = False,
+        members: Iterable[int | FakeUser] = (),
+        admins: Iterable[int | FakeUser] = (),
+        owner: int | FakeUser | None = None,
+        bot_rights: dict[str, bool] | None = None,
+        bot_is_admin: bool = True,
+        bot_is_member: bool = True,
+        username: str | None = None,
+    ) -> FakeChat:
         """A supergroup the bot is in. The bot is an administrator with ``bot_rights`` (default:
         all usual rights incl. can_manage_topics) unless ``bot_is_admin=False``.  Admins and the
         owner are members too."""
@@ -290,8 +335,14 @@ class World:
             rights = dict(DEFAULT_BOT_RIGHTS)
             if bot_rights is not None:
                 rights.update(bot_rights)
-        grp = FakeChat(chat_id, title, is_forum=is_forum, username=username,
-                       bot_rights=rights, bot_is_member=bot_is_member)  # fmt: skip
+        grp = FakeChat(
+            chat_id,
+            title,
+            is_forum=is_forum,
+            username=username,
+            bot_rights=rights,
+            bot_is_member=bot_is_member,
+        )
         grp.members = {_uid(m) for m in members}
         grp.admins = {_uid(a) for a in admins}
         if owner is not None:
@@ -320,8 +371,14 @@ class World:
     def unblock(self, user: int | FakeUser) -> None:
         self._user(user).blocked = False
 
-    def create_topic(self, chat_id: int, name: str, *, by: int | FakeUser | None = None,
-                     icon_color: int = 0x6FB9F0) -> Topic:  # fmt: skip
+    def create_topic(
+        self,
+        chat_id: int,
+        name: str,
+        *,
+        by: int | FakeUser | None = None,
+        icon_color: int = 0x6FB9F0,
+    ) -> Topic:
         """A forum topic created by a user (the bot gets the forum_topic_created service
         message as an update)."""
         grp = self._group(chat_id)
@@ -364,9 +421,16 @@ class World:
 
     # ------------------------------------------------------------------ messages (shared)
 
-    def _store_message(self, chat_id: int, sender: JsonDict, content: JsonDict, *,
-                       by_bot: bool, thread_id: int | None = None,
-                       reply_to: StoredMessage | None = None) -> StoredMessage:  # fmt: skip
+    def _store_message(
+        self,
+        chat_id: int,
+        sender: JsonDict,
+        content: JsonDict,
+        *,
+        by_bot: bool,
+        thread_id: int | None = None,
+        reply_to: StoredMessage | None = None,
+    ) -> StoredMessage:
         """Creates a message with the next per-chat message_id. ``thread_id`` must already be
         validated (forum topic id, or None for General/non-forums)."""
         st = self._chat_state(chat_id)
@@ -449,8 +513,9 @@ class World:
             )
         return chat_id
 
-    def _user_thread(self, chat_id: int, thread_id: int | None,
-                     reply: StoredMessage | None) -> int | None:  # fmt: skip
+    def _user_thread(
+        self, chat_id: int, thread_id: int | None, reply: StoredMessage | None
+    ) -> int | None:
         grp = self.groups.get(chat_id)
         if grp is None or not grp.is_forum:
             return None
@@ -463,8 +528,15 @@ class World:
             raise AssertionError(f"topic {thread_id} does not exist in chat {chat_id}")
         return thread_id
 
-    def _user_send(self, user: int | FakeUser, content: JsonDict, *, chat_id: int | None,
-                   reply_to: JsonDict | int | None, thread_id: int | None) -> JsonDict:  # fmt: skip
+    def _user_send(
+        self,
+        user: int | FakeUser,
+        content: JsonDict,
+        *,
+        chat_id: int | None,
+        reply_to: JsonDict | int | None,
+        thread_id: int | None,
+    ) -> JsonDict:
         u = self._user(user)
         target = self._user_target(u, chat_id)
         reply: StoredMessage | None = None
@@ -474,15 +546,23 @@ class World:
             if reply is None:
                 raise AssertionError(f"message {rid} not found in chat {target}")
         thread = self._user_thread(target, thread_id, reply)
-        msg = self._store_message(target, u.to_user(), content, by_bot=False, thread_id=thread,
-                                  reply_to=reply)  # fmt: skip
+        msg = self._store_message(
+            target, u.to_user(), content, by_bot=False, thread_id=thread, reply_to=reply
+        )
         if self._bot_sees(target, msg.data):
             self._enqueue("message", msg.data)
         return copy.deepcopy(msg.data)
 
-    def send_text(self, user: int | FakeUser, text: str, chat_id: int | None = None,
-                  reply_to: JsonDict | int | None = None, thread_id: int | None = None,
-                  *, entities: list[JsonDict] | None = None) -> JsonDict:  # fmt: skip
+    def send_text(
+        self,
+        user: int | FakeUser,
+        text: str,
+        chat_id: int | None = None,
+        reply_to: JsonDict | int | None = None,
+        thread_id: int | None = None,
+        *,
+        entities: list[JsonDict] | None = None,
+    ) -> JsonDict:
         """The user sends a text message (private chat by default). Entities that Telegram
         clients detect (commands, urls, mentions, hashtags) are added automatically."""
         ents = list(entities or [])
@@ -490,12 +570,18 @@ class World:
         content: JsonDict = {"text": text}
         if ents:
             content["entities"] = sorted(ents, key=lambda e: (e["offset"], -e["length"]))
-        return self._user_send(user, content, chat_id=chat_id, reply_to=reply_to,
-                               thread_id=thread_id)  # fmt: skip
+        return self._user_send(
+            user, content, chat_id=chat_id, reply_to=reply_to, thread_id=thread_id
+        )
 
-    def send_command(self, user: int | FakeUser, command: str, chat_id: int | None = None,
-                     reply_to: JsonDict | int | None = None,
-                     thread_id: int | None = None) -> JsonDict:  # fmt: skip
+    def send_command(
+        self,
+        user: int | FakeUser,
+        command: str,
+        chat_id: int | None = None,
+        reply_to: JsonDict | int | None = None,
+        thread_id: int | None = None,
+    ) -> JsonDict:
         """``command`` like "/start" or "/start payload"; gets a bot_command entity."""
         if not command.startswith("/"):
             command = "/" + command
@@ -512,10 +598,17 @@ class World:
             d["caption_entities"] = ents
         return d
 
-    def send_photo(self, user: int | FakeUser, caption: str | None = None,
-                   media_group_id: str | None = None, chat_id: int | None = None,
-                   reply_to: JsonDict | int | None = None, thread_id: int | None = None,
-                   *, content: bytes | None = None) -> JsonDict:  # fmt: skip
+    def send_photo(
+        self,
+        user: int | FakeUser,
+        caption: str | None = None,
+        media_group_id: str | None = None,
+        chat_id: int | None = None,
+        reply_to: JsonDict | int | None = None,
+        thread_id: int | None = None,
+        *,
+        content: bytes | None = None,
+    ) -> JsonDict:
         rec = self.new_file("photo", content or _fake_jpeg(), mime_type="image/jpeg")
         body: JsonDict = {"photo": copy.deepcopy(rec.photo_sizes)}
         if media_group_id:
@@ -523,11 +616,19 @@ class World:
         body.update(self._caption(caption))
         return self._user_send(user, body, chat_id=chat_id, reply_to=reply_to, thread_id=thread_id)
 
-    def send_document(self, user: int | FakeUser, file_name: str = "log.txt",
-                      mime_type: str = "text/plain", caption: str | None = None,
-                      media_group_id: str | None = None, chat_id: int | None = None,
-                      reply_to: JsonDict | int | None = None, thread_id: int | None = None,
-                      *, content: bytes | None = None) -> JsonDict:  # fmt: skip
+    def send_document(
+        self,
+        user: int | FakeUser,
+        file_name: str = "log.txt",
+        mime_type: str = "text/plain",
+        caption: str | None = None,
+        media_group_id: str | None = None,
+        chat_id: int | None = None,
+        reply_to: JsonDict | int | None = None,
+        thread_id: int | None = None,
+        *,
+        content: bytes | None = None,
+    ) -> JsonDict:
         data = content if content is not None else f"fake content of {file_name}\n".encode()
         rec = self.new_file("document", data, file_name=file_name, mime_type=mime_type)
         body: JsonDict = {"document": self.media_json(rec)}
@@ -536,10 +637,16 @@ class World:
         body.update(self._caption(caption))
         return self._user_send(user, body, chat_id=chat_id, reply_to=reply_to, thread_id=thread_id)
 
-    def send_album(self, user: int | FakeUser, n: int = 3, caption: str | None = None,
-                   kind: str = "photo", chat_id: int | None = None,
-                   reply_to: JsonDict | int | None = None,
-                   thread_id: int | None = None) -> list[JsonDict]:  # fmt: skip
+    def send_album(
+        self,
+        user: int | FakeUser,
+        n: int = 3,
+        caption: str | None = None,
+        kind: str = "photo",
+        chat_id: int | None = None,
+        reply_to: JsonDict | int | None = None,
+        thread_id: int | None = None,
+    ) -> list[JsonDict]:
         """``n`` (2..10) photos/documents sharing a media_group_id; the caption goes on the
         first item (as Telegram clients do)."""
         if not 2 <= n <= 10:
@@ -551,28 +658,58 @@ class World:
             if kind == "photo":
                 out.append(self.send_photo(user, cap, group_id, chat_id, reply_to, thread_id))
             elif kind == "document":
-                out.append(self.send_document(user, f"file{i + 1}.txt", "text/plain", cap,
-                                              group_id, chat_id, reply_to, thread_id))  # fmt: skip
+                out.append(
+                    self.send_document(
+                        user,
+                        f"file{i + 1}.txt",
+                        "text/plain",
+                        cap,
+                        group_id,
+                        chat_id,
+                        reply_to,
+                        thread_id,
+                    )
+                )
             else:
                 raise ValueError("kind must be 'photo' or 'document'")
         return out
 
-    def send_sticker(self, user: int | FakeUser, chat_id: int | None = None,
-                     reply_to: JsonDict | int | None = None, thread_id: int | None = None,
-                     *, emoji: str = "🙂") -> JsonDict:  # fmt: skip
+    def send_sticker(
+        self,
+        user: int | FakeUser,
+        chat_id: int | None = None,
+        reply_to: JsonDict | int | None = None,
+        thread_id: int | None = None,
+        *,
+        emoji: str = "🙂",
+    ) -> JsonDict:
         rec = self.new_file("sticker", b"RIFF....WEBPVP8 fake", mime_type="image/webp")
         rec.width = rec.height = 512
         sticker = {
-            "file_id": rec.file_id, "file_unique_id": rec.file_unique_id, "type": "regular",
-            "width": 512, "height": 512, "is_animated": False, "is_video": False,
-            "emoji": emoji, "file_size": rec.file_size,
-        }  # fmt: skip
-        return self._user_send(user, {"sticker": sticker}, chat_id=chat_id, reply_to=reply_to,
-                               thread_id=thread_id)  # fmt: skip
+            "file_id": rec.file_id,
+            "file_unique_id": rec.file_unique_id,
+            "type": "regular",
+            "width": 512,
+            "height": 512,
+            "is_animated": False,
+            "is_video": False,
+            "emoji": emoji,
+            "file_size": rec.file_size,
+        }
+        return self._user_send(
+            user, {"sticker": sticker}, chat_id=chat_id, reply_to=reply_to, thread_id=thread_id
+        )
 
-    def send_voice(self, user: int | FakeUser, chat_id: int | None = None,
-                   reply_to: JsonDict | int | None = None, thread_id: int | None = None,
-                   *, duration: int = 3, caption: str | None = None) -> JsonDict:  # fmt: skip
+    def send_voice(
+        self,
+        user: int | FakeUser,
+        chat_id: int | None = None,
+        reply_to: JsonDict | int | None = None,
+        thread_id: int | None = None,
+        *,
+        duration: int = 3,
+        caption: str | None = None,
+    ) -> JsonDict:
         rec = self.new_file("voice", b"OggS fake voice", mime_type="audio/ogg")
         rec.duration = duration
         body: JsonDict = {"voice": self.media_json(rec)}
@@ -611,7 +748,7 @@ class World:
         elif chat_id != user.id:
             raise AssertionError(f"user {user.id} can't see private chat {chat_id}")
         qid = str(4_000_000_000_000_000_000 + secrets.randbelow(10**18))
-        instance = int(hashlib.sha1(f"{chat_id}:{self.token}".encode()).hexdigest()[:15], 16)
+        instance = int(hashlib.sha256(f"{chat_id}:{self.token}".encode()).hexdigest()[:15], 16)
         cq: JsonDict = {
             "id": qid,
             "from": user.to_user(),
@@ -717,23 +854,34 @@ class World:
             text = self.text_of(m.data).replace("\n", "\\n")
             kind = next((k for k in ("photo", "document", "sticker", "voice") if k in m.data), "")
             lines.append(
-                f"  #{mid} {who}{f' thread={thread}' if thread else ''}{f' <{kind}>' if kind else ''}"
-                f": {text[:120]!r}{flag}"
+                f"  #{mid} {who}"
+                + (f" thread={thread}" if thread else "")
+                + (f" <{kind}>" if kind else "")
+                + f": {text[:120]!r}{flag}"
             )
         return "\n".join(lines)
 
     # ------------------------------------------------------------------ faults
 
-    def fail_next(self, method: str, *, times: int = 1, error_code: int = 429,
-                  description: str | None = None, retry_after: int | None = None,
-                  chat_id: int | str | None = None) -> None:  # fmt: skip
+    def fail_next(
+        self,
+        method: str,
+        *,
+        times: int = 1,
+        error_code: int = 429,
+        description: str | None = None,
+        retry_after: int | None = None,
+        chat_id: int | str | None = None,
+    ) -> None:
         """The next ``times`` calls of ``method`` (optionally only for ``chat_id``) fail with a
         Telegram-shaped error and have no effect."""
-        self.faults.append(Fault(method.lower(), times, error_code, description, retry_after,
-                                 chat_id))  # fmt: skip
+        self.faults.append(
+            Fault(method.lower(), times, error_code, description, retry_after, chat_id)
+        )
 
-    def drop_connection_next(self, method: str, *, times: int = 1,
-                             chat_id: int | str | None = None) -> None:  # fmt: skip
+    def drop_connection_next(
+        self, method: str, *, times: int = 1, chat_id: int | str | None = None
+    ) -> None:
         """The next ``times`` calls of ``method`` get their connection closed without answer."""
         self.faults.append(Fault(method.lower(), times, 0, None, None, chat_id, drop=True))
 
@@ -751,17 +899,34 @@ class World:
 
     # ------------------------------------------------------------------ files
 
-    def new_file(self, kind: str, content: bytes, *, file_name: str | None = None,
-                 mime_type: str | None = None) -> FileRecord:  # fmt: skip
+    def new_file(
+        self,
+        kind: str,
+        content: bytes,
+        *,
+        file_name: str | None = None,
+        mime_type: str | None = None,
+    ) -> FileRecord:
         fid, uid = _fake_file_id(kind)
         n = next(self._file_counter)
-        folder = {"photo": "photos", "document": "documents", "sticker": "stickers",
-                  "voice": "voice"}.get(kind, kind + "s")  # fmt: skip
+        folder = {
+            "photo": "photos",
+            "document": "documents",
+            "sticker": "stickers",
+            "voice": "voice",
+        }.get(kind, kind + "s")
         ext = {"photo": "jpg", "sticker": "webp", "voice": "oga"}.get(kind)
         if ext is None:
             ext = file_name.rsplit(".", 1)[-1] if file_name and "." in file_name else "bin"
-        rec = FileRecord(fid, uid, kind, content, file_name=file_name, mime_type=mime_type,
-                         file_path=f"{folder}/file_{n}.{ext}")  # fmt: skip
+        rec = FileRecord(
+            fid,
+            uid,
+            kind,
+            content,
+            file_name=file_name,
+            mime_type=mime_type,
+            file_path=f"{folder}/file_{n}.{ext}",
+        )
         self.files[fid] = rec
         assert rec.file_path is not None
         self.files_by_path[rec.file_path] = rec
@@ -769,8 +934,15 @@ class World:
             sizes: list[JsonDict] = []
             for w, h in ((90, 51), (320, 180), (1280, 720)):
                 sfid, suid = _fake_file_id("photo")
-                sizes.append({"file_id": sfid, "file_unique_id": suid, "file_size": len(content),
-                              "width": w, "height": h})  # fmt: skip
+                sizes.append(
+                    {
+                        "file_id": sfid,
+                        "file_unique_id": suid,
+                        "file_size": len(content),
+                        "width": w,
+                        "height": h,
+                    }
+                )
                 self.files[sfid] = rec
             rec.width, rec.height = 1280, 720
             rec.photo_sizes = sizes
@@ -792,9 +964,14 @@ class World:
 
     # ------------------------------------------------------------------ topics
 
-    def _create_topic(self, grp: FakeChat, name: str, icon_color: int,
-                      icon_custom_emoji_id: str | None,
-                      creator: FakeUser | None) -> Topic:  # fmt: skip
+    def _create_topic(
+        self,
+        grp: FakeChat,
+        name: str,
+        icon_color: int,
+        icon_custom_emoji_id: str | None,
+        creator: FakeUser | None,
+    ) -> Topic:
         sender = creator.to_user() if creator else self._bot_user_short()
         created: JsonDict = {"name": name, "icon_color": icon_color}
         if icon_custom_emoji_id:
@@ -803,8 +980,9 @@ class World:
         tid = st.next_id
         topic = Topic(tid, name, icon_color, icon_custom_emoji_id)
         grp.topics[tid] = topic
-        msg = self._store_message(grp.id, sender, {"forum_topic_created": created},
-                                  by_bot=creator is None, thread_id=tid)  # fmt: skip
+        msg = self._store_message(
+            grp.id, sender, {"forum_topic_created": created}, by_bot=creator is None, thread_id=tid
+        )
         if creator is None:
             st.bot_ids.remove(msg.data["message_id"])  # service messages aren't "sent" text
         else:
@@ -812,8 +990,9 @@ class World:
         return topic
 
     def _service(self, grp: FakeChat, thread_id: int, content: JsonDict) -> None:
-        msg = self._store_message(grp.id, self._bot_user_short(), content, by_bot=True,
-                                  thread_id=thread_id)  # fmt: skip
+        msg = self._store_message(
+            grp.id, self._bot_user_short(), content, by_bot=True, thread_id=thread_id
+        )
         self._chat_state(grp.id).bot_ids.remove(msg.data["message_id"])
 
 

@@ -83,11 +83,12 @@ def kb(*buttons: tuple[str, str]) -> InlineKeyboardMarkup:
     )
 
 
-async def raw_call(fake: FakeTelegram, method: str, data: dict[str, Any] | None = None,
-                   token: str = TOKEN) -> tuple[int, dict[str, Any]]:  # fmt: skip
-    async with aiohttp.ClientSession() as s:
-        async with s.post(f"{fake.url}/bot{token}/{method}", data=data or {}) as r:
-            return r.status, await r.json()
+async def raw_call(
+    fake: FakeTelegram, method: str, data: dict[str, Any] | None = None, token: str = TOKEN
+) -> tuple[int, dict[str, Any]]:
+    url = f"{fake.url}/bot{token}/{method}"
+    async with aiohttp.ClientSession() as s, s.post(url, data=data or {}) as r:
+        return r.status, await r.json()
 
 
 # ------------------------------------------------------------------------------ basics
@@ -95,12 +96,16 @@ async def raw_call(fake: FakeTelegram, method: str, data: dict[str, Any] | None 
 
 async def test_get_me_and_auth(fake: FakeTelegram, bot: Bot) -> None:
     me = await bot.get_me()
-    assert me.id == 123456 and me.is_bot and me.username == "ecomet_support_bot"
+    assert me.id == 123456
+    assert me.is_bot
+    assert me.username == "ecomet_support_bot"
     assert fake.bot_user["id"] == 123456
     status, body = await raw_call(fake, "getMe", token="123456:WRONG")
     assert status == 401
     assert body == {"ok": False, "error_code": 401, "description": "Unauthorized"}
-    bad = Bot("123456:WRONG", session=AiohttpSession(api=TelegramAPIServer.from_base(fake.url or "")))
+    bad = Bot(
+        "123456:WRONG", session=AiohttpSession(api=TelegramAPIServer.from_base(fake.url or ""))
+    )
     with pytest.raises(TelegramUnauthorizedError):
         await bot.get_me() if False else await bad.get_me()
     await close_bot(bad)
@@ -116,11 +121,11 @@ async def test_unknown_method_and_case_insensitive(fake: FakeTelegram, bot: Bot)
     status, body = await raw_call(fake, "frobnicate")
     assert (status, body) == (404, {"ok": False, "error_code": 404, "description": "Not Found"})
     status, body = await raw_call(fake, "GETME")
-    assert status == 200 and body["result"]["id"] == 123456
+    assert status == 200
+    assert body["result"]["id"] == 123456
     # GET with a query string and JSON bodies are accepted too
-    async with aiohttp.ClientSession() as s:
-        async with s.get(f"{fake.url}/bot{TOKEN}/getMe") as r:
-            assert (await r.json())["ok"] is True
+    async with aiohttp.ClientSession() as s, s.get(f"{fake.url}/bot{TOKEN}/getMe") as r:
+        assert (await r.json())["ok"] is True
 
 
 async def test_missing_required_and_wrong_types(fake: FakeTelegram, alice: FakeUser) -> None:
@@ -131,17 +136,23 @@ async def test_missing_required_and_wrong_types(fake: FakeTelegram, alice: FakeU
     status, body = await raw_call(fake, "createForumTopic", {"chat_id": "1"})
     assert body["description"] == "Bad Request: topic name is empty"
     status, body = await raw_call(fake, "getChatMember", {"chat_id": "1", "user_id": "abc"})
-    assert status == 400 and "user_id" in body["description"]
+    assert status == 400
+    assert "user_id" in body["description"]
     status, body = await raw_call(
         fake, "sendMessage", {"chat_id": str(alice.id), "text": "x", "reply_markup": "{oops"}
     )
     assert body["description"] == "Bad Request: can't parse reply keyboard markup JSON object"
     # unknown extra parameters are ignored; JSON bodies work
-    async with aiohttp.ClientSession() as s:
-        async with s.post(f"{fake.url}/bot{TOKEN}/sendMessage",
-                          json={"chat_id": alice.id, "text": "json", "bogus": 1}) as r:  # fmt: skip
-            body = await r.json()
-    assert body["ok"] and body["result"]["text"] == "json"
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(
+            f"{fake.url}/bot{TOKEN}/sendMessage",
+            json={"chat_id": alice.id, "text": "json", "bogus": 1},
+        ) as r,
+    ):
+        body = await r.json()
+    assert body["ok"]
+    assert body["result"]["text"] == "json"
 
 
 # ------------------------------------------------------------------------------ sending
@@ -149,12 +160,15 @@ async def test_missing_required_and_wrong_types(fake: FakeTelegram, alice: FakeU
 
 async def test_send_html_entities(fake: FakeTelegram, bot: Bot, alice: FakeUser) -> None:
     sent = await bot.send_message(
-        alice.id, "<b>Ticket #12</b> &amp; <i>co</i> &lt;tag&gt; 😀 <code>x</code>",
-        parse_mode="HTML", reply_markup=kb(("Close", "close:12")),
-    )  # fmt: skip
+        alice.id,
+        "<b>Ticket #12</b> &amp; <i>co</i> &lt;tag&gt; 😀 <code>x</code>",
+        parse_mode="HTML",
+        reply_markup=kb(("Close", "close:12")),
+    )
     assert sent.text == "Ticket #12 & co <tag> 😀 x"
     types = [(e.type, e.offset, e.length) for e in sent.entities or []]
-    assert ("bold", 0, 10) in types and ("italic", 13, 2) in types
+    assert ("bold", 0, 10) in types
+    assert ("italic", 13, 2) in types
     assert ("code", 25, 1) in types  # 😀 counts as 2 UTF-16 units
     assert not any(t[0] == "hashtag" for t in types)  # "#12" is not a hashtag (digits only)
     stored = await fake.next_message(alice.id)
@@ -163,13 +177,16 @@ async def test_send_html_entities(fake: FakeTelegram, bot: Bot, alice: FakeUser)
     assert stored["message_id"] == sent.message_id
     # escaped user content arrives literally
     sent = await bot.send_message(alice.id, "&lt;b&gt;not bold&lt;/b&gt; &amp;", parse_mode="HTML")
-    assert sent.text == "<b>not bold</b> &" and not sent.entities
+    assert sent.text == "<b>not bold</b> &"
+    assert not sent.entities
 
 
 async def test_html_errors_and_limits(fake: FakeTelegram, bot: Bot, alice: FakeUser) -> None:
     with pytest.raises(TelegramBadRequest, match='Unsupported start tag "foo" at byte offset 6'):
         await bot.send_message(alice.id, "hello <foo>x</foo>", parse_mode="HTML")
-    with pytest.raises(TelegramBadRequest, match='Can\'t find end tag corresponding to start tag "b"'):
+    with pytest.raises(
+        TelegramBadRequest, match='Can\'t find end tag corresponding to start tag "b"'
+    ):
         await bot.send_message(alice.id, "<b>open", parse_mode="HTML")
     with pytest.raises(TelegramBadRequest, match="can't parse entities"):
         await bot.send_message(alice.id, "1 < 2", parse_mode="HTML")
@@ -181,8 +198,11 @@ async def test_html_errors_and_limits(fake: FakeTelegram, bot: Bot, alice: FakeU
     with pytest.raises(TelegramBadRequest, match="BUTTON_DATA_INVALID"):
         await bot.send_message(alice.id, "x", reply_markup=kb(("b", "x" * 65)))
     with pytest.raises(TelegramBadRequest, match="Text buttons are unallowed"):
-        await bot.send_message(alice.id, "x", reply_markup=InlineKeyboardMarkup(
-            inline_keyboard=[[InlineKeyboardButton(text="t")]]))  # fmt: skip
+        await bot.send_message(
+            alice.id,
+            "x",
+            reply_markup=InlineKeyboardMarkup(inline_keyboard=[[InlineKeyboardButton(text="t")]]),
+        )
     with pytest.raises(TelegramBadRequest, match="Character '!' is reserved"):
         await bot.send_message(alice.id, "Hi!", parse_mode="MarkdownV2")
     with pytest.raises(TelegramBadRequest, match="message caption is too long"):
@@ -205,19 +225,23 @@ async def test_chat_errors(fake: FakeTelegram, bot: Bot, alice: FakeUser) -> Non
     with pytest.raises(TelegramBadRequest, match="message to be replied not found"):
         await bot.send_message(alice.id, "x", reply_parameters=ReplyParameters(message_id=999))
     ok = await bot.send_message(
-        alice.id, "x", reply_parameters=ReplyParameters(message_id=999, allow_sending_without_reply=True)
+        alice.id,
+        "x",
+        reply_parameters=ReplyParameters(message_id=999, allow_sending_without_reply=True),
     )
     assert ok.reply_to_message is None
     user_msg = fake.send_text(alice, "question")
     reply = await bot.send_message(alice.id, "answer", reply_to_message_id=user_msg["message_id"])
-    assert reply.reply_to_message and reply.reply_to_message.text == "question"
+    assert reply.reply_to_message
+    assert reply.reply_to_message.text == "question"
 
 
 async def test_fault_injection(fake: FakeTelegram, bot: Bot, alice: FakeUser) -> None:
     fake.fail_next("sendMessage", retry_after=7)
     with pytest.raises(TelegramRetryAfter) as exc:
         await bot.send_message(alice.id, "x")
-    assert exc.value.retry_after == 7 and "retry after 7" in exc.value.message
+    assert exc.value.retry_after == 7
+    assert "retry after 7" in exc.value.message
     fake.fail_next("sendmessage", error_code=500)
     with pytest.raises(TelegramServerError, match="Internal Server Error"):
         await bot.send_message(alice.id, "x")
@@ -252,9 +276,13 @@ async def test_rate_limit_group_burst(bot: Bot) -> None:
 
 async def test_updates_polling(fake: FakeTelegram, bot: Bot, alice: FakeUser) -> None:
     updates = await bot.get_updates(timeout=0)
-    assert len(updates) == 1 and isinstance(updates[0], Update)
+    assert len(updates) == 1
+    assert isinstance(updates[0], Update)
     start = updates[0].message
-    assert start and start.text == "/start" and start.entities and start.entities[0].type == "bot_command"
+    assert start
+    assert start.text == "/start"
+    assert start.entities
+    assert start.entities[0].type == "bot_command"
     fake.send_text(alice, "hello")
     updates = await bot.get_updates(offset=updates[0].update_id + 1, timeout=0)
     assert [u.message.text for u in updates if u.message] == ["hello"]
@@ -265,7 +293,8 @@ async def test_updates_polling(fake: FakeTelegram, bot: Bot, alice: FakeUser) ->
     assert not task.done()
     fake.send_text(alice, "later")
     got = await asyncio.wait_for(task, 2)
-    assert got[0].message and got[0].message.text == "later"
+    assert got[0].message
+    assert got[0].message.text == "later"
     # offset confirms: the confirmed ones are gone
     await bot.get_updates(offset=got[0].update_id + 1, timeout=0)
     assert fake.updates == []
@@ -304,15 +333,21 @@ async def test_allowed_updates_and_limit(fake: FakeTelegram, bot: Bot) -> None:
 
 
 async def test_press_and_answer(fake: FakeTelegram, bot: Bot, alice: FakeUser) -> None:
-    sent = await bot.send_message(alice.id, "Rate us", reply_markup=kb(("👍 Good", "rate:5"), ("Bad", "rate:1")))
+    sent = await bot.send_message(
+        alice.id, "Rate us", reply_markup=kb(("👍 Good", "rate:5"), ("Bad", "rate:1"))
+    )
     msg = await fake.next_message(alice.id)
     with pytest.raises(AssertionError, match="available"):
         fake.press(alice, msg, "Excellent")
     qid = fake.press(alice, msg, "Good")
     updates = await bot.get_updates(timeout=0)
     cq = updates[-1].callback_query
-    assert cq and cq.id == qid and cq.data == "rate:5" and cq.from_user.id == alice.id
-    assert isinstance(cq.message, Message) and cq.message.message_id == sent.message_id
+    assert cq
+    assert cq.id == qid
+    assert cq.data == "rate:5"
+    assert cq.from_user.id == alice.id
+    assert isinstance(cq.message, Message)
+    assert cq.message.message_id == sent.message_id
     assert await bot.answer_callback_query(qid, text="Thanks!", show_alert=True)
     assert (await fake.wait_for_answer(qid, 1))["show_alert"] is True
     assert fake.answers[qid]["text"] == "Thanks!"
@@ -322,7 +357,8 @@ async def test_press_and_answer(fake: FakeTelegram, bot: Bot, alice: FakeUser) -
         await bot.answer_callback_query("12345")
     forged = fake.press_data(alice, alice.id, sent.message_id, "admin:delete_all")
     updates = await bot.get_updates(offset=updates[-1].update_id + 1, timeout=0)
-    assert updates[-1].callback_query and updates[-1].callback_query.data == "admin:delete_all"
+    assert updates[-1].callback_query
+    assert updates[-1].callback_query.data == "admin:delete_all"
     assert forged == updates[-1].callback_query.id
 
 
@@ -332,33 +368,44 @@ async def test_press_and_answer(fake: FakeTelegram, bot: Bot, alice: FakeUser) -
 async def test_edits(fake: FakeTelegram, bot: Bot, alice: FakeUser) -> None:
     sent = await bot.send_message(alice.id, "v1", reply_markup=kb(("A", "a")))
     with pytest.raises(TelegramBadRequest, match="message is not modified"):
-        await bot.edit_message_text(text="v1", chat_id=alice.id, message_id=sent.message_id,
-                                    reply_markup=kb(("A", "a")))  # fmt: skip
-    edited = await bot.edit_message_text(text="<b>v2</b>", chat_id=alice.id,
-                                         message_id=sent.message_id, parse_mode="HTML")  # fmt: skip
-    assert isinstance(edited, Message) and edited.text == "v2" and edited.edit_date
+        await bot.edit_message_text(
+            text="v1", chat_id=alice.id, message_id=sent.message_id, reply_markup=kb(("A", "a"))
+        )
+    edited = await bot.edit_message_text(
+        text="<b>v2</b>", chat_id=alice.id, message_id=sent.message_id, parse_mode="HTML"
+    )
+    assert isinstance(edited, Message)
+    assert edited.text == "v2"
+    assert edited.edit_date
     assert edited.reply_markup is None  # no reply_markup in the edit removes the keyboard
-    await bot.edit_message_reply_markup(chat_id=alice.id, message_id=sent.message_id,
-                                        reply_markup=kb(("B", "b")))  # fmt: skip
+    await bot.edit_message_reply_markup(
+        chat_id=alice.id, message_id=sent.message_id, reply_markup=kb(("B", "b"))
+    )
     assert fake.buttons(fake.message(alice.id, sent.message_id)) == ["B"]
     with pytest.raises(TelegramBadRequest, match="message is not modified"):
-        await bot.edit_message_reply_markup(chat_id=alice.id, message_id=sent.message_id,
-                                            reply_markup=kb(("B", "b")))  # fmt: skip
+        await bot.edit_message_reply_markup(
+            chat_id=alice.id, message_id=sent.message_id, reply_markup=kb(("B", "b"))
+        )
     with pytest.raises(TelegramBadRequest, match="message to edit not found"):
         await bot.edit_message_text(text="x", chat_id=alice.id, message_id=9999)
     user_msg = fake.send_text(alice, "mine")
     with pytest.raises(TelegramBadRequest, match="message can't be edited"):
         await bot.edit_message_text(text="x", chat_id=alice.id, message_id=user_msg["message_id"])
-    photo = await bot.send_photo(alice.id, BufferedInputFile(b"\xff\xd8img", "p.jpg"), caption="old")
+    photo = await bot.send_photo(
+        alice.id, BufferedInputFile(b"\xff\xd8img", "p.jpg"), caption="old"
+    )
     with pytest.raises(TelegramBadRequest, match="no text in the message"):
         await bot.edit_message_text(text="x", chat_id=alice.id, message_id=photo.message_id)
-    cap = await bot.edit_message_caption(chat_id=alice.id, message_id=photo.message_id,
-                                         caption="<i>new</i>", parse_mode="HTML")  # fmt: skip
-    assert isinstance(cap, Message) and cap.caption == "new"
+    cap = await bot.edit_message_caption(
+        chat_id=alice.id, message_id=photo.message_id, caption="<i>new</i>", parse_mode="HTML"
+    )
+    assert isinstance(cap, Message)
+    assert cap.caption == "new"
     # user edits → edited_message update
     fake.edit_text(alice, user_msg, "mine, edited")
     ups = await bot.get_updates(timeout=0)
-    assert ups[-1].edited_message and ups[-1].edited_message.text == "mine, edited"
+    assert ups[-1].edited_message
+    assert ups[-1].edited_message.text == "mine, edited"
     assert await bot.delete_message(alice.id, sent.message_id)
     with pytest.raises(TelegramBadRequest, match="message to delete not found"):
         await bot.delete_message(alice.id, sent.message_id)
@@ -381,36 +428,59 @@ async def test_media_copy_and_albums(fake: FakeTelegram, bot: Bot, alice: FakeUs
     assert staff_msgs[0]["caption"] == "three pics"
     assert staff_msgs[0]["photo"][-1]["file_id"] == album[0]["photo"][-1]["file_id"]
     doc = fake.send_document(alice, file_name="log.txt", caption="see log")
-    mid = await bot.copy_message(STAFF, alice.id, doc["message_id"], caption="<b>from Alice</b>",
-                                 parse_mode="HTML", reply_markup=kb(("Reply", "r:1")))  # fmt: skip
+    mid = await bot.copy_message(
+        STAFF,
+        alice.id,
+        doc["message_id"],
+        caption="<b>from Alice</b>",
+        parse_mode="HTML",
+        reply_markup=kb(("Reply", "r:1")),
+    )
     copy_msg = fake.message(STAFF, mid.message_id)
     assert copy_msg["document"]["file_name"] == "log.txt"
-    assert copy_msg["caption"] == "from Alice" and fake.buttons(copy_msg) == ["Reply"]
+    assert copy_msg["caption"] == "from Alice"
+    assert fake.buttons(copy_msg) == ["Reply"]
     with pytest.raises(TelegramBadRequest, match="message to copy not found"):
         await bot.copy_message(STAFF, alice.id, 9999)
     # resend by file_id, download via getFile
     file_id = album[0]["photo"][-1]["file_id"]
     resent = await bot.send_photo(STAFF, file_id, caption="again")
-    assert resent.photo and resent.photo[-1].file_id == file_id
+    assert resent.photo
+    assert resent.photo[-1].file_id == file_id
     f = await bot.get_file(doc["document"]["file_id"])
     assert f.file_path
     data = await bot.download_file(f.file_path)
-    assert data is not None and data.read() == b"fake content of log.txt\n"
+    assert data is not None
+    assert data.read() == b"fake content of log.txt\n"
     with pytest.raises(TelegramBadRequest, match="wrong file identifier"):
         await bot.send_photo(STAFF, "AgACAgIAAxkBAAIBogus")
-    group = await bot.send_media_group(alice.id, media=[
-        InputMediaPhoto(media=BufferedInputFile(b"\xff\xd8a", "a.jpg"), caption="<b>a</b>", parse_mode="HTML"),
-        InputMediaPhoto(media=file_id),
-    ])  # fmt: skip
-    assert len(group) == 2 and group[0].media_group_id == group[1].media_group_id
-    assert group[0].caption == "a" and group[0].caption_entities
+    group = await bot.send_media_group(
+        alice.id,
+        media=[
+            InputMediaPhoto(
+                media=BufferedInputFile(b"\xff\xd8a", "a.jpg"),
+                caption="<b>a</b>",
+                parse_mode="HTML",
+            ),
+            InputMediaPhoto(media=file_id),
+        ],
+    )
+    assert len(group) == 2
+    assert group[0].media_group_id == group[1].media_group_id
+    assert group[0].caption == "a"
+    assert group[0].caption_entities
     fwd = await bot.forward_message(STAFF, alice.id, doc["message_id"])
-    assert fwd.forward_origin is not None and fwd.document is not None
+    assert fwd.forward_origin is not None
+    assert fwd.document is not None
     sticker = fake.send_sticker(alice)
     voice = fake.send_voice(alice)
-    assert sticker["sticker"]["file_id"] and voice["voice"]["duration"] == 3
+    assert sticker["sticker"]["file_id"]
+    assert voice["voice"]["duration"] == 3
     ups = await bot.get_updates(timeout=0)
-    assert ups[-1].message and ups[-1].message.voice and ups[-2].message and ups[-2].message.sticker
+    assert ups[-1].message
+    assert ups[-1].message.voice
+    assert ups[-2].message
+    assert ups[-2].message.sticker
 
 
 # ------------------------------------------------------------------------------ groups/forums
@@ -420,15 +490,19 @@ async def test_forum_topics(fake: FakeTelegram, bot: Bot, alice: FakeUser) -> No
     fake.add_group(STAFF, "Plain group")
     with pytest.raises(TelegramBadRequest, match="the chat is not a forum"):
         await bot.create_forum_topic(STAFF, "x")
-    fake.add_group(-1005555, "No rights forum", is_forum=True, bot_rights={"can_manage_topics": False})
+    fake.add_group(
+        -1005555, "No rights forum", is_forum=True, bot_rights={"can_manage_topics": False}
+    )
     with pytest.raises(TelegramBadRequest, match="not enough rights to create a topic"):
         await bot.create_forum_topic(-1005555, "x")
     fake.add_group(FORUM, "Tickets", is_forum=True, members=[alice])
     topic = await bot.create_forum_topic(FORUM, "Ticket #1 — Alice")
     tid = topic.message_thread_id
     sent = await bot.send_message(FORUM, "new ticket", message_thread_id=tid)
-    assert sent.message_thread_id == tid and sent.is_topic_message
-    assert sent.reply_to_message and sent.reply_to_message.forum_topic_created
+    assert sent.message_thread_id == tid
+    assert sent.is_topic_message
+    assert sent.reply_to_message
+    assert sent.reply_to_message.forum_topic_created
     msg = await fake.next_message(FORUM, thread_id=tid)
     assert msg["message_id"] == sent.message_id
     staff_reply = fake.send_text(alice, "staff answer", chat_id=FORUM, thread_id=tid)
@@ -448,7 +522,8 @@ async def test_chat_info_members_commands(fake: FakeTelegram, bot: Bot, alice: F
     bob = fake.add_user(1002, "Bob")
     fake.add_group(STAFF, "Support staff", members=[bob], admins=[alice])
     chat = await bot.get_chat(STAFF)
-    assert chat.title == "Support staff" and chat.type == "supergroup"
+    assert chat.title == "Support staff"
+    assert chat.type == "supergroup"
     assert (await bot.get_chat(alice.id)).first_name == "Alice"
     assert isinstance(await bot.get_chat_member(STAFF, alice.id), ChatMemberAdministrator)
     assert isinstance(await bot.get_chat_member(STAFF, bob.id), ChatMemberMember)
@@ -460,8 +535,11 @@ async def test_chat_info_members_commands(fake: FakeTelegram, bot: Bot, alice: F
     with pytest.raises(TelegramBadRequest, match="wrong parameter action"):
         await bot.send_chat_action(STAFF, "dancing")
     await bot.set_my_commands([BotCommand(command="start", description="Start")])
-    await bot.set_my_commands([BotCommand(command="tickets", description="Open tickets")],
-                              scope=BotCommandScopeChat(chat_id=STAFF), language_code="ru")  # fmt: skip
+    await bot.set_my_commands(
+        [BotCommand(command="tickets", description="Open tickets")],
+        scope=BotCommandScopeChat(chat_id=STAFF),
+        language_code="ru",
+    )
     assert [c.command for c in await bot.get_my_commands()] == ["start"]
     scoped = await bot.get_my_commands(scope=BotCommandScopeChat(chat_id=STAFF), language_code="ru")
     assert [c.command for c in scoped] == ["tickets"]
@@ -472,13 +550,15 @@ async def test_chat_info_members_commands(fake: FakeTelegram, bot: Bot, alice: F
     # group message from a member arrives as an update (bot is admin → sees everything)
     fake.send_text(bob, "hi staff", chat_id=STAFF)
     ups = await bot.get_updates(timeout=0)
-    assert ups[-1].message and ups[-1].message.chat.id == STAFF
+    assert ups[-1].message
+    assert ups[-1].message.chat.id == STAFF
     with pytest.raises(AssertionError, match="not a member"):
         fake.send_text(carol, "intruder", chat_id=STAFF)
 
 
-async def test_next_message_timeout_and_wait_for_call(fake: FakeTelegram, bot: Bot,
-                                                      alice: FakeUser) -> None:  # fmt: skip
+async def test_next_message_timeout_and_wait_for_call(
+    fake: FakeTelegram, bot: Bot, alice: FakeUser
+) -> None:
     with pytest.raises(TimeoutError, match="sent no new message"):
         await fake.next_message(alice.id, timeout=0.05)
 
@@ -490,8 +570,11 @@ async def test_next_message_timeout_and_wait_for_call(fake: FakeTelegram, bot: B
     task = asyncio.create_task(later())
     assert fake.text_of(await fake.next_message(alice.id, timeout=2)) == "first"
     assert fake.text_of(await fake.next_message(alice.id, timeout=2)) == "second"
-    call = await fake.wait_for_call("SENDMESSAGE", lambda c: c.params["text"] == "second", timeout=1)
-    assert call.ok and call.params["chat_id"] == alice.id
+    call = await fake.wait_for_call(
+        "SENDMESSAGE", lambda c: c.params["text"] == "second", timeout=1
+    )
+    assert call.ok
+    assert call.params["chat_id"] == alice.id
     await task
     # concurrency: many requests at once keep message ids unique and monotonic
     results = await asyncio.gather(*(bot.send_message(alice.id, f"c{i}") for i in range(30)))
