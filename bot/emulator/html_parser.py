@@ -18,6 +18,7 @@ __all__ = [
     "finalize_text",
     "find_auto_entities",
     "parse_html",
+    "parse_markdown",
     "parse_markdown_v2",
     "parse_text",
     "utf16_len",
@@ -560,6 +561,72 @@ def parse_markdown_v2(text: str) -> tuple[str, list[Entity]]:
     return "".join(out), _sort_entities(entities)
 
 
+def parse_markdown(text: str) -> tuple[str, list[Entity]]:
+    """Legacy Markdown: *bold* _italic_ `code` ```pre``` [text](url); '\\' escapes the markers.
+    No other characters are reserved. Unclosed markers give Telegram's "Can't find end of the
+    entity starting at byte offset N"."""
+    out: list[str] = []
+    utf16 = 0
+    entities: list[Entity] = []
+    i = 0
+    n = len(text)
+
+    def emit(s: str) -> None:
+        nonlocal utf16
+        out.append(s)
+        utf16 += utf16_len(s)
+
+    while i < n:
+        c = text[i]
+        if c == "\\" and i + 1 < n and text[i + 1] in "_*`[":
+            emit(text[i + 1])
+            i += 2
+            continue
+        if c not in "_*`[":
+            emit(c)
+            i += 1
+            continue
+        byte_offset = len(text[:i].encode("utf-8"))
+        if c == "[":
+            close = text.find("](", i + 1)
+            end = text.find(")", close + 2) if close >= 0 else -1
+            if close < 0 or end < 0:
+                raise EntityParseError(
+                    f"Can't find end of the entity starting at byte offset {byte_offset}"
+                )
+            start = utf16
+            emit(text[i + 1 : close])
+            url = _check_link(text[close + 2 : end])
+            if url is not None and utf16 > start:
+                entities.append(
+                    {"type": "text_link", "offset": start, "length": utf16 - start, "url": url}
+                )
+            i = end + 1
+            continue
+        marker = "```" if text.startswith("```", i) else c
+        end = text.find(marker, i + len(marker))
+        if end < 0:
+            raise EntityParseError(
+                f"Can't find end of the entity starting at byte offset {byte_offset}"
+            )
+        body = text[i + len(marker) : end]
+        language = ""
+        if marker == "```":
+            nl = body.find("\n")
+            if nl >= 0 and re.fullmatch(r"[^\s`]*", body[:nl]):
+                language, body = body[:nl], body[nl + 1 :]
+        start = utf16
+        emit(body)
+        if utf16 > start:
+            kind = {"*": "bold", "_": "italic", "`": "code", "```": "pre"}[marker]
+            e: Entity = {"type": kind, "offset": start, "length": utf16 - start}
+            if language:
+                e["language"] = language
+            entities.append(e)
+        i = end + len(marker)
+    return "".join(out), _sort_entities(entities)
+
+
 # ---------------------------------------------------------------------------------------------
 # Entity post-processing shared by all modes
 # ---------------------------------------------------------------------------------------------
@@ -645,6 +712,8 @@ def parse_text(text: str, parse_mode: str | None) -> tuple[str, list[Entity]]:
         return text, []
     if low == "html":
         return parse_html(text)
-    if low in ("markdownv2", "markdown"):
+    if low == "markdownv2":
         return parse_markdown_v2(text)
+    if low == "markdown":
+        return parse_markdown(text)
     raise EntityParseError(f"Unsupported parse_mode: {mode}")

@@ -580,3 +580,44 @@ async def test_next_message_timeout_and_wait_for_call(
     results = await asyncio.gather(*(bot.send_message(alice.id, f"c{i}") for i in range(30)))
     ids = sorted(m.message_id for m in results)
     assert ids == list(range(ids[0], ids[0] + 30))
+
+
+async def test_markdown_uploads_privacy(fake: FakeTelegram, bot: Bot, alice: FakeUser) -> None:
+    legacy = await bot.send_message(alice.id, "*Hi*, dots. are fine!", parse_mode="Markdown")
+    assert legacy.text == "Hi, dots. are fine!"
+    assert legacy.entities
+    assert legacy.entities[0].type == "bold"
+    v2 = await bot.send_message(alice.id, "*Hi* \\!", parse_mode="MarkdownV2")
+    assert v2.text == "Hi !"
+    doc = await bot.send_document(alice.id, BufferedInputFile(b"report body", "report.csv"))
+    assert doc.document is not None
+    assert doc.document.file_name == "report.csv"
+    f = await bot.get_file(doc.document.file_id)
+    got = await bot.download_file(f.file_path or "")
+    assert got is not None
+    assert got.read() == b"report body"
+    # a non-admin bot in privacy mode only sees commands/replies/mentions in groups
+    bob = fake.add_user(1002, "Bob")
+    fake.add_group(-100777, "Customers", members=[bob], bot_is_admin=False)
+    await bot.get_updates(offset=-1, timeout=0)
+    await bot.get_updates(offset=fake.updates[-1]["update_id"] + 1, timeout=0)
+    fake.send_text(bob, "just chatting", chat_id=-100777)
+    fake.send_command(bob, "/help", chat_id=-100777)
+    ups = await bot.get_updates(timeout=0)
+    assert [u.message.text for u in ups if u.message] == ["/help"]
+
+
+async def test_private_rate_limit() -> None:
+    fake = FakeTelegram(token=TOKEN, enforce_limits=True)
+    await fake.start()
+    b = Bot(TOKEN, session=AiohttpSession(api=TelegramAPIServer.from_base(fake.url or "")))
+    try:
+        u = fake.add_user(1001, "Alice", started=True)
+        for i in range(3):
+            await b.send_message(u.id, f"burst {i}")
+        with pytest.raises(TelegramRetryAfter) as exc:
+            await b.send_message(u.id, "too fast")
+        assert exc.value.retry_after == 1
+    finally:
+        await close_bot(b)
+        await fake.stop()
