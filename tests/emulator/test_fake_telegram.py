@@ -107,7 +107,7 @@ async def test_get_me_and_auth(fake: FakeTelegram, bot: Bot) -> None:
         "123456:WRONG", session=AiohttpSession(api=TelegramAPIServer.from_base(fake.url or ""))
     )
     with pytest.raises(TelegramUnauthorizedError):
-        await bot.get_me() if False else await bad.get_me()
+        await bad.get_me()
     await close_bot(bad)
 
 
