@@ -44,14 +44,14 @@ class BotProcess:
             await self.wait_polling()
 
     async def wait_polling(self, timeout: float = 30) -> None:
-        """Polling has begun when this process asks for updates after its start."""
-        seen = len(self.fake.calls)
+        """Wait until this start of the process has begun polling (it logs so)."""
+        marker = f"===== start {self.starts} ====="
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while loop.time() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(f"bot exited with {self.proc.returncode}:\n{self.log()}")
-            if any(c.method.lower() == "getupdates" for c in self.fake.calls[seen:]):
+            if "Run polling" in self.log().rpartition(marker)[2]:
                 return
             await asyncio.sleep(0.05)
         raise TimeoutError(f"bot did not start polling in {timeout}s:\n{self.log()}")

@@ -447,11 +447,7 @@ async def send_request(
 async def stale_button(callback: CallbackQuery, bot: Bot, state: FSMContext, user: User) -> None:
     await callback.answer(_("This button is no longer active."))
     await _drop_keyboard(callback)
+    # In a dialog, the current question again; otherwise (say, a double tap on Send) the
+    # short notice on the button is enough.
     if await state.get_state() in {step.state for step in STEPS}:
         await ask(bot, callback.from_user.id, state, user)
-    else:
-        await bot.send_message(
-            callback.from_user.id,
-            _("There is no request being filled in. Send /new to create one."),
-            reply_markup=kb.start_menu(),
-        )

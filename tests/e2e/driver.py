@@ -1,0 +1,84 @@
+"""Black-box clicking for tests: a customer who types, presses buttons and reads replies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.emulator import FakeTelegram, FakeUser
+
+JsonDict = dict[str, Any]
+
+
+class Customer:
+    def __init__(self, fake: FakeTelegram, user: FakeUser) -> None:
+        self.fake = fake
+        self.user = user
+        self.last: JsonDict | None = None
+
+    @property
+    def id(self) -> int:
+        return self.user.id
+
+    async def expect(self, *fragments: str, timeout: float = 10) -> JsonDict:
+        """The bot's next message here; it must contain every fragment."""
+        message = await self.fake.next_message(self.user.id, timeout=timeout)
+        text = self.fake.text_of(message)
+        for fragment in fragments:
+            assert fragment in text, f"{fragment!r} not in the bot's message:\n{text}"
+        self.last = message
+        return message
+
+    def text(self, message: JsonDict | None = None) -> str:
+        message = message or self.last
+        assert message is not None
+        return self.fake.text_of(self.fake.message(self.user.id, message["message_id"]))
+
+    def press(self, label: str, message: JsonDict | None = None) -> str:
+        message = message or self.last
+        assert message is not None, "no message to press a button on"
+        return self.fake.press(self.user, message, label)
+
+    def say(self, text: str, **kwargs: Any) -> JsonDict:
+        return self.fake.send_text(self.user, text, **kwargs)
+
+    def command(self, command: str) -> JsonDict:
+        return self.fake.send_command(self.user, command)
+
+    async def open_request(
+        self,
+        *,
+        kind: str = "stopped working",
+        topic: str = "Cannot log in",
+        description: str = "The login page shows an error after the update.",
+        account: str = "12345678",
+        screenshots: int = 0,
+    ) -> int:
+        """Walk the whole dialog in English and return the registered number."""
+        self.command("/new")
+        await self.expect("What is your request about?")
+        self.press(kind)
+        await self.expect("what is it about?")
+        self.say(topic)
+        await self.expect("Describe it in detail")
+        self.say(description)
+        await self.expect("account number")
+        self.say(account)
+        await self.expect("Attach screenshots")
+        if screenshots == 1:
+            self.fake.send_photo(self.user)
+        elif screenshots > 1:
+            self.fake.send_album(self.user, n=screenshots)
+        else:
+            self.press("Skip")
+        summary = await self.expect("Please check your request")
+        self.press("Send", summary)
+        notice = await self.expect("is registered")
+        return number_in(self.fake.text_of(notice))
+
+
+def number_in(text: str) -> int:
+    import re
+
+    match = re.search(r"#(\d+)", text)
+    assert match is not None, f"no ticket number in {text!r}"
+    return int(match.group(1))
