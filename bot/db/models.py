@@ -194,6 +194,7 @@ class Delivery(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     not_before: Mapped[datetime]
     claimed_until: Mapped[datetime | None]
+    claimed_by: Mapped[str | None] = mapped_column(String(32))  # SenderInstance.id
     sent_at: Mapped[datetime | None]
     error: Mapped[str | None] = mapped_column(Text)
     ticket_number: Mapped[int | None] = mapped_column(BigInteger)
@@ -201,6 +202,17 @@ class Delivery(Base):
     # What to record once sent: e.g. the customer message ids this relay copies.
     context: Mapped[dict[str, Any] | None]
     result: Mapped[dict[str, Any] | None]
+
+
+class SenderInstance(Base):
+    """A running sender's heartbeat. Leases of an instance that stopped beating (killed) are
+    taken over at once instead of waiting for them to expire."""
+
+    __tablename__ = "sender_instances"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    started_at: Mapped[datetime]
+    heartbeat_at: Mapped[datetime] = mapped_column(index=True)
 
 
 class DialogState(Base):

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, func, select, update
+from sqlalchemy import ColumnElement, and_, delete, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased, selectinload
 
@@ -16,6 +16,7 @@ from bot.db.models import (
     DialogState,
     MessageLink,
     ProcessedUpdate,
+    SenderInstance,
     Ticket,
     TicketEvent,
     User,
@@ -180,7 +181,19 @@ class DeliveryRepo:
     def add(self, delivery: Delivery) -> None:
         self.session.add(delivery)
 
-    async def due_heads(self, now: datetime, *, limit: int) -> Sequence[Delivery]:
+    @staticmethod
+    def _free(now: datetime, dead_before: datetime) -> ColumnElement[bool]:
+        """Not leased, or leased by a sender that expired or stopped beating."""
+        dead = select(SenderInstance.id).where(SenderInstance.heartbeat_at < dead_before)
+        return or_(
+            Delivery.claimed_until.is_(None),
+            Delivery.claimed_until < now,
+            Delivery.claimed_by.in_(dead),
+        )
+
+    async def due_heads(
+        self, now: datetime, *, limit: int, dead_before: datetime | None = None
+    ) -> Sequence[Delivery]:
         """The first unsent delivery of every stream that may go now, most urgent first."""
         earlier = aliased(Delivery)
         blocked = exists().where(
@@ -195,7 +208,7 @@ class DeliveryRepo:
             .where(
                 Delivery.status == "pending",
                 Delivery.not_before <= now,
-                (Delivery.claimed_until.is_(None)) | (Delivery.claimed_until < now),
+                self._free(now, dead_before or now),
                 ~blocked,
             )
             .order_by(Delivery.rank, Delivery.id)
@@ -209,16 +222,24 @@ class DeliveryRepo:
         )
         return result.scalar_one_or_none()
 
-    async def claim(self, delivery_id: int, *, now: datetime, until: datetime) -> bool:
+    async def claim(
+        self,
+        delivery_id: int,
+        *,
+        now: datetime,
+        until: datetime,
+        owner: str,
+        dead_before: datetime | None = None,
+    ) -> bool:
         """Take a lease on a delivery; only one sender (of any process) gets it."""
         result = await self.session.execute(
             update(Delivery)
             .where(
                 Delivery.id == delivery_id,
                 Delivery.status == "pending",
-                (Delivery.claimed_until.is_(None)) | (Delivery.claimed_until < now),
+                self._free(now, dead_before or now),
             )
-            .values(claimed_until=until, attempts=Delivery.attempts + 1)
+            .values(claimed_until=until, claimed_by=owner, attempts=Delivery.attempts + 1)
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
@@ -242,6 +263,25 @@ class DeliveryRepo:
             if (delivery.context or {}).get("media_group_id") == media_group_id:
                 return delivery
         return None
+
+
+class SenderRepo:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def beat(self, instance_id: str, now: datetime) -> None:
+        row = await self.session.get(SenderInstance, instance_id)
+        if row is None:
+            self.session.add(SenderInstance(id=instance_id, started_at=now, heartbeat_at=now))
+        else:
+            row.heartbeat_at = now
+
+    async def forget(self, instance_id: str) -> None:
+        await self.session.execute(delete(SenderInstance).where(SenderInstance.id == instance_id))
+
+    async def forget_dead(self, before: datetime) -> None:
+        """Drop long-dead instances, once none of their leases can matter any more."""
+        await self.session.execute(delete(SenderInstance).where(SenderInstance.heartbeat_at < before))
 
 
 class DialogRepo:

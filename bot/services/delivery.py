@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -35,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.clock import Clock
 from bot.db.models import Delivery, MessageLink, Ticket
-from bot.db.repositories import DeliveryRepo, EventRepo, TicketRepo, UserRepo
+from bot.db.repositories import DeliveryRepo, EventRepo, SenderRepo, TicketRepo, UserRepo
 from bot.middlewares.retry import retrying_enabled
 from bot.services.ratelimit import RateLimiter
 
@@ -46,6 +47,9 @@ RANK_CUSTOMER_WAITING = 0
 RANK_DEFAULT = 5
 
 LEASE = timedelta(seconds=90)
+# A sender beats every HEARTBEAT; one silent for DEAD_AFTER was killed: its leases are free.
+HEARTBEAT = timedelta(seconds=2)
+DEAD_AFTER = timedelta(seconds=10)
 REQUEST_TIMEOUT = 30
 MAX_BACKOFF = 300.0
 ALBUM_GRACE = timedelta(seconds=1.0)
@@ -134,6 +138,8 @@ class Sender:
         self._streams_in_flight: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
+        self.instance_id = uuid.uuid4().hex
+        self._last_beat: datetime | None = None
 
     def wake(self) -> None:
         """Something was committed to the outbox: look now rather than at the next poll."""
@@ -158,6 +164,18 @@ class Sender:
         self._wake.set()
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=timeout)
+        if self._last_beat is not None and not self._tasks:
+            async with self.session_factory() as session, session.begin():
+                await SenderRepo(session).forget(self.instance_id)
+
+    async def _beat(self, now: datetime) -> None:
+        if self._last_beat is not None and now - self._last_beat < HEARTBEAT:
+            return
+        async with self.session_factory() as session, session.begin():
+            repo = SenderRepo(session)
+            await repo.beat(self.instance_id, now)
+            await repo.forget_dead(now - LEASE * 10)
+        self._last_beat = now
 
     async def drain(self, timeout: float = 30.0) -> None:
         """Deliver everything due now (used on shutdown and by tests)."""
@@ -177,9 +195,11 @@ class Sender:
     async def _dispatch_due(self) -> float:
         """Start sending every due head the limits allow; return seconds until a retry."""
         now = self.clock.now()
+        await self._beat(now)
+        dead_before = now - DEAD_AFTER
         async with self.session_factory() as session:
-            heads = await DeliveryRepo(session).due_heads(now, limit=200)
-        next_wait = self.poll_interval
+            heads = await DeliveryRepo(session).due_heads(now, limit=200, dead_before=dead_before)
+        next_wait = min(self.poll_interval, HEARTBEAT.total_seconds())
         for head in heads:
             if head.stream in self._streams_in_flight:
                 continue
@@ -191,7 +211,11 @@ class Sender:
                 continue
             async with self.session_factory() as session, session.begin():
                 claimed = await DeliveryRepo(session).claim(
-                    head.id, now=now, until=self.clock.now() + LEASE
+                    head.id,
+                    now=now,
+                    until=self.clock.now() + LEASE,
+                    owner=self.instance_id,
+                    dead_before=dead_before,
                 )
             if not claimed:
                 continue  # another process took it

@@ -31,6 +31,7 @@ def upgrade() -> None:
     sa.Column('attempts', sa.Integer(), nullable=False),
     sa.Column('not_before', sa.DateTime(), nullable=False),
     sa.Column('claimed_until', sa.DateTime(), nullable=True),
+    sa.Column('claimed_by', sa.String(length=32), nullable=True),
     sa.Column('sent_at', sa.DateTime(), nullable=True),
     sa.Column('error', sa.Text(), nullable=True),
     sa.Column('ticket_number', sa.BigInteger(), nullable=True),
@@ -57,6 +58,15 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('processed_updates', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_processed_updates_at'), ['at'], unique=False)
+
+    op.create_table('sender_instances',
+    sa.Column('id', sa.String(length=32), nullable=False),
+    sa.Column('started_at', sa.DateTime(), nullable=False),
+    sa.Column('heartbeat_at', sa.DateTime(), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_sender_instances'))
+    )
+    with op.batch_alter_table('sender_instances', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_sender_instances_heartbeat_at'), ['heartbeat_at'], unique=False)
 
     op.create_table('users',
     sa.Column('id', sa.BigInteger(), autoincrement=False, nullable=False),
@@ -186,6 +196,10 @@ def downgrade() -> None:
 
     op.drop_table('tickets')
     op.drop_table('users')
+    with op.batch_alter_table('sender_instances', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_sender_instances_heartbeat_at'))
+
+    op.drop_table('sender_instances')
     with op.batch_alter_table('processed_updates', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_processed_updates_at'))
 
