@@ -1,0 +1,606 @@
+"""The outbox and its sender (SPEC §8) against the emulated Bot API and a real SQLite file."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from aiogram import Bot
+from aiogram.client.default import DefaultBotProperties
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.methods import SendMessage
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from bot.clock import ShiftedClock
+from bot.db.engine import create_engine, create_session_factory, migrate
+from bot.db.models import Delivery, Ticket, TicketEvent, User
+from bot.db.repositories import TicketRepo, UserRepo
+from bot.domain.tickets import Kind, Priority, Status
+from bot.emulator import FakeTelegram
+from bot.services.delivery import Outbox, Sender, stream_of
+from bot.services.ratelimit import Limits, RateLimiter
+
+TOKEN = "123456:TEST-TOKEN"
+STAFF = -1001234567890
+ALICE, BOB, CAROL, DAVE, ERIN = 1001, 1002, 1003, 1004, 1005
+CUSTOMERS = [ALICE, BOB, CAROL, DAVE, ERIN]
+FAST = Limits(
+    private_per_second=1000, private_burst=1000, group_per_minute=100_000, global_per_second=1000
+)
+
+
+# ---------------------------------------------------------------- fixtures
+
+
+@pytest_asyncio.fixture
+async def fake() -> AsyncIterator[FakeTelegram]:
+    telegram = FakeTelegram(token=TOKEN)
+    await telegram.start()
+    for user_id in CUSTOMERS:
+        telegram.add_user(user_id, f"User{user_id}", started=True)
+    telegram.add_group(STAFF, "Staff")
+    yield telegram
+    await telegram.stop()
+
+
+async def close_bot(bot: Bot) -> None:
+    # aiogram's session.close() sleeps for TLS shutdown; plain HTTP does not need it.
+    inner = getattr(bot.session, "_session", None)
+    if inner is not None:
+        await inner.close()
+    await bot.session.close()
+
+
+@pytest_asyncio.fixture
+async def make_bot(fake: FakeTelegram) -> AsyncIterator[Callable[[], Bot]]:
+    bots: list[Bot] = []
+
+    def factory() -> Bot:
+        assert fake.url
+        bot = Bot(
+            fake.token,
+            session=AiohttpSession(api=TelegramAPIServer.from_base(fake.url)),
+            default=DefaultBotProperties(parse_mode="HTML"),
+        )
+        bots.append(bot)
+        return bot
+
+    yield factory
+    for bot in bots:
+        await close_bot(bot)
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'support.sqlite3'}"
+    migrate(url)
+    return url
+
+
+@pytest_asyncio.fixture
+async def make_engine(db_url: str) -> AsyncIterator[Callable[[], AsyncEngine]]:
+    engines: list[AsyncEngine] = []
+
+    def factory() -> AsyncEngine:
+        engine = create_engine(db_url)
+        engines.append(engine)
+        return engine
+
+    yield factory
+    for engine in engines:
+        await engine.dispose()
+
+
+@pytest.fixture
+def sessions(make_engine: Callable[[], AsyncEngine]) -> async_sessionmaker[AsyncSession]:
+    return create_session_factory(make_engine())
+
+
+@pytest.fixture
+def clock() -> ShiftedClock:
+    return ShiftedClock()
+
+
+@pytest_asyncio.fixture
+async def make_sender(
+    make_bot: Callable[[], Bot],
+    sessions: async_sessionmaker[AsyncSession],
+    clock: ShiftedClock,
+) -> AsyncIterator[Callable[..., Sender]]:
+    senders: list[Sender] = []
+
+    def factory(
+        limits: Limits = FAST,
+        *,
+        session_factory: async_sessionmaker[AsyncSession] | None = None,
+        **kwargs: Any,
+    ) -> Sender:
+        sender = Sender(
+            bot=make_bot(),
+            session_factory=session_factory or sessions,
+            clock=clock,
+            limiter=RateLimiter(limits),
+            staff_chat_id=STAFF,
+            **kwargs,
+        )
+        senders.append(sender)
+        return sender
+
+    yield factory
+    for sender in senders:
+        await sender.stop(timeout=5)
+
+
+@contextlib.asynccontextmanager
+async def running(sender: Sender) -> AsyncIterator[None]:
+    task = asyncio.create_task(sender.run())
+    try:
+        yield
+    finally:
+        await sender.stop(timeout=5)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def eventually(
+    condition: Callable[[], Awaitable[bool]] | Callable[[], bool], within: float = 10.0
+) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        result = condition()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        if loop.time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+
+
+def texts(fake: FakeTelegram, chat_id: int) -> list[str]:
+    return [fake.text_of(m) for m in fake.bot_messages(chat_id)]
+
+
+def send_calls(fake: FakeTelegram, *, ok: bool | None = None) -> list[Any]:
+    return [c for c in fake.calls if c.method == "sendMessage" and (ok is None or c.ok is ok)]
+
+
+async def enqueue(
+    sessions: async_sessionmaker[AsyncSession],
+    clock: ShiftedClock,
+    chat_id: int,
+    text: str,
+    **kwargs: Any,
+) -> int:
+    """Record one sendMessage in a committed transaction; return the delivery id."""
+    kwargs.setdefault("purpose", "notice")
+    async with sessions() as session, session.begin():
+        delivery = Outbox(clock).add(
+            session,
+            chat_id=chat_id,
+            method=SendMessage,
+            payload={"chat_id": chat_id, "text": text},
+            **kwargs,
+        )
+        await session.flush()
+        return delivery.id
+
+
+async def delivery(sessions: async_sessionmaker[AsyncSession], delivery_id: int) -> Delivery:
+    async with sessions() as session:
+        row = await session.get(Delivery, delivery_id)
+        assert row is not None
+        return row
+
+
+async def add_ticket(sessions: async_sessionmaker[AsyncSession], customer_id: int) -> int:
+    now = datetime.now(UTC)
+    async with sessions() as session, session.begin():
+        await UserRepo(session).upsert(
+            user_id=customer_id,
+            first_name="Customer",
+            last_name=None,
+            username=None,
+            language_code="en",
+            now=now,
+        )
+        ticket = await TicketRepo(session).add(
+            Ticket(
+                intake_key=f"key-{customer_id}-{now.timestamp()}",
+                customer_id=customer_id,
+                account_number="12345678",
+                topic="No internet",
+                kind=Kind.INCIDENT,
+                description="Nothing loads since the morning.",
+                priority=Priority.P2,
+                status=Status.IN_PROGRESS,
+                locale="en",
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        return ticket.number
+
+
+# ---------------------------------------------------------------- order
+
+
+async def test_messages_of_one_stream_arrive_in_order(
+    fake: FakeTelegram,
+    sessions: async_sessionmaker[AsyncSession],
+    clock: ShiftedClock,
+    make_sender: Callable[..., Sender],
+) -> None:
+    ids = [await enqueue(sessions, clock, ALICE, f"message {i}") for i in range(10)]
+    await make_sender().drain(timeout=10)
+    assert texts(fake, ALICE) == [f"message {i}" for i in range(10)]
+    for delivery_id in ids:
+        row = await delivery(sessions, delivery_id)
+        assert row.status == "sent"
+        assert row.attempts == 1
+        assert row.sent_at is not None
+        assert row.result is not None
+        assert len(row.result["message_ids"]) == 1
+
+
+async def test_a_failing_head_holds_back_the_rest_of_its_stream(
+    fake: FakeTelegram,
+    sessions: async_sessionmaker[AsyncSession],
+    clock: ShiftedClock,
+    make_sender: Callable[..., Sender],
+) -> None:
+    for i in range(3):
+        await enqueue(sessions, clock, ALICE, f"m{i}")
+    await enqueue(sessions, clock, BOB, "to bob")
+    fake.fail_next("sendMessage", times=1, error_code=500, chat_id=ALICE)
+    sender = make_sender()
+    await sender.drain(timeout=10)
+    assert texts(fake, ALICE) == []  # m1, m2 did not overtake the failed m0
+    assert texts(fake, BOB) == ["to bob"]  # other streams are not held up
+    clock.offset += timedelta(minutes=10)
+    await sender.drain(timeout=10)
+    assert texts(fake, ALICE) == ["m0", "m1", "m2"]
+
+
+async def test_a_lower_rank_goes_first_across_streams(
+    fake: FakeTelegram,
+    sessions: async_sessionmaker[AsyncSession],
+    clock: ShiftedClock,
+    make_sender: Callable[..., Sender],
+) -> None:
+    await enqueue(sessions, clock, ALICE, "alice rank 5", rank=5)
+    await enqueue(sessions, clock, BOB, "bob rank 5", rank=5)
+    await enqueue(sessions, clock, CAROL, "carol rank 3", rank=3)
+    await enqueue(sessions, clock, DAVE, "dave rank 0", rank=0)
+    await enqueue(sessions, clock, ERIN, "erin rank 1", rank=1)
+    await make_sender(concurrency=1).drain(timeout=10)
+    order = [c.params["text"] for c in send_calls(fake, ok=True)]
+    assert order == ["dave rank 0", "erin rank 1", "carol rank 3", "alice rank 5", "bob rank 5"]
+
+
+def test_streams() -> None:
+    assert stream_of(ALICE, None) == str(ALICE)
+    assert stream_of(ALICE, 7) == str(ALICE)  # a private chat is one conversation
+    assert stream_of(STAFF, 7) == f"{STAFF}:7"  # a group: one stream per ticket
+    assert stream_of(STAFF, 8) != stream_of(STAFF, 7)
+    assert stream_of(STAFF, None) == str(STAFF)
+
+
+# ---------------------------------------------------------------- retries
+
+
+async def test_429_is_waited_out_and_delivered_once(
+    fake: FakeTelegram,
+    sessions: async_sessionmaker[AsyncSession],
+    clock: ShiftedClock,
+    make_sender: Callable[..., Sender],
+) -> None:
+    fake.fail_next("sendMessage", times=1, error_code=429, retry_after=1)
+    delivery_id = await enqueue(sessions, clock, ALICE, "after the flood")
+    sender = make_sender()
+    async with running(sender):
+
+        async def sent() -> bool:
+            return (await delivery(sessions, delivery_id)).status == "sent"
+
+        await eventually(sent, within=10)
+        await asyncio.sleep(0.3)  # nothing more comes
+    assert texts(fake, ALICE) == ["after the flood"]
+    calls = send_calls(fake)
+    assert [c.error_code for c in calls] == [429, None]
+    assert calls[1].time - calls[0].time >= 0.95  # retry_after honoured
+    row = await delivery(sessions, delivery_id)
+    assert row.attempts == 2
+    assert row.error is None
+
+
+async def test_500_twice_then_delivered_once(
+    fake: FakeTelegram,
+    sessions: async_sessionmaker[AsyncSession],
+    clock: ShiftedClock,
+    make_sender: Callable[..., Sender],
+) -> None:
+    fake.fail_next("sendMessage", times=2, error_code=500)
+    delivery_id = await enqueue(sessions, clock, ALICE, "server trouble")
+    sender = make_sender()
+    for _ in range(4):
+        await sender.drain(timeout=10)
+        row = await delivery(sessions, delivery_id)
+        if row.status != "pending":
+            break
+        assert row.error is not None
+        assert row.not_before > clock.now()  # backs off instead of hammering
+        clock.offset += timedelta(minutes=10)  # let the backoff pass
+    assert row.status == "sent"
+    assert row.attempts == 3
+    assert texts(fake, ALICE) == ["server trouble"]
+    assert [c.error_code for c in send_calls(fake)] == [500, 500, None]
+
+
+async def test_a_dropped_connection_is_retried(
+    fake: FakeTelegram,
+    sessions: async_sessionmaker[AsyncSession],
+    clock: ShiftedClock,
+    make_sender: Callable[..., Sender],
+) -> None:
+    fake.drop_connection_next("sendMessage", times=1)
+    delivery_id = await enqueue(sessions, clock, ALICE, "flaky network")
+    sender = make_sender()
+    await sender.drain(timeout=10)
+    clock.offset += timedelta(minutes=10)
+    await sender.drain(timeout=10)
+    assert (await delivery(sessions, delivery_id)).status == "sent"
+    assert texts(fake, ALICE) == ["flaky network"]
+
+
+# ---------------------------------------------------------------- failures for good
+
+
+async def test_a_blocked_user_fails_for_good_and_is_recorded(
+    fake: FakeTelegram,
+    sessions: async_sessionmaker[AsyncSession],
+    clock: ShiftedClock,
+    make_sender: Callable[..., Sender],
+) -> None:
+    number = await add_ticket(sessions, BOB)
+    fake.block(BOB)
+    delivery_id = await enqueue(
+        sessions, clock, BOB, "your answer", ticket_number=number, purpose="relay"
+    )
+    sender = make_sender()
+    await sender.drain(timeout=10)
+    clock.offset += timedelta(hours=1)
+    await sender.drain(timeout=10)  # not retried
+
+    assert fake.bot_messages(BOB) == []
+    assert len(send_calls(fake)) == 1
+    row = await delivery(sessions, delivery_id)
+    assert row.status == "failed"
+    assert row.attempts == 1
+    assert row.error is not None
+    assert "blocked" in row.error
+    async with sessions() as session:
+        user = await session.get(User, BOB)
+        assert user is not None
+        assert user.blocked_bot_at is not None
+        events = (
+            (await session.execute(select(TicketEvent).where(TicketEvent.ticket_number == number)))
+            .scalars()
+            .all()
+        )
+    failed = [e for e in events if e.type == "delivery_failed"]
+    assert len(failed) == 1
+    assert failed[0].actor_role == "system"
+    assert failed[0].new == "relay"
+    assert failed[0].details is not None
+    assert failed[0].details["chat_id"] == BOB
+
+
+async def test_a_failure_without_a_ticket_records_no_event(
+    fake: FakeTelegram,
+    sessions: async_sessionmaker[AsyncSession],
+    clock: ShiftedClock,
+    make_sender: Callable[..., Sender],
+) -> None:
+    fake.block(CAROL)
+    delivery_id = await enqueue(sessions, clock, CAROL, "hello")
+    await make_sender().drain(timeout=10)
+    assert (await delivery(sessions, delivery_id)).status == "failed"
+    async with sessions() as session:
+        assert (await session.execute(select(TicketEvent))).scalars().all() == []
+
+
+async def test_bad_html_fails_and_is_not_retried_forever(
+    fake: FakeTelegram,
+    sessions: async_sessionmaker[AsyncSession],
+    clock: ShiftedClock,
+    make_sender: Callable[..., Sender],
+) -> None:
+    bad = await enqueue(sessions, clock, ALICE, "<b>unclosed")
+    good = await enqueue(sessions, clock, ALICE, "<b>closed</b> &amp; fine")
+    sender = make_sender()
+    for _ in range(3):
+        await sender.drain(timeout=10)
+        clock.offset += timedelta(hours=1)
+    row = await delivery(sessions, bad)
+    assert row.status == "failed"
+    assert row.attempts == 1
+    assert row.error is not None
+    assert "parse" in row.error
+    assert len([c for c in send_calls(fake) if c.params.get("text") == "<b>unclosed"]) == 1
+    # The stream goes on after a delivery that failed for good.
+    assert (await delivery(sessions, good)).status == "sent"
+    assert texts(fake, ALICE) == ["closed & fine"]
+
+
+# ---------------------------------------------------------------- crashes and concurrency
+
+
+async def test_a_delivery_whose_lease_expired_is_sent(
+    fake: FakeTelegram,
+    sessions: async_sessionmaker[AsyncSession],
+    clock: ShiftedClock,
+    make_sender: Callable[..., Sender],
+) -> None:
+    delivery_id = await enqueue(sessions, clock, ALICE, "after a crash")
+    async with sessions() as session, session.begin():
+        # Another sender claimed it and died before sending.
+        row = await session.get(Delivery, delivery_id)
+        assert row is not None
+        row.attempts = 1
+        row.claimed_until = clock.now() - timedelta(seconds=1)
+    await make_sender().drain(timeout=10)
+    row = await delivery(sessions, delivery_id)
+    assert row.status == "sent"
+    assert row.attempts == 2
+    assert texts(fake, ALICE) == ["after a crash"]
+
+
+async def test_a_delivery_leased_by_a_live_sender_is_left_alone(
+    fake: FakeTelegram,
+    sessions: async_sessionmaker[AsyncSession],
+    clock: ShiftedClock,
+    make_sender: Callable[..., Sender],
+) -> None:
+    delivery_id = await enqueue(sessions, clock, ALICE, "being sent elsewhere")
+    async with sessions() as session, session.begin():
+        row = await session.get(Delivery, delivery_id)
+        assert row is not None
+        row.attempts = 1
+        row.claimed_until = clock.now() + timedelta(seconds=60)
+    await make_sender().drain(timeout=2)
+    assert texts(fake, ALICE) == []
+    assert (await delivery(sessions, delivery_id)).status == "pending"
+
+
+async def test_two_senders_send_each_delivery_exactly_once(
+    fake: FakeTelegram,
+    make_engine: Callable[[], AsyncEngine],
+    sessions: async_sessionmaker[AsyncSession],
+    clock: ShiftedClock,
+    make_sender: Callable[..., Sender],
+) -> None:
+    expected: dict[int, list[str]] = {user: [] for user in CUSTOMERS}
+    async with sessions() as session, session.begin():
+        outbox = Outbox(clock)
+        for i in range(50):
+            user = CUSTOMERS[i % len(CUSTOMERS)]
+            text = f"delivery {i}"
+            expected[user].append(text)
+            outbox.add(
+                session,
+                chat_id=user,
+                method=SendMessage,
+                payload={"chat_id": user, "text": text},
+                purpose="notice",
+            )
+    # Two processes: each its own engine (connection pool) and its own Bot session.
+    first = make_sender(session_factory=create_session_factory(make_engine()))
+    second = make_sender(session_factory=create_session_factory(make_engine()))
+    await asyncio.gather(first.drain(timeout=20), second.drain(timeout=20))
+    await asyncio.gather(first.drain(timeout=5), second.drain(timeout=5))
+
+    sent = [c.params["text"] for c in send_calls(fake, ok=True)]
+    assert sorted(sent) == sorted(f"delivery {i}" for i in range(50))
+    assert len(sent) == len(set(sent)) == 50
+    for user in CUSTOMERS:
+        assert texts(fake, user) == expected[user]  # and in order per chat
+    async with sessions() as session:
+        rows = (await session.execute(select(Delivery))).scalars().all()
+    assert {r.status for r in rows} == {"sent"}
+    assert all(r.attempts == 1 for r in rows)
+
+
+# ---------------------------------------------------------------- context
+
+
+async def test_reply_to_delivery_makes_the_second_message_a_reply(
+    fake: FakeTelegram,
+    sessions: async_sessionmaker[AsyncSession],
+    clock: ShiftedClock,
+    make_sender: Callable[..., Sender],
+) -> None:
+    first = await enqueue(sessions, clock, ALICE, "the question")
+    second = await enqueue(
+        sessions, clock, ALICE, "the answer", context={"reply_to_delivery": first}
+    )
+    await make_sender().drain(timeout=10)
+    messages = fake.bot_messages(ALICE)
+    assert [fake.text_of(m) for m in messages] == ["the question", "the answer"]
+    assert "reply_to_message" not in messages[0]
+    assert messages[1]["reply_to_message"]["message_id"] == messages[0]["message_id"]
+    first_row = await delivery(sessions, first)
+    assert first_row.result == {"message_ids": [messages[0]["message_id"]]}
+    assert (await delivery(sessions, second)).status == "sent"
+
+
+async def test_a_delayed_delivery_waits(
+    fake: FakeTelegram,
+    sessions: async_sessionmaker[AsyncSession],
+    clock: ShiftedClock,
+    make_sender: Callable[..., Sender],
+) -> None:
+    await enqueue(sessions, clock, ALICE, "later", delay=timedelta(minutes=5))
+    sender = make_sender()
+    await sender.drain(timeout=2)
+    assert texts(fake, ALICE) == []
+    clock.offset += timedelta(minutes=5, seconds=1)
+    await sender.drain(timeout=10)
+    assert texts(fake, ALICE) == ["later"]
+
+
+# ---------------------------------------------------------------- limits
+
+
+async def test_the_group_limit_spaces_messages(
+    fake: FakeTelegram,
+    sessions: async_sessionmaker[AsyncSession],
+    clock: ShiftedClock,
+    make_sender: Callable[..., Sender],
+) -> None:
+    """group_per_minute=120 means one message to the group every half second."""
+    for ticket in range(1, 4):
+        await enqueue(
+            sessions, clock, STAFF, f"card {ticket}", ticket_number=None, stream=f"s{ticket}"
+        )
+    limits = Limits(
+        private_per_second=1000, private_burst=1000, group_per_minute=120, global_per_second=1000
+    )
+    await make_sender(limits).drain(timeout=10)
+    calls = send_calls(fake, ok=True)
+    assert len(calls) == 3
+    gaps = [b.time - a.time for a, b in pairwise(calls)]
+    assert all(gap >= 0.4 for gap in gaps), gaps
+
+
+async def test_private_chats_are_not_held_up_by_the_group_limit(
+    fake: FakeTelegram,
+    sessions: async_sessionmaker[AsyncSession],
+    clock: ShiftedClock,
+    make_sender: Callable[..., Sender],
+) -> None:
+    limits = Limits(
+        private_per_second=1000, private_burst=1000, group_per_minute=1, global_per_second=1000
+    )
+    sender = make_sender(limits)
+    await enqueue(sessions, clock, STAFF, "first card", stream="a")
+    await sender.drain(timeout=5)
+    await enqueue(sessions, clock, STAFF, "second card", stream="b")
+    await enqueue(sessions, clock, ALICE, "to the customer")
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    async with running(sender):
+        await eventually(lambda: texts(fake, ALICE) == ["to the customer"], within=5)
+        assert loop.time() - started < 3
+        assert texts(fake, STAFF) == ["first card"]  # the group waits its turn
