@@ -28,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # Alembic tells every plugin it loads at INFO; only its warnings matter to an operator.
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLogger().level))
     from bot.db.engine import migrate
 
     migrate(settings.database_url)

@@ -30,7 +30,9 @@ from bot.handlers import create_root_router
 from bot.middlewares.database import UnitOfWorkMiddleware
 from bot.middlewares.retry import RetryMiddleware
 from bot.middlewares.user import LocaleMiddleware, UserMiddleware
+from bot.polling import Poller
 from bot.services.delivery import Outbox, Sender
+from bot.services.messaging import Messenger
 from bot.services.ratelimit import Limits, RateLimiter
 from bot.services.tickets import DeskConfig, TicketService
 
@@ -71,6 +73,7 @@ def create_dispatcher(
     sender: Sender,
     i18n: I18n,
     tickets: TicketService,
+    messenger: Messenger,
     desk: DeskConfig,
     events_isolation: BaseEventIsolation | None = None,
 ) -> Dispatcher:
@@ -79,6 +82,7 @@ def create_dispatcher(
         # One update at a time per chat: the parts of an album arrive in order.
         events_isolation=events_isolation or SimpleEventIsolation(),
         tickets=tickets,
+        messenger=messenger,
         desk=desk,
         clock=clock,
         account_pattern=settings.account_number_pattern,
@@ -130,7 +134,8 @@ async def run(settings: Settings, *, clock: Clock | None = None) -> None:
         limiter=limiter,
         staff_chat_id=settings.staff_chat_id,
     )
-    tickets = TicketService(clock=clock, outbox=Outbox(clock), i18n=i18n, config=desk)
+    outbox = Outbox(clock)
+    tickets = TicketService(clock=clock, outbox=outbox, i18n=i18n, config=desk)
     dispatcher = create_dispatcher(
         settings,
         session_factory=session_factory,
@@ -138,6 +143,7 @@ async def run(settings: Settings, *, clock: Clock | None = None) -> None:
         sender=sender,
         i18n=i18n,
         tickets=tickets,
+        messenger=Messenger(outbox),
         desk=desk,
     )
     background: list[asyncio.Task[None]] = []
@@ -151,12 +157,9 @@ async def run(settings: Settings, *, clock: Clock | None = None) -> None:
             await _serve_webhook(settings, bot, dispatcher)
         else:
             await bot.delete_webhook(drop_pending_updates=False)
-            await dispatcher.start_polling(
-                bot,
-                allowed_updates=dispatcher.resolve_used_update_types(),
-                handle_signals=True,
-                close_bot_session=False,
-            )
+            poller = Poller(bot, dispatcher)
+            poller.install_signal_handlers()
+            await poller.run(dispatcher.resolve_used_update_types())
     finally:
         await sender.stop()
         for task in background:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 _WINDOW = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
@@ -41,27 +41,30 @@ class SupportHours:
             end = datetime.combine(day + timedelta(days=1), time(0), self.tz)
         else:
             end = (midnight + timedelta(minutes=self.end_minute)).astimezone(self.tz)
-        return start, end
+        # In UTC: Python compares and subtracts datetimes that share a tzinfo by wall clock,
+        # which is wrong across a DST change.
+        return start.astimezone(UTC), end.astimezone(UTC)
 
     def is_open(self, at: datetime) -> bool:
-        local = at.astimezone(self.tz)
-        start, end = self._window(local.date())
-        return start <= local < end
+        start, end = self._window(at.astimezone(self.tz).date())
+        return start <= at.astimezone(UTC) < end
 
     def next_opening(self, at: datetime) -> datetime:
         """When the team answers a message written at ``at``: now if open, else the next start."""
-        local = at.astimezone(self.tz)
-        start, end = self._window(local.date())
-        if local < start:
+        day = at.astimezone(self.tz).date()
+        instant = at.astimezone(UTC)
+        start, end = self._window(day)
+        if instant < start:
             return start
-        if local < end:
-            return local
-        return self._window(local.date() + timedelta(days=1))[0]
+        if instant < end:
+            return instant
+        return self._window(day + timedelta(days=1))[0]
 
     def working_time_between(self, begin: datetime, finish: datetime) -> timedelta:
         """Time inside support hours between two instants (zero if ``finish <= begin``)."""
         if finish <= begin:
             return timedelta(0)
+        begin, finish = begin.astimezone(UTC), finish.astimezone(UTC)
         total = timedelta(0)
         day = begin.astimezone(self.tz).date()
         last = finish.astimezone(self.tz).date()

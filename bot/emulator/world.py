@@ -264,6 +264,7 @@ class World:
         self.files: dict[str, FileRecord] = {}
         self.files_by_path: dict[str, FileRecord] = {}
         self.updates: list[JsonDict] = []
+        self.update_history: list[JsonDict] = []  # every update ever queued, for redeliver()
         self._update_ids = itertools.count(700_000_001)
         self.allowed_updates: frozenset[str] = DEFAULT_ALLOWED
         self.webhook: JsonDict | None = None
@@ -472,8 +473,17 @@ class World:
             return None
         upd: JsonDict = {"update_id": next(self._update_ids), kind: copy.deepcopy(payload)}
         self.updates.append(upd)
+        self.update_history.append(upd)
         self._pulse()
         return upd
+
+    def redeliver(self, update: JsonDict) -> None:
+        """Queue an update again under its own update_id, as Telegram does when a bot process
+        died before confirming it: the next getUpdates without an offset returns it again."""
+        if all(u["update_id"] != update["update_id"] for u in self.updates):
+            self.updates.append(copy.deepcopy(update))
+            self.updates.sort(key=lambda u: int(u["update_id"]))
+        self._pulse()
 
     def _bot_sees(self, chat_id: int, msg: JsonDict) -> bool:
         """Privacy mode: in groups a non-admin bot only sees commands, replies to it, mentions

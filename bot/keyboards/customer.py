@@ -25,10 +25,12 @@ class Nav(StrEnum):
 
 class DialogCb(CallbackData, prefix="dlg"):
     action: Nav
+    q: int = 0  # which question the button belongs to; 0: valid at any time (New request)
 
 
 class KindCb(CallbackData, prefix="kind"):
     kind: Kind
+    q: int
 
 
 class PickTicketCb(CallbackData, prefix="pick"):
@@ -42,10 +44,10 @@ class LanguageCb(CallbackData, prefix="lang"):
 LANGUAGE_NAMES = {"ru": "Русский", "en": "English"}
 
 
-def _nav_row(builder: InlineKeyboardBuilder, *, back: bool = True) -> None:
+def _nav_row(builder: InlineKeyboardBuilder, q: int, *, back: bool = True) -> None:
     if back:
-        builder.button(text=_("← Back"), callback_data=DialogCb(action=Nav.BACK))
-    builder.button(text=_("✖ Cancel"), callback_data=DialogCb(action=Nav.CANCEL))
+        builder.button(text=_("← Back"), callback_data=DialogCb(action=Nav.BACK, q=q))
+    builder.button(text=_("✖ Cancel"), callback_data=DialogCb(action=Nav.CANCEL, q=q))
 
 
 def start_menu() -> InlineKeyboardMarkup:
@@ -54,46 +56,46 @@ def start_menu() -> InlineKeyboardMarkup:
     return builder.as_markup()
 
 
-def kinds() -> InlineKeyboardMarkup:
+def kinds(q: int) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
     for kind in (Kind.PROBLEM, Kind.INCIDENT, Kind.SERVICE, Kind.DEVELOPMENT):
-        builder.button(text=kind_button(kind), callback_data=KindCb(kind=kind))
-    _nav_row(builder, back=False)
+        builder.button(text=kind_button(kind), callback_data=KindCb(kind=kind, q=q))
+    _nav_row(builder, q, back=False)
     builder.adjust(1)
     return builder.as_markup()
 
 
-def back_cancel() -> InlineKeyboardMarkup:
+def back_cancel(q: int) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
-    _nav_row(builder)
+    _nav_row(builder, q)
     builder.adjust(2)
     return builder.as_markup()
 
 
-def account(last_used: str | None) -> InlineKeyboardMarkup:
+def account(last_used: str | None, q: int) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
     if last_used:
         builder.button(
             text=_("Use {account}").format(account=last_used),
-            callback_data=DialogCb(action=Nav.LAST_ACCOUNT),
+            callback_data=DialogCb(action=Nav.LAST_ACCOUNT, q=q),
         )
-    _nav_row(builder)
+    _nav_row(builder, q)
     builder.adjust(1, 2) if last_used else builder.adjust(2)
     return builder.as_markup()
 
 
-def screenshots() -> InlineKeyboardMarkup:
+def screenshots(q: int) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
-    builder.button(text=_("Skip →"), callback_data=DialogCb(action=Nav.SKIP))
-    _nav_row(builder)
+    builder.button(text=_("Skip →"), callback_data=DialogCb(action=Nav.SKIP, q=q))
+    _nav_row(builder, q)
     builder.adjust(1, 2)
     return builder.as_markup()
 
 
-def confirm() -> InlineKeyboardMarkup:
+def confirm(q: int) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
-    builder.button(text=_("✅ Send"), callback_data=DialogCb(action=Nav.SEND))
-    _nav_row(builder)
+    builder.button(text=_("✅ Send"), callback_data=DialogCb(action=Nav.SEND, q=q))
+    _nav_row(builder, q)
     builder.adjust(1, 2)
     return builder.as_markup()
 

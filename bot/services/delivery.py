@@ -107,6 +107,10 @@ def _message_ids(result: Any) -> list[int]:
     return [item.message_id for item in items if isinstance(item, Message | MessageId)]
 
 
+class _NothingToEdit(Exception):
+    """An edit of a message that was never sent (its delivery failed)."""
+
+
 @dataclass(slots=True)
 class _Failure:
     retry_in: float | None  # seconds until the next try; None: give up
@@ -241,7 +245,11 @@ class Sender:
             delivery = await DeliveryRepo(session).get(delivery_id)
             if delivery is None or delivery.status != "pending":
                 return
-            call = await self._build_call(session, delivery)
+            try:
+                call = await self._build_call(session, delivery)
+            except _NothingToEdit as exc:
+                await self._failed(delivery, _Failure(None, str(exc)))
+                return
         try:
             result = await self.bot(call, request_timeout=REQUEST_TIMEOUT)
         except TelegramBadRequest as exc:
@@ -266,6 +274,12 @@ class Sender:
             earlier = await DeliveryRepo(session).get(int(context["reply_to_delivery"]))
             ids = (earlier.result or {}).get("message_ids") if earlier else None
             reply_to = ids[0] if ids else None
+        if context.get("target_delivery"):
+            target = await DeliveryRepo(session).get(int(context["target_delivery"]))
+            ids = (target.result or {}).get("message_ids") if target else None
+            if not ids:
+                raise _NothingToEdit(f"delivery {context['target_delivery']} sent no message")
+            payload["message_id"] = ids[0]
         if reply_to is not None:
             payload["reply_parameters"] = {
                 "message_id": reply_to,

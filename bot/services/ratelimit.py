@@ -1,10 +1,16 @@
-"""Telegram's sending limits as token buckets: ~30 messages/s per bot, ~1/s per private chat,
-20/min per group. Written by hand because the limits are per chat and the sender needs to
-*ask* "how long until this chat may send" without blocking the others, which the usual
-limiter libraries (one awaitable bucket each) do not offer."""
+"""Telegram's sending limits: ~30 messages/s per bot, ~1/s per private chat (short bursts are
+tolerated), 20/min per group.
+
+Written by hand because the sender needs to *ask* "how long until this chat may send" for
+many chats at once without blocking the others, which the usual limiter libraries (one
+awaitable limiter each) do not offer. Groups and the bot as a whole use sliding windows, as
+Telegram counts them: never more than N in any window. Private chats use a token bucket: a
+burst of a few, then one a second.
+"""
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from time import monotonic
 
@@ -13,25 +19,49 @@ from time import monotonic
 class Bucket:
     capacity: float
     per_second: float
+    stamp: float
     tokens: float = -1.0
-    stamp: float = field(default_factory=monotonic)
 
     def __post_init__(self) -> None:
         if self.tokens < 0:
             self.tokens = self.capacity
 
     def wait_time(self, now: float) -> float:
-        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.per_second)
-        self.stamp = now
+        self.tokens = min(self.capacity, self.tokens + max(0.0, now - self.stamp) * self.per_second)
+        self.stamp = max(self.stamp, now)
         return 0.0 if self.tokens >= 1 else (1 - self.tokens) / self.per_second
 
-    def take(self) -> None:
+    def take(self, now: float) -> None:
         self.tokens -= 1
 
     def pause(self, now: float, seconds: float) -> None:
         """Telegram said "retry after": no token until then."""
         self.wait_time(now)
         self.tokens = min(self.tokens, 1 - seconds * self.per_second)
+
+
+@dataclass(slots=True)
+class Window:
+    """At most ``count`` sends in any ``seconds``."""
+
+    count: int
+    seconds: float
+    sent: deque[float] = field(default_factory=deque)
+    paused_until: float = 0.0
+
+    def wait_time(self, now: float) -> float:
+        while self.sent and self.sent[0] <= now - self.seconds:
+            self.sent.popleft()
+        wait = max(0.0, self.paused_until - now)
+        if len(self.sent) >= self.count:
+            wait = max(wait, self.sent[0] + self.seconds - now)
+        return wait
+
+    def take(self, now: float) -> None:
+        self.sent.append(now)
+
+    def pause(self, now: float, seconds: float) -> None:
+        self.paused_until = max(self.paused_until, now + seconds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,31 +75,33 @@ class Limits:
 class RateLimiter:
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
-        self._global = Bucket(limits.global_per_second, limits.global_per_second)
-        self._chats: dict[int, Bucket] = {}
+        self._global = Window(max(1, round(limits.global_per_second)), 1.0)
+        self._chats: dict[int, Bucket | Window] = {}
 
-    def _bucket(self, chat_id: int) -> Bucket:
-        bucket = self._chats.get(chat_id)
-        if bucket is None:
+    def _limit(self, chat_id: int, now: float) -> Bucket | Window:
+        limit = self._chats.get(chat_id)
+        if limit is None:
             if chat_id < 0:  # groups and channels have negative ids
-                per_minute = self.limits.group_per_minute
-                bucket = Bucket(max(1.0, per_minute), per_minute / 60)
+                limit = Window(max(1, round(self.limits.group_per_minute)), 60.0)
             else:
-                bucket = Bucket(self.limits.private_burst, self.limits.private_per_second)
-            self._chats[chat_id] = bucket
-        return bucket
+                limit = Bucket(
+                    self.limits.private_burst, self.limits.private_per_second, stamp=now
+                )
+            self._chats[chat_id] = limit
+        return limit
 
     def reserve(self, chat_id: int, now: float | None = None) -> float:
         """Take a slot for one message to ``chat_id`` and return 0, or return the seconds to
         wait (taking nothing)."""
         now = monotonic() if now is None else now
-        chat = self._bucket(chat_id)
+        chat = self._limit(chat_id, now)
         wait = max(chat.wait_time(now), self._global.wait_time(now))
         if wait > 0:
             return wait
-        chat.take()
-        self._global.take()
+        chat.take(now)
+        self._global.take(now)
         return 0.0
 
     def pause(self, chat_id: int, seconds: float, now: float | None = None) -> None:
-        self._bucket(chat_id).pause(monotonic() if now is None else now, seconds)
+        now = monotonic() if now is None else now
+        self._limit(chat_id, now).pause(now, seconds)

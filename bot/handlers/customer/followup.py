@@ -7,16 +7,15 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from aiogram import Bot, F, Router
+from aiogram import F, Router
 from aiogram.exceptions import TelegramBadRequest
-from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message
 from aiogram.utils.i18n import gettext as _
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.db.models import Ticket, User
+from bot.db.models import Ticket
 from bot.domain.tickets import is_open
 from bot.handlers.customer.common import relay_item, relay_item_from_dict, relay_item_to_dict
+from bot.handlers.customer.dialog import Dialog
 from bot.keyboards import customer as kb
 from bot.keyboards.customer import PickTicketCb
 from bot.services.tickets import RelayItem, TicketService
@@ -27,8 +26,9 @@ PENDING = "pending_relay"  # dialog data: messages waiting for "which request?"
 
 
 @router.message(F.text.startswith("/"))
-async def unknown_command(message: Message) -> None:
-    await message.answer(_("Unknown command. /help lists what I can do."))
+async def unknown_command(message: Message, dialog: Dialog) -> None:
+    text = _("Unknown command. /help lists what I can do.")
+    await dialog.messenger.send(dialog.session, dialog.user.id, text)
 
 
 @router.message(F.content_type.in_({"new_chat_members", "left_chat_member", "pinned_message"}))
@@ -37,21 +37,15 @@ async def service_message(message: Message) -> None:
 
 
 @router.message()
-async def followup(
-    message: Message,
-    state: FSMContext,
-    user: User,
-    session: AsyncSession,
-    tickets: TicketService,
-    locale: str,
-) -> None:
+async def followup(message: Message, dialog: Dialog, tickets: TicketService, locale: str) -> None:
     item = relay_item(message)
-    data = await state.get_data()
+    session, user = dialog.session, dialog.user
+    data = await dialog.state.get_data()
     pending: dict[str, Any] | None = data.get(PENDING)
     if pending and message.media_group_id and pending.get("media_group_id") == message.media_group_id:
         # A further part of an album whose request we are already asking about.
         pending["items"].append(relay_item_to_dict(item))
-        await state.update_data({PENDING: pending})
+        await dialog.state.update_data({PENDING: pending})
         return
 
     ticket: Ticket | None = None
@@ -60,13 +54,11 @@ async def followup(
     if ticket is None:
         open_tickets = await tickets.open_tickets(session, user.id)
         if not open_tickets:
-            await message.answer(
-                _("You have no open requests. To ask something new, send /new."),
-                reply_markup=kb.start_menu(),
-            )
+            text = _("You have no open requests. To ask something new, send /new.")
+            await dialog.messenger.send(session, user.id, text, kb.start_menu())
             return
         if len(open_tickets) > 1:
-            await state.update_data(
+            await dialog.state.update_data(
                 {
                     PENDING: {
                         "media_group_id": message.media_group_id,
@@ -74,9 +66,12 @@ async def followup(
                     }
                 }
             )
-            await message.reply(
+            await dialog.messenger.send(
+                session,
+                user.id,
                 _("You have several open requests. Which one is this message about?"),
-                reply_markup=kb.pick_ticket([(t.number, t.topic) for t in open_tickets]),
+                kb.pick_ticket([(t.number, t.topic) for t in open_tickets]),
+                reply_to_message_id=message.message_id,
             )
             return
         ticket = open_tickets[0]
@@ -89,15 +84,12 @@ async def followup(
 async def ticket_picked(
     callback: CallbackQuery,
     callback_data: PickTicketCb,
-    bot: Bot,
-    state: FSMContext,
-    user: User,
-    session: AsyncSession,
+    dialog: Dialog,
     tickets: TicketService,
     locale: str,
 ) -> None:
-    data = await state.get_data()
-    pending: dict[str, Any] | None = data.get(PENDING)
+    session, user = dialog.session, dialog.user
+    pending: dict[str, Any] | None = (await dialog.state.get_data()).get(PENDING)
     # The number comes from the client: it must be an open ticket of this very customer.
     ticket = await tickets.customer_ticket(session, user.id, callback_data.number)
     if not pending or ticket is None or not is_open(ticket.status):
@@ -110,10 +102,12 @@ async def ticket_picked(
     await tickets.relay(
         session, user, ticket, items, media_group_id=pending.get("media_group_id"), locale=locale
     )
-    await state.update_data({PENDING: None})
+    await dialog.state.update_data({PENDING: None})
     await callback.answer()
     if isinstance(callback.message, Message):
-        with contextlib.suppress(TelegramBadRequest):
-            await callback.message.edit_text(
-                _("Added to request #{number}.").format(number=ticket.number)
-            )
+        dialog.messenger.edit(
+            session,
+            user.id,
+            _("Added to request #{number}.").format(number=ticket.number),
+            message_id=callback.message.message_id,
+        )

@@ -1,0 +1,87 @@
+"""Long polling that confirms updates only after they are handled.
+
+aiogram's ``start_polling`` handles updates as tasks and asks for the next batch at once,
+which confirms the previous one (Telegram forgets every update below the new ``offset``)
+while its handlers may still be running: a kill at that moment loses the customer's message.
+Here a batch is handled concurrently and confirmed only when all of it is done; a redelivered
+update is then skipped by the unit of work (``processed_updates``), so each takes effect once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+from aiogram import Bot, Dispatcher
+from aiogram.methods import GetUpdates
+from aiogram.types import Update
+from aiogram.utils.backoff import Backoff, BackoffConfig
+
+log = logging.getLogger(__name__)
+
+BACKOFF = BackoffConfig(min_delay=0.5, max_delay=10.0, factor=1.5, jitter=0.1)
+
+
+class Poller:
+    def __init__(self, bot: Bot, dispatcher: Dispatcher, *, timeout: int = 25) -> None:
+        self.bot = bot
+        self.dispatcher = dispatcher
+        self.timeout = timeout
+        self.stopping = asyncio.Event()
+
+    def install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop)
+
+    def stop(self) -> None:
+        log.info("stopping: finishing the updates in hand")
+        self.stopping.set()
+
+    async def run(self, allowed_updates: list[str]) -> None:
+        backoff = Backoff(config=BACKOFF)
+        offset: int | None = None
+        me = await self.bot.me()
+        log.info("Run polling for bot @%s id=%s", me.username, me.id)
+        while not self.stopping.is_set():
+            request = GetUpdates(offset=offset, timeout=self.timeout, allowed_updates=allowed_updates)
+            try:
+                updates = await self._fetch(request)
+            except Exception as exc:  # noqa: BLE001 - any failure to poll is retried
+                # Right after a kill -9 Telegram may answer 409 while the old long poll lives.
+                log.warning("getUpdates failed (%s: %s); retrying", type(exc).__name__, exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stopping.wait(), backoff.next_delay)
+                continue
+            backoff.reset()
+            if updates is None:
+                break  # stopped while waiting
+            if updates:
+                await asyncio.gather(*(self._handle(update) for update in updates))
+                offset = updates[-1].update_id + 1
+        if offset is not None:
+            # Confirm what was handled, so a restart does not receive it again.
+            with contextlib.suppress(Exception):
+                await self.bot(GetUpdates(offset=offset, timeout=0, limit=1))
+        log.info("polling stopped")
+
+    async def _fetch(self, request: GetUpdates) -> list[Update] | None:
+        fetch = asyncio.ensure_future(self.bot(request, request_timeout=self.timeout + 15))
+        stop = asyncio.ensure_future(self.stopping.wait())
+        await asyncio.wait({fetch, stop}, return_when=asyncio.FIRST_COMPLETED)
+        if fetch.done():
+            stop.cancel()
+            return fetch.result()
+        fetch.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await fetch
+        return None
+
+    async def _handle(self, update: Update) -> None:
+        try:
+            await self.dispatcher.feed_update(self.bot, update)
+        except Exception:
+            # The error router has already logged and answered; nothing else to do here.
+            log.debug("update %s ended with an error", update.update_id, exc_info=True)
