@@ -33,6 +33,20 @@ class Customer:
         assert message is not None
         return self.fake.text_of(self.fake.message(self.user.id, message["message_id"]))
 
+    async def edited(self, message: JsonDict, fragment: str, timeout: float = 10) -> str:
+        """Wait until the bot edits ``message`` to contain ``fragment``."""
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            text = self.text(message)
+            if fragment in text:
+                return text
+            if loop.time() > deadline:
+                raise AssertionError(f"{fragment!r} never appeared in the message:\n{text}")
+            await asyncio.sleep(0.05)
+
     def press(self, label: str, message: JsonDict | None = None) -> str:
         message = message or self.last
         assert message is not None, "no message to press a button on"

@@ -111,3 +111,9 @@ async def ticket_picked(
             _("Added to request #{number}.").format(number=ticket.number),
             message_id=callback.message.message_id,
         )
+
+
+@router.callback_query()
+async def unknown_button(callback: CallbackQuery) -> None:
+    """Data no handler understands (a forged press, or a button of an older version)."""
+    await callback.answer(_("This button is no longer active."))
