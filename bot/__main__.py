@@ -44,7 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         asyncio.run(run(settings))
     except TelegramUnauthorizedError:
-        print("Configuration error: BOT_TOKEN: Telegram does not accept this token", file=sys.stderr)
+        print(
+            "Configuration error: BOT_TOKEN: Telegram does not accept this token", file=sys.stderr
+        )
         return 2
     except KeyboardInterrupt:
         pass

@@ -152,5 +152,9 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as exc:
         error = exc.errors()[0]
         name = "_".join(str(part) for part in error["loc"]).upper() or "settings"
-        reason = "is required" if error["type"] == "missing" else error["msg"].removeprefix("Value error, ")
+        reason = (
+            "is required"
+            if error["type"] == "missing"
+            else error["msg"].removeprefix("Value error, ")
+        )
         raise SettingsError(f"Configuration error: {name}: {reason}") from None

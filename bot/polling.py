@@ -46,7 +46,9 @@ class Poller:
         me = await self.bot.me()
         log.info("Run polling for bot @%s id=%s", me.username, me.id)
         while not self.stopping.is_set():
-            request = GetUpdates(offset=offset, timeout=self.timeout, allowed_updates=allowed_updates)
+            request = GetUpdates(
+                offset=offset, timeout=self.timeout, allowed_updates=allowed_updates
+            )
             try:
                 updates = await self._fetch(request)
             except Exception as exc:  # noqa: BLE001 - any failure to poll is retried

@@ -118,7 +118,7 @@ class EventRepo:
         ticket_number: int,
         *,
         at: datetime,
-        type: str,  # noqa: A002 - the column is called type
+        type: str,
         actor_id: int | None,
         actor_role: str,
         old: str | None = None,
@@ -281,7 +281,9 @@ class SenderRepo:
 
     async def forget_dead(self, before: datetime) -> None:
         """Drop long-dead instances, once none of their leases can matter any more."""
-        await self.session.execute(delete(SenderInstance).where(SenderInstance.heartbeat_at < before))
+        await self.session.execute(
+            delete(SenderInstance).where(SenderInstance.heartbeat_at < before)
+        )
 
 
 class DialogRepo:
@@ -291,7 +293,9 @@ class DialogRepo:
     async def get(self, key: str) -> DialogState | None:
         return await self.session.get(DialogState, key)
 
-    async def put(self, key: str, *, state: str | None, data: dict[str, Any], now: datetime) -> None:
+    async def put(
+        self, key: str, *, state: str | None, data: dict[str, Any], now: datetime
+    ) -> None:
         row = await self.session.get(DialogState, key)
         if state is None and not data:
             if row is not None:

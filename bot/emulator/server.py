@@ -324,7 +324,7 @@ class FakeTelegram(World):
     async def _wait_until(
         self,
         probe: Callable[[], T | None],
-        timeout: float,  # noqa: ASYNC109 - driver API
+        timeout: float,
         describe: Callable[[], str],
     ) -> T:
         loop = asyncio.get_running_loop()
@@ -343,7 +343,7 @@ class FakeTelegram(World):
     async def next_message(
         self,
         chat_id: int,
-        timeout: float = 10,  # noqa: ASYNC109 - driver API
+        timeout: float = 10,
         thread_id: int | None = None,
     ) -> JsonDict:
         """The next message sent by the bot to ``chat_id`` (optionally in topic ``thread_id``)
@@ -408,7 +408,7 @@ class FakeTelegram(World):
         self,
         method: str,
         predicate: Callable[[Call], bool] | None = None,
-        timeout: float = 10,  # noqa: ASYNC109 - driver API
+        timeout: float = 10,
         *,
         since: int = 0,
     ) -> Call:
@@ -428,7 +428,7 @@ class FakeTelegram(World):
 
         return await self._wait_until(probe, timeout, describe)
 
-    async def wait_for_answer(self, callback_id: str, timeout: float = 10) -> JsonDict:  # noqa: ASYNC109 - driver API
+    async def wait_for_answer(self, callback_id: str, timeout: float = 10) -> JsonDict:
         """What the bot answered to callback query ``callback_id`` (text, show_alert, url)."""
         return await self._wait_until(
             lambda: self.answers.get(callback_id),
@@ -436,7 +436,7 @@ class FakeTelegram(World):
             lambda: f"callback query {callback_id} was not answered within {timeout}s",
         )
 
-    async def wait_updates_consumed(self, timeout: float = 10) -> None:  # noqa: ASYNC109 - driver API
+    async def wait_updates_consumed(self, timeout: float = 10) -> None:
         """Waits until the bot has confirmed (via getUpdates offset) every queued update."""
         await self._wait_until(
             lambda: True if not self.updates else None,

@@ -17,9 +17,7 @@ router = Router(name=__name__)
 @router.errors()
 async def unexpected_error(event: ErrorEvent, bot: Bot) -> None:
     update = event.update
-    log.error(
-        "update %s failed: %r", update.update_id, event.exception, exc_info=event.exception
-    )
+    log.error("update %s failed: %r", update.update_id, event.exception, exc_info=event.exception)
     chat = None
     if update.message is not None and update.message.chat.type == "private":
         chat = update.message.chat.id

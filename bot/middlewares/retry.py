@@ -10,7 +10,6 @@ import asyncio
 import logging
 from contextvars import ContextVar
 
-
 from aiogram import Bot
 from aiogram.client.session.middlewares.base import BaseRequestMiddleware, NextRequestMiddlewareType
 from aiogram.exceptions import TelegramNetworkError, TelegramRetryAfter, TelegramServerError
@@ -51,5 +50,3 @@ class RetryMiddleware(BaseRequestMiddleware):
                 log.warning("%s failed (%s); retry %d", type(method).__name__, exc, attempt)
             await asyncio.sleep(wait)
         raise AssertionError("unreachable")  # pragma: no cover
-
-

@@ -107,7 +107,7 @@ def _message_ids(result: Any) -> list[int]:
     return [item.message_id for item in items if isinstance(item, Message | MessageId)]
 
 
-class _NothingToEdit(Exception):
+class _NothingToEditError(Exception):
     """An edit of a message that was never sent (its delivery failed)."""
 
 
@@ -247,7 +247,7 @@ class Sender:
                 return
             try:
                 call = await self._build_call(session, delivery)
-            except _NothingToEdit as exc:
+            except _NothingToEditError as exc:
                 await self._failed(delivery, _Failure(None, str(exc)))
                 return
         try:
@@ -278,7 +278,7 @@ class Sender:
             target = await DeliveryRepo(session).get(int(context["target_delivery"]))
             ids = (target.result or {}).get("message_ids") if target else None
             if not ids:
-                raise _NothingToEdit(f"delivery {context['target_delivery']} sent no message")
+                raise _NothingToEditError(f"delivery {context['target_delivery']} sent no message")
             payload["message_id"] = ids[0]
         if reply_to is not None:
             payload["reply_parameters"] = {
@@ -335,7 +335,9 @@ class Sender:
             log.error("delivery %s to %s failed for good: %s", row.id, row.chat_id, failure.error)
             await self._record_undelivered(session, row, now)
 
-    async def _record_undelivered(self, session: AsyncSession, row: Delivery, now: datetime) -> None:
+    async def _record_undelivered(
+        self, session: AsyncSession, row: Delivery, now: datetime
+    ) -> None:
         if row.chat_id > 0 and row.error and row.error.startswith("TelegramForbiddenError"):
             user = await UserRepo(session).get(row.chat_id)
             if user is not None and user.blocked_bot_at is None:
@@ -366,7 +368,12 @@ class Sender:
                     self._link(session, row, ticket, ids, now)
 
     def _link(
-        self, session: AsyncSession, row: Delivery, ticket: Ticket, ids: Sequence[int], now: datetime
+        self,
+        session: AsyncSession,
+        row: Delivery,
+        ticket: Ticket,
+        ids: Sequence[int],
+        now: datetime,
     ) -> None:
         """Remember which message is which, so replies on either side find their ticket."""
         context = row.context or {}

@@ -84,9 +84,7 @@ class RateLimiter:
             if chat_id < 0:  # groups and channels have negative ids
                 limit = Window(max(1, round(self.limits.group_per_minute)), 60.0)
             else:
-                limit = Bucket(
-                    self.limits.private_burst, self.limits.private_per_second, stamp=now
-                )
+                limit = Bucket(self.limits.private_burst, self.limits.private_per_second, stamp=now)
             self._chats[chat_id] = limit
         return limit
 

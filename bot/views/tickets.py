@@ -73,8 +73,11 @@ def staff_card(card: CardData, *, tz: ZoneInfo, locale: str) -> str:
                 card.attachments,
             ).format(count=card.attachments)
         )
-    lines += ["", f"<blockquote expandable>{quote(_clip(card.description, CARD_DESCRIPTION_LIMIT))}"
-              "</blockquote>"]
+    lines += [
+        "",
+        f"<blockquote expandable>{quote(_clip(card.description, CARD_DESCRIPTION_LIMIT))}"
+        "</blockquote>",
+    ]
     return "\n".join(lines)
 
 
@@ -106,9 +109,9 @@ def registered_notice(
     if opens_at is not None:
         lines += [
             "",
-            _(
-                "🌙 Support works {hours} ({zone}). We will answer from {opening}."
-            ).format(hours=hours_text, zone=tz.key, opening=opening(opens_at, now, tz, locale)),
+            _("🌙 Support works {hours} ({zone}). We will answer from {opening}.").format(
+                hours=hours_text, zone=tz.key, opening=opening(opens_at, now, tz, locale)
+            ),
         ]
     return "\n".join(lines)
 
@@ -173,7 +176,8 @@ def my_tickets(rows: Sequence[TicketLine], total: int, *, tz: ZoneInfo, locale: 
         lines += [
             "",
             ngettext(
-                "…and {count} earlier request.", "…and {count} earlier requests.",
+                "…and {count} earlier request.",
+                "…and {count} earlier requests.",
                 total - len(rows),
             ).format(count=total - len(rows)),
         ]

@@ -164,8 +164,14 @@ async def test_a_redelivered_update_is_not_applied_twice(
     await _card(fake, 1)
     c.say("relay me once")
     await fake.next_message(STAFF_CHAT_ID)
-    send = next(u for u in fake.update_history if u.get("callback_query", {}).get("data", "").startswith("dlg:send"))
-    relay = next(u for u in fake.update_history if u.get("message", {}).get("text") == "relay me once")
+    send = next(
+        u
+        for u in fake.update_history
+        if u.get("callback_query", {}).get("data", "").startswith("dlg:send")
+    )
+    relay = next(
+        u for u in fake.update_history if u.get("message", {}).get("text") == "relay me once"
+    )
     await asyncio.sleep(0.5)
     bot.kill()
     fake.redeliver(send)

@@ -47,8 +47,18 @@ async def test_whole_dialog_in_english(fake: FakeTelegram, alice: FakeUser, star
 
     card = await fake.next_message(STAFF_CHAT_ID)
     text = fake.text_of(card)
-    for expected in ("#1", "Инцидент", "P2 высокий", "Payment page is blank", "00421337",
-                     "Alice", "@alice", "1001", "Новое", "When I open the payment page"):
+    for expected in (
+        "#1",
+        "Инцидент",
+        "P2 высокий",
+        "Payment page is blank",
+        "00421337",
+        "Alice",
+        "@alice",
+        "1001",
+        "Новое",
+        "When I open the payment page",
+    ):
         assert expected in text, (expected, text)
     photo = await fake.next_message(STAFF_CHAT_ID)
     assert photo["photo"] and photo["reply_to_message"]["message_id"] == card["message_id"]
@@ -71,7 +81,9 @@ async def test_whole_dialog_in_russian(fake: FakeTelegram, boris: FakeUser, star
     customer.say("777777")
     await customer.expect("Приложите скриншоты")
     customer.press("Пропустить")
-    summary = await customer.expect("Проверьте обращение", "Запрос на обслуживание", "Скриншотов: 0")
+    summary = await customer.expect(
+        "Проверьте обращение", "Запрос на обслуживание", "Скриншотов: 0"
+    )
     customer.press("Отправить", summary)
     notice = await customer.expect("Ваше обращение #1 зарегистрировано", "P3 обычный")
     assert "специалист поддержки ответит" in customer.text(notice)
@@ -157,7 +169,9 @@ async def test_every_bad_input_is_answered_and_nothing_is_lost(
     assert {"photo", "document"} <= set(media) | set(second)
 
 
-async def test_back_cancel_and_stale_summary(fake: FakeTelegram, alice: FakeUser, start_bot) -> None:
+async def test_back_cancel_and_stale_summary(
+    fake: FakeTelegram, alice: FakeUser, start_bot
+) -> None:
     await start_bot()
     c = Customer(fake, alice)
     c.command("/cancel")
@@ -195,7 +209,9 @@ async def test_back_cancel_and_stale_summary(fake: FakeTelegram, alice: FakeUser
     await c.expect("You have no requests yet")
 
 
-async def test_user_text_is_escaped_everywhere(fake: FakeTelegram, alice: FakeUser, start_bot) -> None:
+async def test_user_text_is_escaped_everywhere(
+    fake: FakeTelegram, alice: FakeUser, start_bot
+) -> None:
     await start_bot()
     c = Customer(fake, alice)
     topic = "<b>Bold</b> & <script>"
@@ -206,7 +222,9 @@ async def test_user_text_is_escaped_everywhere(fake: FakeTelegram, alice: FakeUs
     text = fake.text_of(card)
     assert topic in text and description in text
     # Nothing the customer typed became formatting.
-    assert all(e["type"] != "text_link" or e["url"].startswith("tg://user") for e in card["entities"])
+    assert all(
+        e["type"] != "text_link" or e["url"].startswith("tg://user") for e in card["entities"]
+    )
     c.command("/my")
     await c.expect(topic)
 

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -581,8 +580,10 @@ async def test_the_group_limit_holds_back_what_exceeds_it(
     assert len(send_calls(fake, ok=True)) == 2
     async with sessions() as session:
         pending = (
-            await session.execute(select(Delivery).where(Delivery.status == "pending"))
-        ).scalars().all()
+            (await session.execute(select(Delivery).where(Delivery.status == "pending")))
+            .scalars()
+            .all()
+        )
     assert [d.payload["text"] for d in pending] == ["card 3"]
 
 

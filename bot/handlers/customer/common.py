@@ -33,7 +33,9 @@ def attachment_of(message: Message) -> AttachmentIn | None:
         return image
     if message.document is not None:
         doc = message.document
-        return AttachmentIn("document", doc.file_id, doc.file_unique_id, doc.file_name, doc.mime_type)
+        return AttachmentIn(
+            "document", doc.file_id, doc.file_unique_id, doc.file_name, doc.mime_type
+        )
     return None
 
 

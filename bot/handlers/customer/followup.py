@@ -42,7 +42,11 @@ async def followup(message: Message, dialog: Dialog, tickets: TicketService, loc
     session, user = dialog.session, dialog.user
     data = await dialog.state.get_data()
     pending: dict[str, Any] | None = data.get(PENDING)
-    if pending and message.media_group_id and pending.get("media_group_id") == message.media_group_id:
+    if (
+        pending
+        and message.media_group_id
+        and pending.get("media_group_id") == message.media_group_id
+    ):
         # A further part of an album whose request we are already asking about.
         pending["items"].append(relay_item_to_dict(item))
         await dialog.state.update_data({PENDING: pending})
@@ -50,7 +54,9 @@ async def followup(message: Message, dialog: Dialog, tickets: TicketService, loc
 
     ticket: Ticket | None = None
     if message.reply_to_message is not None:
-        ticket = await tickets.ticket_of_reply(session, user.id, message.reply_to_message.message_id)
+        ticket = await tickets.ticket_of_reply(
+            session, user.id, message.reply_to_message.message_id
+        )
     if ticket is None:
         open_tickets = await tickets.open_tickets(session, user.id)
         if not open_tickets:
