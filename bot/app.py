@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 from datetime import timedelta
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from bot.commands import customer_commands
 from bot.config import Settings
 from bot.db.dialog_storage import DatabaseStorage
 from bot.db.engine import create_engine, create_session_factory
-from bot.db.repositories import UpdateLog
+from bot.db.repositories import DeliveryRepo, UpdateLog
 from bot.handlers import create_root_router
 from bot.middlewares.database import UnitOfWorkMiddleware
 from bot.middlewares.retry import RetryMiddleware
@@ -106,10 +107,15 @@ async def set_commands(bot: Bot, i18n: I18n, default_locale: str) -> None:
 
 
 async def housekeeping(session_factory: async_sessionmaker[AsyncSession], clock: Clock) -> None:
-    """Forget handled update ids after two days: Telegram keeps updates for 24 hours."""
+    """Forget handled update ids after two days (Telegram keeps updates for 24 hours) and sent
+    deliveries after a week (the message map keeps what the relay needs)."""
     while True:
-        async with session_factory() as session, session.begin():
-            await UpdateLog(session).forget_before(clock.now() - timedelta(days=2))
+        try:
+            async with session_factory() as session, session.begin():
+                await UpdateLog(session).forget_before(clock.now() - timedelta(days=2))
+                await DeliveryRepo(session).forget_sent_before(clock.now() - timedelta(days=7))
+        except Exception:
+            log.exception("housekeeping failed; will try again in an hour")
         await asyncio.sleep(3600)
 
 
@@ -196,7 +202,12 @@ async def _serve_webhook(settings: Settings, bot: Bot, dispatcher: Dispatcher) -
     site = web.TCPSite(runner, settings.web_host, settings.web_port)
     await site.start()
     log.info("webhook mode: listening on %s:%s", settings.web_host, settings.web_port)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
     try:
-        await asyncio.Event().wait()
+        await stopping.wait()
     finally:
+        # The webhook stays registered: Telegram keeps the updates until we are back.
         await runner.cleanup()

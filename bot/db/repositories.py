@@ -246,6 +246,11 @@ class DeliveryRepo:
     async def get(self, delivery_id: int) -> Delivery | None:
         return await self.session.get(Delivery, delivery_id)
 
+    async def forget_sent_before(self, moment: datetime) -> None:
+        await self.session.execute(
+            delete(Delivery).where(Delivery.status == "sent", Delivery.sent_at < moment)
+        )
+
     async def pending_album(self, stream: str, media_group_id: str) -> Delivery | None:
         """An album relay not yet claimed, so a further album part can join it."""
         result = await self.session.execute(
