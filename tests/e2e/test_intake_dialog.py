@@ -292,3 +292,30 @@ async def test_after_hours_customer_is_told_when_we_answer(
     notice = c.text()
     assert "Support works" in notice and "We will answer from" in notice
     assert f"{start:%H:%M}" in notice or "00:00" in notice
+
+
+async def test_an_album_is_one_answer(fake: FakeTelegram, alice: FakeUser, start_bot) -> None:
+    await start_bot()
+    c = Customer(fake, alice)
+    c.command("/new")
+    await c.expect("What is your request about?")
+    c.press("Something works wrong")
+    await c.expect("what is it about?")
+    c.say("Broken charts")
+    await c.expect("Describe it in detail")
+    # An album at the description step: its caption is the text, all its photos are kept.
+    fake.send_album(alice, n=2, caption="Charts on the dashboard are empty since the update.")
+    await c.expect("Your account number")
+    c.say("12345678")
+    await c.expect("Attach screenshots")
+    fake.send_album(alice, n=3)
+    summary = await c.expect("Please check your request")
+    await c.edited(summary, "Screenshots: 5")
+    await fake.expect_silence(alice.id, within=1.0)  # one answer: one summary, no repeats
+    c.press("Send", summary)
+    await c.expect("#1 is registered")
+    card = await fake.next_message(STAFF_CHAT_ID)
+    assert "5 скриншотов ниже" in fake.text_of(card)
+    album = [await fake.next_message(STAFF_CHAT_ID) for _ in range(5)]
+    assert len({m["media_group_id"] for m in album}) == 1
+    assert all(m["reply_to_message"]["message_id"] == card["message_id"] for m in album)
