@@ -1,0 +1,666 @@
+"""Relay throughput and latency of the running desk, side by side with a bare aiogram echo bot.
+
+    python -m benchmarks.relay_throughput [--customers 200] [--messages 5] [--repeat 1]
+                                          [--json PATH] [--profile PATH]
+
+Both bots run as processes against the emulated Bot API (:class:`bot.emulator.FakeTelegram`,
+in this process, on 127.0.0.1, without Telegram's rate limits). Each gets the same burst:
+N customers each write M texts at once; every text carries a unique token and must come out in
+the staff group exactly once, as the copy the bot makes of it. Measured:
+
+* throughput: relayed messages / (first update enqueued → last copy stored by the emulator);
+* latency of each message: copy stored − update enqueued (p50/p90/p99/max);
+* peak RSS of the bot process (VmHWM) and its CPU time during the burst;
+* lost and duplicated tokens: any of them makes the exit status non-zero.
+
+The echo bot (:mod:`benchmarks.echo_bot`) answers each private text with one ``copyMessage``
+to the staff group, the Bot API work the desk does per follow-up. The desk (``python -m bot``)
+gets a fresh SQLite database in which every customer has one open ticket, so each text is a
+follow-up relayed to staff (SPEC §4).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import re
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+import aiogram
+import aiohttp
+
+from bot.emulator import FakeTelegram, FakeUser
+
+ROOT = Path(__file__).resolve().parents[1]
+STAFF_CHAT_ID = -1001000000001
+FIRST_CUSTOMER_ID = 2_000_001
+WARMUP_CUSTOMERS = 5
+# The desk's own sending limits, raised far above Telegram's (see LIMITS_NOTE).
+UNLIMITED = "1000000"
+LIMITS_NOTE = (
+    "Note: the emulator does not enforce Telegram's limits here, and the desk runs with its own\n"
+    f"sending limits raised to {UNLIMITED}/s|min. With Telegram's real limits the staff group\n"
+    "takes 20 messages a minute, which caps relays at 20/min whatever the bot does; this run\n"
+    "measures the bot's own overhead per relayed message."
+)
+TOKEN_RE = re.compile(r"bench:([a-z]+):(\d+):(\d+)")
+POLL_INTERVAL = 0.01
+
+
+# ====================================================================== results
+
+
+@dataclass
+class RunResult:
+    bot: str
+    sent: int
+    delivered: int  # distinct tokens that arrived
+    lost: int
+    duplicated: int  # extra copies beyond the first
+    elapsed_s: float  # first enqueue → last copy stored
+    throughput_per_s: float
+    latency_ms: dict[str, float]  # p50, p90, p99, max, mean
+    peak_rss_mib: float
+    cpu_s: float  # the bot process's user+system time during the burst
+    main_thread_cpu_s: float  # of which its main thread's (the event loop)
+    api_calls: dict[str, int]  # the bot's Bot API calls during the burst, by method
+    timed_out: bool = False
+    log_tail: list[str] = field(default_factory=list)
+
+    @property
+    def faulty(self) -> bool:
+        return self.lost > 0 or self.duplicated > 0 or self.timed_out
+
+
+def percentiles(values: Sequence[float]) -> dict[str, float]:
+    if not values:
+        nan = float("nan")
+        return {"p50": nan, "p90": nan, "p99": nan, "max": nan, "mean": nan}
+    if len(values) == 1:
+        (only,) = values
+        return {"p50": only, "p90": only, "p99": only, "max": only, "mean": only}
+    cuts = statistics.quantiles(values, n=100, method="inclusive")
+    return {
+        "p50": cuts[49],
+        "p90": cuts[89],
+        "p99": cuts[98],
+        "max": max(values),
+        "mean": statistics.fmean(values),
+    }
+
+
+# ====================================================================== the bot process
+
+
+def _proc_status(pid: int) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    with contextlib.suppress(OSError), open(f"/proc/{pid}/status") as status:
+        for line in status:
+            key, _, value = line.partition(":")
+            fields[key] = value.strip()
+    return fields
+
+
+def peak_rss_mib(pid: int) -> float:
+    """VmHWM: the resident set's high-water mark of the process."""
+    value = _proc_status(pid).get("VmHWM", "0 kB").split()[0]
+    return int(value) / 1024
+
+
+def cpu_seconds(pid: int, *, main_thread_only: bool = False) -> float:
+    """User + system CPU time of the process (all its threads, ended ones included) so far, or
+    of its main thread (the event loop) only."""
+    path = f"/proc/{pid}/task/{pid}/stat" if main_thread_only else f"/proc/{pid}/stat"
+    try:
+        with open(path) as stat:
+            fields = stat.read().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    # Fields after the command name start at field 3 (state): utime is 14, stime 15.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _open_log(path: Path) -> IO[bytes]:
+    return path.open("ab")
+
+
+def _read_log(path: Path) -> str:
+    return path.read_text(errors="replace") if path.exists() else ""
+
+
+class BotProcess:
+    """One bot run as ``python -m ...`` with its output in a log file."""
+
+    def __init__(self, name: str, argv: Sequence[str], env: dict[str, str], log_path: Path) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.env = env
+        self.log_path = log_path
+        self.proc: asyncio.subprocess.Process | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    async def start(self, timeout: float = 60) -> None:
+        log = _open_log(self.log_path)
+        try:
+            self.proc = await asyncio.create_subprocess_exec(
+                *self.argv, cwd=ROOT, env=self.env, stdout=log, stderr=asyncio.subprocess.STDOUT
+            )
+        finally:
+            log.close()
+        # Both aiogram's start_polling and the desk's poller log this once they poll.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while "Run polling" not in _read_log(self.log_path):
+            if self.proc.returncode is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log()}")
+            if loop.time() > deadline:
+                raise TimeoutError(
+                    f"{self.name} did not start polling in {timeout}s:\n{self.log()}"
+                )
+            await asyncio.sleep(0.05)
+
+    async def stop(self, timeout: float = 15) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.proc.wait(), timeout)
+            except TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+        return self.proc.returncode
+
+    def log(self, last: int = 40) -> str:
+        return "\n".join(_read_log(self.log_path).splitlines()[-last:])
+
+
+def bot_env(fake: FakeTelegram, **settings: str) -> dict[str, str]:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("BOT_", "STAFF_", "DATABASE_", "TELEGRAM_", "SUPPORT_", "DELIVERY_"))
+    }
+    assert fake.url is not None
+    env.update(
+        {
+            "BOT_TOKEN": fake.token,
+            "STAFF_CHAT_ID": str(STAFF_CHAT_ID),
+            "TELEGRAM_API_URL": fake.url,
+            "LOG_LEVEL": "INFO",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    env.update(settings)
+    return env
+
+
+# ====================================================================== observing the relays
+
+
+class RelayObserver:
+    """Reads the bot's messages in the staff group as the emulator stores them and notes when
+    each token arrived (``StoredMessage.sent_at``, the emulator's monotonic clock)."""
+
+    def __init__(self, fake: FakeTelegram) -> None:
+        self.fake = fake
+        self.state = fake.chats[STAFF_CHAT_ID]
+        self.scanned = 0
+        self.arrivals: defaultdict[str, list[float]] = defaultdict(list)
+        self.last_arrival = time.monotonic()
+
+    def scan(self) -> None:
+        ids = self.state.bot_ids
+        while self.scanned < len(ids):
+            message_id = ids[self.scanned]
+            self.scanned += 1
+            stored = self.state.messages.get(message_id) or self.state.deleted.get(message_id)
+            if stored is None:
+                continue
+            # A follow-up may also arrive merged with others into one message: count each.
+            for match in TOKEN_RE.finditer(self.fake.text_of(stored.data)):
+                self.arrivals[match.group(0)].append(stored.sent_at)
+                self.last_arrival = time.monotonic()
+
+    def missing(self, tokens: Sequence[str]) -> int:
+        return sum(1 for token in tokens if token not in self.arrivals)
+
+    async def wait_all(
+        self,
+        tokens: Sequence[str],
+        *,
+        timeout: float,
+        stall: float,
+    ) -> bool:
+        """Wait until every token arrived; False after ``timeout`` or ``stall`` seconds without
+        any arrival."""
+        deadline = time.monotonic() + timeout
+        self.last_arrival = time.monotonic()
+        while True:
+            self.scan()
+            if not self.missing(tokens):
+                return True
+            now = time.monotonic()
+            if now > deadline or now - self.last_arrival > stall:
+                return False
+            await asyncio.sleep(POLL_INTERVAL)
+
+
+def token(phase: str, customer: int, number: int) -> str:
+    return f"bench:{phase}:{customer}:{number}"
+
+
+def follow_up(phase: str, customer: int, number: int) -> str:
+    return f"Any news on my request? Still no access, ref {token(phase, customer, number)}"
+
+
+# ====================================================================== the desk's database
+
+
+async def migrate(env: dict[str, str], log_path: Path) -> None:
+    log = _open_log(log_path)
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot", "migrate", cwd=ROOT, env=env, stdout=log, stderr=log
+        )
+    finally:
+        log.close()
+    try:
+        code = await asyncio.wait_for(proc.wait(), 120)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise
+    if code != 0:
+        raise RuntimeError(f"python -m bot migrate exited with {code}:\n{_read_log(log_path)}")
+
+
+async def post_cards(fake: FakeTelegram, count: int) -> list[int]:
+    """The staff cards of the seeded tickets, sent through the emulated API as the bot would."""
+    url = f"{fake.url}/bot{fake.token}/sendMessage"
+    ids: list[int] = []
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(timeout=timeout) as http:
+        for number in range(1, count + 1):
+            text = f"#{number} · P2 · In progress\nCannot log in (seeded for the benchmark)"
+            async with http.post(url, json={"chat_id": STAFF_CHAT_ID, "text": text}) as response:
+                body = await response.json()
+            if not body.get("ok"):
+                raise RuntimeError(f"sendMessage of a card failed: {body}")
+            ids.append(int(body["result"]["message_id"]))
+    return ids
+
+
+def seed_tickets(database_url: str, customers: Sequence[FakeUser], cards: Sequence[int]) -> None:
+    """One open ticket (in progress, answered, with its card) per customer."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import Session
+
+    from bot.db.models import Ticket, User
+    from bot.domain.tickets import Kind, Priority, Status
+
+    now = datetime.now(UTC)
+    engine = create_engine(database_url.replace("+aiosqlite", ""))
+    try:
+        with Session(engine) as session, session.begin():
+            for index, (customer, card) in enumerate(zip(customers, cards, strict=True)):
+                session.add(
+                    User(
+                        id=customer.id,
+                        first_name=customer.first_name,
+                        username=customer.username,
+                        language_code=customer.language_code,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+                session.add(
+                    Ticket(
+                        number=index + 1,
+                        intake_key=f"benchmark-{customer.id}",
+                        customer_id=customer.id,
+                        account_number=f"{10_000_000 + index}",
+                        topic="Cannot log in",
+                        kind=Kind.INCIDENT,
+                        description="The login page shows an error after the update.",
+                        priority=Priority.P2,
+                        status=Status.IN_PROGRESS,
+                        assignee_id=1,
+                        line=1,
+                        locale="en",
+                        created_at=now,
+                        updated_at=now,
+                        first_response_at=now,
+                        reopened_count=0,
+                        staff_chat_id=STAFF_CHAT_ID,
+                        card_message_id=card,
+                    )
+                )
+    finally:
+        engine.dispose()
+
+
+# ====================================================================== one run
+
+
+@dataclass(frozen=True)
+class Params:
+    customers: int
+    messages: int
+    timeout: float
+    stall: float
+    profile: Path | None
+
+
+async def run_bot(kind: str, params: Params, workdir: Path) -> RunResult:
+    fake = FakeTelegram(enforce_limits=False)
+    await fake.start("127.0.0.1")
+    try:
+        fake.add_group(STAFF_CHAT_ID, "e-Comet support staff")
+        users = [
+            fake.add_user(
+                FIRST_CUSTOMER_ID + i,
+                f"Customer {i}",
+                username=f"customer_{i}",
+                language_code="en",
+                started=True,
+            )
+            for i in range(params.customers + WARMUP_CUSTOMERS)
+        ]
+        log_path = workdir / f"{kind}.log"
+        if kind == "echo":
+            env = bot_env(fake)
+            argv = [sys.executable, "-m", "benchmarks.echo_bot"]
+        else:
+            database_url = f"sqlite+aiosqlite:///{workdir / 'desk.sqlite3'}"
+            env = bot_env(
+                fake,
+                DATABASE_URL=database_url,
+                TIMEZONE="Europe/Moscow",
+                SUPPORT_HOURS="00:00-24:00",
+                DEFAULT_LOCALE="en",
+                DELIVERY_GROUP_PER_MINUTE=UNLIMITED,
+                DELIVERY_PRIVATE_PER_SECOND=UNLIMITED,
+                DELIVERY_GLOBAL_PER_SECOND=UNLIMITED,
+            )
+            await migrate(env, log_path)
+            cards = await post_cards(fake, len(users))
+            await asyncio.to_thread(seed_tickets, database_url, users, cards)
+            argv = [sys.executable, "-m", "bot"]
+            if params.profile is not None:
+                argv[1:1] = ["-m", "cProfile", "-o", str(params.profile)]
+        bot = BotProcess(kind, argv, env, log_path)
+        await bot.start()
+        print(f"  {kind}: pid {bot.pid}, polling", flush=True)
+        try:
+            return await _burst(kind, fake, bot, users, params)
+        finally:
+            code = await bot.stop()
+            if code not in (0, None, -signal.SIGTERM):
+                print(f"  {kind} exited with {code}:\n{bot.log()}", file=sys.stderr)
+    finally:
+        await fake.stop()
+
+
+async def _burst(
+    kind: str, fake: FakeTelegram, bot: BotProcess, users: Sequence[FakeUser], params: Params
+) -> RunResult:
+    observer = RelayObserver(fake)
+    customers, warmup = users[: params.customers], users[params.customers :]
+
+    # Warm-up: a few messages through the whole path before anything is measured.
+    warm = [token("warm", i, 0) for i in range(len(warmup))]
+    for i, user in enumerate(warmup):
+        fake.send_text(user, follow_up("warm", i, 0))
+    if not await observer.wait_all(warm, timeout=30, stall=30):
+        raise RuntimeError(f"{kind}: the warm-up messages were not relayed:\n{bot.log()}")
+    await asyncio.sleep(0.5)
+    observer.scan()
+
+    calls_before = len(fake.calls)
+    cpu_before = cpu_seconds(bot.pid)
+    main_before = cpu_seconds(bot.pid, main_thread_only=True)
+    enqueued: dict[str, float] = {}
+    for number in range(params.messages):
+        for i, user in enumerate(customers):
+            fake.send_text(user, follow_up("burst", i, number))
+            enqueued[token("burst", i, number)] = time.monotonic()
+    first = min(enqueued.values())
+    tokens = list(enqueued)
+    completed = await observer.wait_all(tokens, timeout=params.timeout, stall=params.stall)
+    # Anything sent twice comes soon after the rest.
+    await asyncio.sleep(1.0)
+    observer.scan()
+    cpu = cpu_seconds(bot.pid) - cpu_before
+    main_cpu = cpu_seconds(bot.pid, main_thread_only=True) - main_before
+    rss = peak_rss_mib(bot.pid)
+
+    arrivals = {t: observer.arrivals[t] for t in tokens if t in observer.arrivals}
+    latencies = [(min(times) - enqueued[t]) * 1000 for t, times in arrivals.items()]
+    last = max((min(times) for times in arrivals.values()), default=first)
+    elapsed = max(last - first, 1e-9)
+    methods = Counter(call.method for call in fake.calls[calls_before:])
+    result = RunResult(
+        bot=kind,
+        sent=len(tokens),
+        delivered=len(arrivals),
+        lost=len(tokens) - len(arrivals),
+        duplicated=sum(len(times) - 1 for times in arrivals.values()),
+        elapsed_s=elapsed,
+        throughput_per_s=len(arrivals) / elapsed,
+        latency_ms=percentiles(latencies),
+        peak_rss_mib=rss,
+        cpu_s=cpu,
+        main_thread_cpu_s=main_cpu,
+        api_calls=dict(methods.most_common()),
+        timed_out=not completed,
+    )
+    if result.faulty:
+        result.log_tail = bot.log().splitlines()
+    return result
+
+
+# ====================================================================== report
+
+
+def machine() -> dict[str, Any]:
+    model = platform.processor() or "unknown CPU"
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("model name"):
+                model = line.partition(":")[2].strip()
+                break
+    import sqlalchemy
+
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "usable_cores": len(os.sched_getaffinity(0)),
+        "python": platform.python_version(),
+        "aiogram": aiogram.__version__,
+        "aiohttp": aiohttp.__version__,
+        "sqlalchemy": sqlalchemy.__version__,
+        "platform": platform.platform(),
+    }
+
+
+def _ratio(desk: float, echo: float) -> str:
+    return f"{desk / echo:.2f}x" if echo else "-"
+
+
+def table(echo: RunResult, desk: RunResult) -> str:
+    rows: list[tuple[str, str, str, str]] = [("metric", "echo bot", "desk", "desk/echo")]
+
+    def add(name: str, a: float, b: float, fmt: str) -> None:
+        rows.append((name, format(a, fmt), format(b, fmt), _ratio(b, a)))
+
+    add("throughput, msg/s", echo.throughput_per_s, desk.throughput_per_s, ".1f")
+    add("burst drained in, s", echo.elapsed_s, desk.elapsed_s, ".2f")
+    for key in ("p50", "p90", "p99", "max"):
+        add(f"latency {key}, ms", echo.latency_ms[key], desk.latency_ms[key], ".0f")
+    add("bot CPU during burst, s", echo.cpu_s, desk.cpu_s, ".2f")
+    add("  of which main thread, s", echo.main_thread_cpu_s, desk.main_thread_cpu_s, ".2f")
+    add(
+        "bot CPU per message, ms",
+        echo.cpu_s * 1000 / max(echo.sent, 1),
+        desk.cpu_s * 1000 / max(desk.sent, 1),
+        ".2f",
+    )
+    add("peak RSS (VmHWM), MiB", echo.peak_rss_mib, desk.peak_rss_mib, ".1f")
+
+    def calls(result: RunResult) -> str:
+        relay = result.api_calls.get("copyMessage", 0)
+        other = sum(result.api_calls.values()) - relay - result.api_calls.get("getUpdates", 0)
+        return f"{relay} copy+{other}"
+
+    rows.append(("Bot API calls (+other)", calls(echo), calls(desk), ""))
+    rows.append(
+        (
+            "getUpdates calls",
+            str(echo.api_calls.get("getUpdates", 0)),
+            str(desk.api_calls.get("getUpdates", 0)),
+            "",
+        )
+    )
+    rows.append(
+        ("delivered / sent", f"{echo.delivered}/{echo.sent}", f"{desk.delivered}/{desk.sent}", "")
+    )
+    rows.append(("lost", str(echo.lost), str(desk.lost), ""))
+    rows.append(("duplicated", str(echo.duplicated), str(desk.duplicated), ""))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = []
+    for n, row in enumerate(rows):
+        cells = [row[0].ljust(widths[0])] + [
+            cell.rjust(widths[i]) for i, cell in enumerate(row) if i
+        ]
+        lines.append(" | ".join(cells))
+        if n == 0:
+            lines.append("-+-".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def median_run(runs: Sequence[RunResult]) -> RunResult:
+    ordered = sorted(runs, key=lambda r: r.throughput_per_s)
+    return ordered[(len(ordered) - 1) // 2]
+
+
+# ====================================================================== main
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.relay_throughput", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--customers", type=int, default=200, help="customers writing at once")
+    parser.add_argument("--messages", type=int, default=5, help="texts per customer")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each bot (median shown)")
+    parser.add_argument("--timeout", type=float, default=90.0, help="max seconds per burst")
+    parser.add_argument(
+        "--stall", type=float, default=20.0, help="give up after this many seconds without a relay"
+    )
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument(
+        "--profile", type=Path, help="run the desk under cProfile and write its stats here"
+    )
+    args = parser.parse_args(argv)
+    if args.customers < 1 or args.messages < 1 or args.repeat < 1:
+        parser.error("--customers, --messages and --repeat must be positive")
+    return args
+
+
+async def amain(args: argparse.Namespace) -> int:
+    params = Params(
+        customers=args.customers,
+        messages=args.messages,
+        timeout=args.timeout,
+        stall=args.stall,
+        profile=args.profile.resolve() if args.profile else None,
+    )
+    info = machine()
+    print(
+        f"machine: {info['cpu']}, {info['cores']} cores ({info['usable_cores']} usable), "
+        f"Python {info['python']}, aiogram {info['aiogram']}, aiohttp {info['aiohttp']}, "
+        f"SQLAlchemy {info['sqlalchemy']}"
+    )
+    print(
+        f"burst: {params.customers} customers x {params.messages} texts = "
+        f"{params.customers * params.messages} messages, repeat {args.repeat}; "
+        "emulator in this process on 127.0.0.1, enforce_limits=False"
+    )
+    print(LIMITS_NOTE, flush=True)
+    runs: dict[str, list[RunResult]] = {"echo": [], "desk": []}
+    for attempt in range(args.repeat):
+        for kind in ("echo", "desk"):
+            print(f"run {attempt + 1}/{args.repeat}: {kind}", flush=True)
+            with tempfile.TemporaryDirectory(prefix=f"relay-bench-{kind}-") as tmp:
+                result = await run_bot(kind, params, Path(tmp))
+            runs[kind].append(result)
+            print(
+                f"  {kind}: {result.delivered}/{result.sent} in {result.elapsed_s:.2f}s "
+                f"= {result.throughput_per_s:.1f} msg/s, p50 {result.latency_ms['p50']:.0f} ms, "
+                f"lost {result.lost}, duplicated {result.duplicated}"
+                + (", TIMED OUT" if result.timed_out else ""),
+                flush=True,
+            )
+            if result.faulty:
+                print("  last lines of its log:\n    " + "\n    ".join(result.log_tail[-20:]))
+    echo, desk = median_run(runs["echo"]), median_run(runs["desk"])
+    ratio = desk.throughput_per_s / echo.throughput_per_s if echo.throughput_per_s else 0.0
+    print()
+    print(table(echo, desk))
+    print()
+    verdict = "meets" if ratio >= 0.7 else "BELOW"
+    print(f"desk/echo throughput: {ratio:.2f} ({verdict} the target of >= 0.70)")
+    faulty = [r for rs in runs.values() for r in rs if r.faulty]
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {
+                    "machine": info,
+                    "parameters": {
+                        "customers": params.customers,
+                        "messages": params.messages,
+                        "repeat": args.repeat,
+                        "desk_delivery_limits": UNLIMITED,
+                    },
+                    "throughput_ratio": ratio,
+                    "echo": [asdict(r) for r in runs["echo"]],
+                    "desk": [asdict(r) for r in runs["desk"]],
+                },
+                indent=2,
+            )
+        )
+        print(f"figures written to {args.json}")
+    if params.profile is not None:
+        print(f"cProfile stats of the last desk run: {params.profile}")
+    if faulty:
+        print(f"FAILED: {len(faulty)} run(s) lost, duplicated or timed out", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    return asyncio.run(amain(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
