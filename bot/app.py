@@ -25,7 +25,7 @@ from bot.clock import Clock, SystemClock
 from bot.commands import customer_commands
 from bot.config import Settings
 from bot.db.dialog_storage import DatabaseStorage
-from bot.db.engine import create_engine, create_session_factory
+from bot.db.engine import Database
 from bot.db.repositories import DeliveryRepo, UpdateLog
 from bot.handlers import create_root_router
 from bot.middlewares.database import UnitOfWorkMiddleware
@@ -69,7 +69,7 @@ def create_desk_config(settings: Settings) -> DeskConfig:
 def create_dispatcher(
     settings: Settings,
     *,
-    session_factory: async_sessionmaker[AsyncSession],
+    database: Database,
     clock: Clock,
     sender: Sender,
     i18n: I18n,
@@ -79,7 +79,7 @@ def create_dispatcher(
     events_isolation: BaseEventIsolation | None = None,
 ) -> Dispatcher:
     dispatcher = Dispatcher(
-        storage=DatabaseStorage(session_factory, clock),
+        storage=DatabaseStorage(database.writer, clock, database.reader),
         # One update at a time per chat: the parts of an album arrive in order.
         events_isolation=events_isolation or SimpleEventIsolation(),
         tickets=tickets,
@@ -88,7 +88,7 @@ def create_dispatcher(
         clock=clock,
         account_pattern=settings.account_number_pattern,
     )
-    dispatcher.update.outer_middleware(UnitOfWorkMiddleware(session_factory, clock, sender))
+    dispatcher.update.outer_middleware(UnitOfWorkMiddleware(database.writer, clock, sender))
     dispatcher.update.outer_middleware(UserMiddleware(clock))
     LocaleMiddleware(i18n).setup(dispatcher)
     dispatcher.include_router(create_root_router())
@@ -121,8 +121,7 @@ async def housekeeping(session_factory: async_sessionmaker[AsyncSession], clock:
 
 async def run(settings: Settings, *, clock: Clock | None = None) -> None:
     clock = clock or SystemClock()
-    engine = create_engine(settings.database_url)
-    session_factory = create_session_factory(engine)
+    database = Database(settings.database_url)
     bot = create_bot(settings)
     i18n = create_i18n(settings)
     desk = create_desk_config(settings)
@@ -135,7 +134,8 @@ async def run(settings: Settings, *, clock: Clock | None = None) -> None:
     )
     sender = Sender(
         bot=bot,
-        session_factory=session_factory,
+        session_factory=database.writer,
+        read_session_factory=database.reader,
         clock=clock,
         limiter=limiter,
         staff_chat_id=settings.staff_chat_id,
@@ -144,7 +144,7 @@ async def run(settings: Settings, *, clock: Clock | None = None) -> None:
     tickets = TicketService(clock=clock, outbox=outbox, i18n=i18n, config=desk)
     dispatcher = create_dispatcher(
         settings,
-        session_factory=session_factory,
+        database=database,
         clock=clock,
         sender=sender,
         i18n=i18n,
@@ -158,12 +158,17 @@ async def run(settings: Settings, *, clock: Clock | None = None) -> None:
         log.info("started as @%s (%s)", me.username, me.id)
         await set_commands(bot, i18n, settings.default_locale)
         background.append(asyncio.create_task(sender.run(), name="sender"))
-        background.append(asyncio.create_task(housekeeping(session_factory, clock)))
+        background.append(asyncio.create_task(housekeeping(database.writer, clock)))
         if settings.webhook_url:
             await _serve_webhook(settings, bot, dispatcher)
         else:
             await bot.delete_webhook(drop_pending_updates=False)
-            poller = Poller(bot, dispatcher)
+            poller = Poller(
+                bot,
+                dispatcher,
+                batch_sessions=database.writer if database.single_writer else None,
+                after_commit=sender.wake,
+            )
             poller.install_signal_handlers()
             await poller.run(dispatcher.resolve_used_update_types())
     finally:
@@ -174,7 +179,7 @@ async def run(settings: Settings, *, clock: Clock | None = None) -> None:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await bot.session.close()
-        await engine.dispose()
+        await database.dispose()
         log.info("stopped")
 
 

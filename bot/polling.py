@@ -13,11 +13,15 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Callable
 
 from aiogram import Bot, Dispatcher
 from aiogram.methods import GetUpdates
 from aiogram.types import Update
 from aiogram.utils.backoff import Backoff, BackoffConfig
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.db.dialog_storage import current_session
 
 log = logging.getLogger(__name__)
 
@@ -25,10 +29,25 @@ BACKOFF = BackoffConfig(min_delay=0.5, max_delay=10.0, factor=1.5, jitter=0.1)
 
 
 class Poller:
-    def __init__(self, bot: Bot, dispatcher: Dispatcher, *, timeout: int = 25) -> None:
+    """With ``batch_sessions`` (SQLite: one writer at a time anyway), a batch of updates is
+    handled one after another in one transaction, each update in a savepoint, and committed
+    once: a commit per batch instead of per update. Without it, the updates of a batch are
+    handled concurrently, each in its own transaction."""
+
+    def __init__(
+        self,
+        bot: Bot,
+        dispatcher: Dispatcher,
+        *,
+        timeout: int = 25,
+        batch_sessions: async_sessionmaker[AsyncSession] | None = None,
+        after_commit: Callable[[], None] = lambda: None,
+    ) -> None:
         self.bot = bot
         self.dispatcher = dispatcher
         self.timeout = timeout
+        self.batch_sessions = batch_sessions
+        self.after_commit = after_commit
         self.stopping = asyncio.Event()
 
     def install_signal_handlers(self) -> None:
@@ -57,17 +76,36 @@ class Poller:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.stopping.wait(), backoff.next_delay)
                 continue
-            backoff.reset()
             if updates is None:
                 break  # stopped while waiting
             if updates:
-                await asyncio.gather(*(self._handle(update) for update in updates))
+                try:
+                    await self._handle_batch(updates)
+                except Exception:  # not confirmed: Telegram sends them again
+                    log.exception("a batch of %d updates was not kept; retrying", len(updates))
+                    await asyncio.sleep(backoff.next_delay)
+                    continue
                 offset = updates[-1].update_id + 1
+            backoff.reset()
         if offset is not None:
             # Confirm what was handled, so a restart does not receive it again.
             with contextlib.suppress(Exception):
                 await self.bot(GetUpdates(offset=offset, timeout=0, limit=1))
         log.info("polling stopped")
+
+    async def _handle_batch(self, updates: list[Update]) -> None:
+        if self.batch_sessions is None:
+            await asyncio.gather(*(self._handle(update) for update in updates))
+            return
+        async with self.batch_sessions() as session:
+            token = current_session.set(session)
+            try:
+                for update in updates:
+                    await self._handle(update)
+                await session.commit()
+            finally:
+                current_session.reset(token)
+        self.after_commit()
 
     async def _fetch(self, request: GetUpdates) -> list[Update] | None:
         fetch = asyncio.ensure_future(self.bot(request, request_timeout=self.timeout + 15))

@@ -23,8 +23,14 @@ current_session: ContextVar[AsyncSession | None] = ContextVar("current_session",
 
 
 class DatabaseStorage(BaseStorage):
-    def __init__(self, session_factory: async_sessionmaker[AsyncSession], clock: Clock) -> None:
+    def __init__(
+        self,
+        session_factory: async_sessionmaker[AsyncSession],
+        clock: Clock,
+        read_session_factory: async_sessionmaker[AsyncSession] | None = None,
+    ) -> None:
         self.session_factory = session_factory
+        self.read_session_factory = read_session_factory or session_factory
         self.clock = clock
         self.key_builder = DefaultKeyBuilder(with_destiny=True)
 
@@ -34,7 +40,9 @@ class DatabaseStorage(BaseStorage):
         if session is not None:
             yield session
             return
-        async with self.session_factory() as own:
+        # aiogram reads the state before the update's unit of work begins: a plain read.
+        factory = self.session_factory if write else self.read_session_factory
+        async with factory() as own:
             yield own
             if write:
                 await own.commit()

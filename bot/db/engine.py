@@ -23,31 +23,40 @@ def _ensure_sqlite_dir(url: str) -> None:
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
 
 
-def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
+def is_sqlite(url: str) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def create_engine(url: str, *, read_only: bool = False, **kwargs: Any) -> AsyncEngine:
+    """An engine; on SQLite a writer takes the write lock at BEGIN, a reader never does."""
     _ensure_sqlite_dir(url)
-    is_sqlite = make_url(url).get_backend_name() == "sqlite"
-    if is_sqlite:
+    sqlite = is_sqlite(url)
+    if sqlite:
         kwargs.setdefault("connect_args", {"timeout": 30})
     engine = create_async_engine(url, **kwargs)
-    if is_sqlite:
+    if not sqlite:
+        return engine
 
-        @event.listens_for(engine.sync_engine, "connect")
-        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-            # WAL lets the sender read while a handler writes; two processes may share the file.
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA busy_timeout=30000")
-            cursor.close()
+    @event.listens_for(engine.sync_engine, "connect")
+    def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+        # WAL lets readers run beside the writer; two processes may share the file.
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+        if not read_only:
             # Take transactions into our own hands (see _begin_immediate).
             dbapi_connection.isolation_level = None
+
+    if not read_only:
 
         @event.listens_for(engine.sync_engine, "begin")
         def _begin_immediate(connection: Any) -> None:
             # A deferred transaction that reads and then writes fails with SQLITE_BUSY when
             # another connection wrote in between; taking the write lock up front makes
-            # concurrent updates wait their turn (busy_timeout) instead of failing.
+            # concurrent writers wait their turn (busy_timeout) instead of failing.
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
@@ -55,6 +64,32 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
 
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+class Database:
+    """The writer and reader session factories of one database.
+
+    SQLite has one writer at a time. Writers share a single connection, so they queue in the
+    pool (an asyncio wait) instead of in SQLite's busy handler, which sleeps and polls; readers
+    get their own connections and never take the write lock. On PostgreSQL both are the same
+    ordinary pool.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.single_writer = is_sqlite(url)
+        if self.single_writer:
+            self.engine = create_engine(url, pool_size=1, max_overflow=0, pool_timeout=120)
+            self.read_engine = create_engine(url, read_only=True)
+        else:
+            self.engine = create_engine(url)
+            self.read_engine = self.engine
+        self.writer = create_session_factory(self.engine)
+        self.reader = create_session_factory(self.read_engine)
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+        if self.read_engine is not self.engine:
+            await self.read_engine.dispose()
 
 
 def migrate(url: str) -> None:

@@ -7,6 +7,8 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, delete, exists, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased, selectinload
 
@@ -243,8 +245,41 @@ class DeliveryRepo:
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
+    async def claim_many(
+        self,
+        ids: Sequence[int],
+        *,
+        now: datetime,
+        until: datetime,
+        owner: str,
+        dead_before: datetime | None = None,
+    ) -> set[int]:
+        """Lease several deliveries at once; returns the ids this sender got."""
+        await self.session.execute(
+            update(Delivery)
+            .where(
+                Delivery.id.in_(ids),
+                Delivery.status == "pending",
+                self._free(now, dead_before or now),
+            )
+            .values(claimed_until=until, claimed_by=owner, attempts=Delivery.attempts + 1)
+            .execution_options(synchronize_session=False)
+        )
+        result = await self.session.execute(
+            select(Delivery.id).where(
+                Delivery.id.in_(ids),
+                Delivery.claimed_by == owner,
+                Delivery.claimed_until == until,
+            )
+        )
+        return set(result.scalars())
+
     async def get(self, delivery_id: int) -> Delivery | None:
         return await self.session.get(Delivery, delivery_id)
+
+    async def get_many(self, ids: Sequence[int]) -> dict[int, Delivery]:
+        result = await self.session.execute(select(Delivery).where(Delivery.id.in_(ids)))
+        return {row.id: row for row in result.scalars()}
 
     async def forget_sent_before(self, moment: datetime) -> None:
         await self.session.execute(
@@ -318,11 +353,14 @@ class UpdateLog:
 
     async def first_time(self, update_id: int, now: datetime) -> bool:
         """Mark the update as handled; False when it already was (a redelivery)."""
-        if await self.session.get(ProcessedUpdate, update_id) is not None:
-            return False
-        self.session.add(ProcessedUpdate(update_id=update_id, at=now))
-        await self.session.flush()
-        return True
+        values = {"update_id": update_id, "at": now}
+        statement = (
+            pg_insert(ProcessedUpdate).values(values).on_conflict_do_nothing()
+            if self.session.get_bind().dialect.name == "postgresql"
+            else sqlite_insert(ProcessedUpdate).values(values).on_conflict_do_nothing()
+        )
+        result = await self.session.execute(statement)
+        return bool(result.rowcount)  # type: ignore[attr-defined]
 
     async def forget_before(self, moment: datetime) -> None:
         await self.session.execute(delete(ProcessedUpdate).where(ProcessedUpdate.at < moment))

@@ -32,19 +32,34 @@ class UnitOfWorkMiddleware(BaseMiddleware):
         event: TelegramObject,
         data: dict[str, Any],
     ) -> Any:
+        batch = current_session.get()
+        if batch is not None:
+            # Inside a batch of the poller (one transaction for the batch): a savepoint, so a
+            # failing update undoes only its own changes. The poller commits.
+            async with batch.begin_nested():
+                return await self._handle(batch, handler, event, data)
         async with self.session_factory() as session:
-            if isinstance(event, Update) and not await UpdateLog(session).first_time(
-                event.update_id, self.clock.now()
-            ):
-                # Redelivered after a restart: its effects are already committed.
-                log.info("update %s was already handled; skipped", event.update_id)
-                return None
             token = current_session.set(session)
             try:
-                data["session"] = session
-                result = await handler(event, data)
+                result = await self._handle(session, handler, event, data)
                 await session.commit()
             finally:
                 current_session.reset(token)
         self.sender.wake()
         return result
+
+    async def _handle(
+        self,
+        session: AsyncSession,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:
+        if isinstance(event, Update) and not await UpdateLog(session).first_time(
+            event.update_id, self.clock.now()
+        ):
+            # Redelivered after a restart: its effects are already committed.
+            log.info("update %s was already handled; skipped", event.update_id)
+            return None
+        data["session"] = session
+        return await handler(event, data)

@@ -35,7 +35,7 @@ from aiogram.types import Message, MessageId
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.clock import Clock
-from bot.db.models import Delivery, MessageLink, Ticket
+from bot.db.models import Delivery, MessageLink
 from bot.db.repositories import DeliveryRepo, EventRepo, SenderRepo, TicketRepo, UserRepo
 from bot.middlewares.retry import retrying_enabled
 from bot.services.ratelimit import RateLimiter
@@ -117,8 +117,20 @@ class _Failure:
     error: str
 
 
+@dataclass(slots=True)
+class _Outcome:
+    delivery: Delivery
+    result: Any = None
+    failure: _Failure | None = None
+
+
 class Sender:
-    """Background delivery of the outbox. One per process; several processes may share a DB."""
+    """Background delivery of the outbox. One per process; several processes may share a DB.
+
+    Work is batched so the database is not the bottleneck: the due heads are read in one
+    query, claimed in one transaction, and the outcomes of the sends that finish meanwhile are
+    recorded together in one transaction.
+    """
 
     def __init__(
         self,
@@ -128,18 +140,21 @@ class Sender:
         clock: Clock,
         limiter: RateLimiter,
         staff_chat_id: int,
-        concurrency: int = 16,
+        read_session_factory: async_sessionmaker[AsyncSession] | None = None,
+        concurrency: int = 32,
         poll_interval: float = 1.0,
     ) -> None:
         self.bot = bot
         self.session_factory = session_factory
+        self.read_session_factory = read_session_factory or session_factory
         self.clock = clock
         self.limiter = limiter
         self.staff_chat_id = staff_chat_id
         self.poll_interval = poll_interval
-        self._slots = asyncio.Semaphore(concurrency)
+        self.concurrency = concurrency
+        self._in_flight: dict[int, str] = {}  # delivery id -> stream, until its outcome is kept
+        self._outcomes: list[_Outcome] = []
         self._wake = asyncio.Event()
-        self._streams_in_flight: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
         self.instance_id = uuid.uuid4().hex
@@ -156,10 +171,14 @@ class Sender:
         while not self._stopping:
             wait = self.poll_interval
             try:
+                await self._record_outcomes()
                 wait = min(wait, await self._dispatch_due())
             except Exception:
                 log.exception("delivery sweep failed; retrying")
+                wait = 1.0
             self._wake.clear()
+            if self._outcomes:
+                continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=max(wait, 0.005))
 
@@ -168,7 +187,9 @@ class Sender:
         self._wake.set()
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=timeout)
-        if self._last_beat is not None and not self._tasks:
+        with contextlib.suppress(Exception):
+            await self._record_outcomes()
+        if self._last_beat is not None and not self._in_flight:
             async with self.session_factory() as session, session.begin():
                 await SenderRepo(session).forget(self.instance_id)
 
@@ -186,11 +207,14 @@ class Sender:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while loop.time() < deadline:
+            await self._record_outcomes()
             await self._dispatch_due()
             if self._tasks:
                 await asyncio.wait(self._tasks, timeout=1)
                 continue
-            async with self.session_factory() as session:
+            if self._outcomes or self._in_flight:
+                continue
+            async with self.read_session_factory() as session:
                 heads = await DeliveryRepo(session).due_heads(self.clock.now(), limit=1)
             if not heads:
                 return
@@ -201,71 +225,100 @@ class Sender:
         now = self.clock.now()
         await self._beat(now)
         dead_before = now - DEAD_AFTER
-        async with self.session_factory() as session:
+        async with self.read_session_factory() as session:
             heads = await DeliveryRepo(session).due_heads(now, limit=200, dead_before=dead_before)
         next_wait = min(self.poll_interval, HEARTBEAT.total_seconds())
+        busy = set(self._in_flight.values())
+        chosen: list[Delivery] = []
         for head in heads:
-            if head.stream in self._streams_in_flight:
+            if len(self._in_flight) + len(chosen) >= self.concurrency:
+                next_wait = 0.01  # come back as soon as a slot frees
+                break
+            if head.stream in busy:
                 continue
-            if self._slots.locked():
-                return 0.01
             wait = self.limiter.reserve(head.chat_id)
             if wait > 0:
                 next_wait = min(next_wait, wait)
                 continue
-            async with self.session_factory() as session, session.begin():
-                claimed = await DeliveryRepo(session).claim(
-                    head.id,
-                    now=now,
-                    until=self.clock.now() + LEASE,
-                    owner=self.instance_id,
-                    dead_before=dead_before,
-                )
-            if not claimed:
+            busy.add(head.stream)
+            chosen.append(head)
+        if not chosen:
+            return next_wait
+        async with self.session_factory() as session, session.begin():
+            claimed = await DeliveryRepo(session).claim_many(
+                [head.id for head in chosen],
+                now=now,
+                until=self.clock.now() + LEASE,
+                owner=self.instance_id,
+                dead_before=dead_before,
+            )
+        for head in chosen:
+            if head.id not in claimed:
                 continue  # another process took it
-            await self._slots.acquire()
-            self._streams_in_flight.add(head.stream)
-            task = asyncio.create_task(self._deliver(head.id, head.stream))
+            head.attempts += 1
+            self._in_flight[head.id] = head.stream
+            task = asyncio.create_task(self._deliver(head))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         return next_wait
 
-    async def _deliver(self, delivery_id: int, stream: str) -> None:
+    async def _deliver(self, delivery: Delivery) -> None:
+        outcome = _Outcome(delivery)
         try:
-            await self._deliver_one(delivery_id)
-        except Exception:
-            log.exception("delivery %s crashed; it will be retried after its lease", delivery_id)
+            outcome = await self._send(delivery)
+        except Exception as exc:
+            log.exception("delivery %s crashed", delivery.id)
+            outcome.failure = _Failure(MAX_BACKOFF, f"{type(exc).__name__}: {exc}")
         finally:
-            self._streams_in_flight.discard(stream)
-            self._slots.release()
+            self._outcomes.append(outcome)
             self._wake.set()
 
-    async def _deliver_one(self, delivery_id: int) -> None:
-        async with self.session_factory() as session:
-            delivery = await DeliveryRepo(session).get(delivery_id)
-            if delivery is None or delivery.status != "pending":
-                return
-            try:
-                call = await self._build_call(session, delivery)
-            except _NothingToEditError as exc:
-                await self._failed(delivery, _Failure(None, str(exc)))
-                return
+    async def _send(self, delivery: Delivery) -> _Outcome:
+        try:
+            call = await self._build_call(delivery)
+        except _NothingToEditError as exc:
+            return _Outcome(delivery, failure=_Failure(None, str(exc)))
         try:
             result = await self.bot(call, request_timeout=REQUEST_TIMEOUT)
         except TelegramBadRequest as exc:
             if "message is not modified" in exc.message:
-                result = None  # an edit that changes nothing has done its job
-            else:
-                await self._failed(delivery, self._classify(exc, delivery))
-                return
+                return _Outcome(delivery)  # an edit that changes nothing has done its job
+            return _Outcome(delivery, failure=self._classify(exc, delivery))
         except Exception as exc:  # noqa: BLE001 - every API error is classified and recorded
-            await self._failed(delivery, self._classify(exc, delivery))
-            return
-        await self._succeeded(delivery, result)
+            return _Outcome(delivery, failure=self._classify(exc, delivery))
+        return _Outcome(delivery, result=result)
 
-    async def _build_call(self, session: AsyncSession, delivery: Delivery) -> TelegramMethod[Any]:
+    async def _build_call(self, delivery: Delivery) -> TelegramMethod[Any]:
         payload = dict(delivery.payload)
         context = delivery.context or {}
+        if context.get("reply_to_card") or context.get("reply_to_delivery") or context.get(
+            "target_delivery"
+        ):
+            async with self.read_session_factory() as session:
+                await self._resolve_references(session, delivery, payload, context)
+        if delivery.method == "SendMediaGroup" and len(payload.get("media") or ()) == 1:
+            # An "album" that turned out to have one part: Telegram wants 2-10 items.
+            sources = context.get("customer_message_ids") or []
+            if context.get("from_chat_id") and sources:
+                call: dict[str, Any] = {
+                    "chat_id": payload["chat_id"],
+                    "from_chat_id": context["from_chat_id"],
+                    "message_id": sources[0],
+                }
+                if "reply_parameters" in payload:
+                    call["reply_parameters"] = payload["reply_parameters"]
+                return methods.CopyMessage.model_validate(call)
+        method_class: type[TelegramMethod[Any]] = getattr(methods, delivery.method)
+        return method_class.model_validate(payload)
+
+    async def _resolve_references(
+        self,
+        session: AsyncSession,
+        delivery: Delivery,
+        payload: dict[str, Any],
+        context: dict[str, Any],
+    ) -> None:
+        """Message ids known only once earlier deliveries of the same stream were sent."""
         reply_to: int | None = None
         if context.get("reply_to_card") and delivery.ticket_number is not None:
             ticket = await TicketRepo(session).get(delivery.ticket_number)
@@ -285,20 +338,6 @@ class Sender:
                 "message_id": reply_to,
                 "allow_sending_without_reply": True,
             }
-        if delivery.method == "SendMediaGroup" and len(payload.get("media") or ()) == 1:
-            # An "album" that turned out to have one part: Telegram wants 2-10 items.
-            sources = context.get("customer_message_ids") or []
-            if context.get("from_chat_id") and sources:
-                call: dict[str, Any] = {
-                    "chat_id": payload["chat_id"],
-                    "from_chat_id": context["from_chat_id"],
-                    "message_id": sources[0],
-                }
-                if "reply_parameters" in payload:
-                    call["reply_parameters"] = payload["reply_parameters"]
-                return methods.CopyMessage.model_validate(call)
-        method_class: type[TelegramMethod[Any]] = getattr(methods, delivery.method)
-        return method_class.model_validate(payload)
 
     def _classify(self, exc: Exception, delivery: Delivery) -> _Failure:
         backoff = min(MAX_BACKOFF, 2.0 ** min(delivery.attempts, 9))
@@ -313,27 +352,48 @@ class Sender:
             return _Failure(None, f"{type(exc).__name__}: {exc.message}")
         return _Failure(backoff, f"{type(exc).__name__}: {exc}")
 
-    async def _failed(self, delivery: Delivery, failure: _Failure) -> None:
+    async def _record_outcomes(self) -> None:
+        """Keep what the finished sends did, all in one transaction."""
+        if not self._outcomes:
+            return
+        outcomes, self._outcomes = self._outcomes, []
         now = self.clock.now()
-        async with self.session_factory() as session, session.begin():
-            row = await DeliveryRepo(session).get(delivery.id)
-            if row is None:
-                return
-            row.error = failure.error
-            row.claimed_until = None
-            if failure.retry_in is not None:
-                row.not_before = now + timedelta(seconds=failure.retry_in)
-                log.warning(
-                    "delivery %s to %s: %s; retry in %.1fs",
-                    row.id,
-                    row.chat_id,
-                    failure.error,
-                    failure.retry_in,
-                )
-                return
-            row.status = "failed"
-            log.error("delivery %s to %s failed for good: %s", row.id, row.chat_id, failure.error)
-            await self._record_undelivered(session, row, now)
+        try:
+            async with self.session_factory() as session, session.begin():
+                rows = await DeliveryRepo(session).get_many([o.delivery.id for o in outcomes])
+                for outcome in outcomes:
+                    row = rows.get(outcome.delivery.id)
+                    if row is None:
+                        continue
+                    if outcome.failure is None:
+                        await self._succeeded(session, row, outcome.result, now)
+                    else:
+                        await self._failed(session, row, outcome.failure, now)
+        except Exception:
+            self._outcomes[:0] = outcomes  # try again on the next turn
+            raise
+        for outcome in outcomes:
+            self._in_flight.pop(outcome.delivery.id, None)
+
+    async def _failed(
+        self, session: AsyncSession, row: Delivery, failure: _Failure, now: datetime
+    ) -> None:
+        row.error = failure.error
+        row.claimed_until = None
+        row.claimed_by = None
+        if failure.retry_in is not None:
+            row.not_before = now + timedelta(seconds=failure.retry_in)
+            log.warning(
+                "delivery %s to %s: %s; retry in %.1fs",
+                row.id,
+                row.chat_id,
+                failure.error,
+                failure.retry_in,
+            )
+            return
+        row.status = "failed"
+        log.error("delivery %s to %s failed for good: %s", row.id, row.chat_id, failure.error)
+        await self._record_undelivered(session, row, now)
 
     async def _record_undelivered(
         self, session: AsyncSession, row: Delivery, now: datetime
@@ -353,55 +413,59 @@ class Sender:
                 details={"chat_id": row.chat_id, "error": row.error},
             )
 
-    async def _succeeded(self, delivery: Delivery, result: Any) -> None:
-        now = self.clock.now()
+    async def _succeeded(
+        self, session: AsyncSession, row: Delivery, result: Any, now: datetime
+    ) -> None:
         ids = _message_ids(result)
-        async with self.session_factory() as session, session.begin():
-            row = await DeliveryRepo(session).get(delivery.id)
-            if row is None:
+        row.status, row.sent_at, row.error = "sent", now, None
+        row.result = {"message_ids": ids}
+        if row.ticket_number is None or not ids:
+            return
+        if row.purpose == "card":
+            ticket = await TicketRepo(session).get(row.ticket_number)
+            if ticket is not None:
+                ticket.card_message_id = ids[0]
+                ticket.staff_chat_id = row.chat_id
+        customer_chat_id = (row.context or {}).get("customer_chat_id")
+        if customer_chat_id is None:
+            ticket = await TicketRepo(session).get(row.ticket_number)
+            if ticket is None:
                 return
-            row.status, row.sent_at, row.error = "sent", now, None
-            row.result = {"message_ids": ids}
-            if row.ticket_number is not None and ids:
-                ticket = await TicketRepo(session).get(row.ticket_number)
-                if ticket is not None:
-                    self._link(session, row, ticket, ids, now)
+            customer_chat_id = ticket.customer_id
+        self._link(session, row, int(customer_chat_id), ids, now)
 
     def _link(
         self,
         session: AsyncSession,
         row: Delivery,
-        ticket: Ticket,
+        customer_chat_id: int,
         ids: Sequence[int],
         now: datetime,
     ) -> None:
         """Remember which message is which, so replies on either side find their ticket."""
-        context = row.context or {}
-        if row.purpose == "card":
-            ticket.card_message_id = ids[0]
-            ticket.staff_chat_id = row.chat_id
-        if row.chat_id == ticket.customer_id:
-            for message_id in ids:
-                session.add(
-                    MessageLink(
-                        ticket_number=ticket.number,
-                        direction=row.purpose,
-                        customer_chat_id=ticket.customer_id,
-                        customer_message_id=message_id,
-                        created_at=now,
-                    )
-                )
-            return
-        sources: list[int] = list(context.get("customer_message_ids") or [])
-        for index, message_id in enumerate(ids):
+        assert row.ticket_number is not None
+        if row.chat_id == customer_chat_id:
+            links = [
+                {"customer_message_id": message_id, "staff_chat_id": None, "staff_message_id": None}
+                for message_id in ids
+            ]
+        else:
+            sources: list[int] = list((row.context or {}).get("customer_message_ids") or [])
+            links = [
+                {
+                    "customer_message_id": sources[index] if index < len(sources) else None,
+                    "staff_chat_id": row.chat_id,
+                    "staff_message_id": message_id,
+                }
+                for index, message_id in enumerate(ids)
+            ]
+        for link in links:
             session.add(
                 MessageLink(
-                    ticket_number=ticket.number,
+                    ticket_number=row.ticket_number,
                     direction=row.purpose,
-                    customer_chat_id=ticket.customer_id,
-                    customer_message_id=sources[index] if index < len(sources) else None,
-                    staff_chat_id=row.chat_id,
-                    staff_message_id=message_id,
+                    customer_chat_id=customer_chat_id,
                     created_at=now,
+                    **link,
                 )
             )

@@ -383,19 +383,28 @@ class TicketService:
         album = [item.media for item in items if item.media is not None]
         if media_group_id is None or len(album) != len(items):
             for item in items:
+                payload: dict[str, Any] = {
+                    "chat_id": staff,
+                    "from_chat_id": ticket.customer_id,
+                    "message_id": item.message_id,
+                }
+                context: dict[str, Any] = {
+                    "customer_message_ids": [item.message_id],
+                    "customer_chat_id": ticket.customer_id,
+                }
+                if ticket.card_message_id is not None:
+                    payload["reply_parameters"] = _reply_to(ticket.card_message_id)
+                else:  # the card is still on its way: the sender fills its id in
+                    context["reply_to_card"] = True
                 self.outbox.add(
                     session,
                     chat_id=staff,
                     method=methods.CopyMessage,
-                    payload={
-                        "chat_id": staff,
-                        "from_chat_id": ticket.customer_id,
-                        "message_id": item.message_id,
-                    },
+                    payload=payload,
                     purpose="relay",
                     ticket_number=ticket.number,
                     rank=int(ticket.priority),
-                    context={"reply_to_card": True, "customer_message_ids": [item.message_id]},
+                    context=context,
                 )
             return
         # An album arrives as one update per part. Parts join one pending delivery, which waits
@@ -426,6 +435,7 @@ class TicketService:
                 context={
                     "reply_to_card": True,
                     "customer_message_ids": [],
+                    "customer_chat_id": ticket.customer_id,
                     "media_group_id": media_group_id,
                     "from_chat_id": ticket.customer_id,
                 },
@@ -444,6 +454,10 @@ class TicketService:
         return await repo.for_customer(customer_id, limit=limit), await repo.count_for_customer(
             customer_id
         )
+
+
+def _reply_to(message_id: int) -> dict[str, Any]:
+    return {"message_id": message_id, "allow_sending_without_reply": True}
 
 
 def merge_album(
