@@ -74,7 +74,7 @@ class Poller:
                 # Right after a kill -9 Telegram may answer 409 while the old long poll lives.
                 log.warning("getUpdates failed (%s: %s); retrying", type(exc).__name__, exc)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.stopping.wait(), backoff.next_delay)
+                    await asyncio.wait_for(self.stopping.wait(), next(backoff))
                 continue
             if updates is None:
                 break  # stopped while waiting
@@ -83,7 +83,7 @@ class Poller:
                     await self._handle_batch(updates)
                 except Exception:  # not confirmed: Telegram sends them again
                     log.exception("a batch of %d updates was not kept; retrying", len(updates))
-                    await asyncio.sleep(backoff.next_delay)
+                    await asyncio.sleep(next(backoff))
                     continue
                 offset = updates[-1].update_id + 1
             backoff.reset()
