@@ -32,10 +32,12 @@ from bot.middlewares.database import UnitOfWorkMiddleware
 from bot.middlewares.retry import RetryMiddleware
 from bot.middlewares.user import LocaleMiddleware, UserMiddleware
 from bot.polling import Poller
+from bot.services.cards import Cards
 from bot.services.delivery import Outbox, Sender
+from bot.services.desk_config import DeskConfig
 from bot.services.messaging import Messenger
 from bot.services.ratelimit import Limits, RateLimiter
-from bot.services.tickets import DeskConfig, TicketService
+from bot.services.tickets import TicketService
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +143,8 @@ async def run(settings: Settings, *, clock: Clock | None = None) -> None:
         staff_chat_id=settings.staff_chat_id,
     )
     outbox = Outbox(clock)
-    tickets = TicketService(clock=clock, outbox=outbox, i18n=i18n, config=desk)
+    cards = Cards(outbox=outbox, i18n=i18n, config=desk)
+    tickets = TicketService(clock=clock, outbox=outbox, i18n=i18n, config=desk, cards=cards)
     dispatcher = create_dispatcher(
         settings,
         database=database,

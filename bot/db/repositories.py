@@ -70,9 +70,15 @@ class TicketRepo:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def get(self, number: int, *, with_attachments: bool = False) -> Ticket | None:
+    async def get(
+        self, number: int, *, with_attachments: bool = False, for_update: bool = False
+    ) -> Ticket | None:
+        """``for_update`` locks the row on PostgreSQL, so two staff pressing Take at once
+        are served one after the other (SQLite has one writer at a time anyway)."""
         options = [selectinload(Ticket.attachments)] if with_attachments else []
-        return await self.session.get(Ticket, number, options=options)
+        return await self.session.get(
+            Ticket, number, options=options, with_for_update=for_update or None
+        )
 
     async def by_intake_key(self, key: str) -> Ticket | None:
         result = await self.session.execute(select(Ticket).where(Ticket.intake_key == key))
@@ -106,9 +112,67 @@ class TicketRepo:
         )
         return int(result.scalar_one())
 
+    async def count_attachments(self, number: int) -> int:
+        result = await self.session.execute(
+            select(func.count()).select_from(Attachment).where(Attachment.ticket_number == number)
+        )
+        return int(result.scalar_one())
+
     async def add_attachments(self, attachments: Sequence[Attachment]) -> None:
         self.session.add_all(attachments)
         await self.session.flush()
+
+
+class StaffQueries:
+    """What staff look for: the queue and search."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def count_open(self) -> int:
+        result = await self.session.execute(
+            select(func.count()).select_from(Ticket).where(Ticket.status.in_(OPEN_STATUSES))
+        )
+        return int(result.scalar_one())
+
+    async def open_queue(self, *, offset: int, limit: int) -> Sequence[tuple[Ticket, User | None]]:
+        assignee = aliased(User)
+        result = await self.session.execute(
+            select(Ticket, assignee)
+            .outerjoin(assignee, assignee.id == Ticket.assignee_id)
+            .where(Ticket.status.in_(OPEN_STATUSES))
+            .order_by(Ticket.priority, Ticket.created_at)
+            .offset(offset)
+            .limit(limit)
+        )
+        return [(row[0], row[1]) for row in result.all()]
+
+    async def find(self, query: str, *, limit: int) -> Sequence[Ticket]:
+        if not query:
+            return []
+        text = query.lstrip("#@")
+        pattern = f"%{text.lower()}%"
+        conditions = [
+            func.lower(Ticket.topic).like(pattern),
+            func.lower(Ticket.description).like(pattern),
+            Ticket.account_number == text,
+            Ticket.customer_id.in_(
+                select(User.id).where(
+                    or_(
+                        func.lower(User.username) == text.lower(),
+                        func.lower(User.first_name).like(pattern),
+                        func.lower(User.last_name).like(pattern),
+                    )
+                )
+            ),
+        ]
+        if text.isdigit():
+            conditions.append(Ticket.number == int(text))
+            conditions.append(Ticket.customer_id == int(text))
+        result = await self.session.execute(
+            select(Ticket).where(or_(*conditions)).order_by(Ticket.number.desc()).limit(limit)
+        )
+        return result.scalars().all()
 
 
 class EventRepo:
@@ -162,6 +226,35 @@ class LinkRepo:
             .where(
                 MessageLink.customer_chat_id == chat_id,
                 MessageLink.customer_message_id == message_id,
+            )
+            .limit(1)
+        )
+        return result.scalar_one_or_none()
+
+    async def ticket_of_staff_message(self, chat_id: int, message_id: int) -> int | None:
+        result = await self.session.execute(
+            select(MessageLink.ticket_number)
+            .where(MessageLink.staff_chat_id == chat_id, MessageLink.staff_message_id == message_id)
+            .limit(1)
+        )
+        return result.scalar_one_or_none()
+
+    async def customer_message_of_staff(self, chat_id: int, message_id: int) -> int | None:
+        """The customer-side message a staff-side message stands for (a relayed copy)."""
+        result = await self.session.execute(
+            select(MessageLink.customer_message_id)
+            .where(MessageLink.staff_chat_id == chat_id, MessageLink.staff_message_id == message_id)
+            .limit(1)
+        )
+        return result.scalar_one_or_none()
+
+    async def staff_message_of_customer(self, chat_id: int, message_id: int) -> int | None:
+        result = await self.session.execute(
+            select(MessageLink.staff_message_id)
+            .where(
+                MessageLink.customer_chat_id == chat_id,
+                MessageLink.customer_message_id == message_id,
+                MessageLink.staff_message_id.is_not(None),
             )
             .limit(1)
         )

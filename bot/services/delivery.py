@@ -291,8 +291,9 @@ class Sender:
     async def _build_call(self, delivery: Delivery) -> TelegramMethod[Any]:
         payload = dict(delivery.payload)
         context = delivery.context or {}
-        if context.get("reply_to_card") or context.get("reply_to_delivery") or context.get(
-            "target_delivery"
+        if any(
+            context.get(key)
+            for key in ("reply_to_card", "reply_to_delivery", "target_delivery", "edit_card")
         ):
             async with self.read_session_factory() as session:
                 await self._resolve_references(session, delivery, payload, context)
@@ -327,6 +328,11 @@ class Sender:
             earlier = await DeliveryRepo(session).get(int(context["reply_to_delivery"]))
             ids = (earlier.result or {}).get("message_ids") if earlier else None
             reply_to = ids[0] if ids else None
+        if context.get("edit_card") and delivery.ticket_number is not None:
+            ticket = await TicketRepo(session).get(delivery.ticket_number)
+            if ticket is None or ticket.card_message_id is None:
+                raise _NothingToEditError(f"ticket {delivery.ticket_number} has no card")
+            payload["message_id"] = ticket.card_message_id
         if context.get("target_delivery"):
             target = await DeliveryRepo(session).get(int(context["target_delivery"]))
             ids = (target.result or {}).get("message_ids") if target else None

@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from aiogram import methods
 from aiogram.utils.i18n import I18n
@@ -16,9 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.clock import Clock
 from bot.db.models import Attachment, Ticket, User
 from bot.db.repositories import DeliveryRepo, EventRepo, LinkRepo, TicketRepo
-from bot.domain.hours import SupportHours
 from bot.domain.tickets import Action, Kind, Status, default_priority, is_open, transition
+from bot.services.cards import Cards
 from bot.services.delivery import ALBUM_GRACE, RANK_CUSTOMER_WAITING, Outbox, stream_of
+from bot.services.desk_config import DeskConfig
 from bot.views import tickets as views
 
 log = logging.getLogger(__name__)
@@ -61,18 +61,6 @@ class RelayItem:
     attachment: AttachmentIn | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class DeskConfig:
-    staff_chat_id: int
-    hours: SupportHours
-    hours_text: str
-    default_locale: str
-
-    @property
-    def tz(self) -> ZoneInfo:
-        return self.hours.tz
-
-
 @dataclass(slots=True)
 class Registration:
     ticket: Ticket
@@ -88,11 +76,14 @@ class RelayResult:
 
 
 class TicketService:
-    def __init__(self, *, clock: Clock, outbox: Outbox, i18n: I18n, config: DeskConfig) -> None:
+    def __init__(
+        self, *, clock: Clock, outbox: Outbox, i18n: I18n, config: DeskConfig, cards: Cards
+    ) -> None:
         self.clock = clock
         self.outbox = outbox
         self.i18n = i18n
         self.config = config
+        self.cards = cards
 
     # -- registration -------------------------------------------------------------------------
 
@@ -148,7 +139,7 @@ class TicketService:
             details={"kind": draft.kind.value, "priority": int(priority)},
         )
         await self._notify_registered(session, ticket, locale, now)
-        await self._post_card(session, ticket, customer, draft.attachments)
+        await self.cards.post(session, ticket, _media_groups(draft.attachments))
         return Registration(ticket, created=True)
 
     async def _notify_registered(
@@ -178,93 +169,6 @@ class TicketService:
             purpose="notice",
             ticket_number=ticket.number,
             rank=RANK_CUSTOMER_WAITING,
-        )
-
-    def card_data(self, ticket: Ticket, customer: User, attachments: int) -> views.CardData:
-        name = " ".join(filter(None, (customer.first_name, customer.last_name)))
-        return views.CardData(
-            number=ticket.number,
-            kind=ticket.kind,
-            priority=ticket.priority,
-            status=ticket.status,
-            topic=ticket.topic,
-            account_number=ticket.account_number,
-            description=ticket.description,
-            customer_id=customer.id,
-            customer_name=name or str(customer.id),
-            customer_username=customer.username,
-            customer_locale=ticket.locale,
-            assignee_name=None,
-            line=ticket.line,
-            created_at=ticket.created_at,
-            attachments=attachments,
-        )
-
-    async def _post_card(
-        self,
-        session: AsyncSession,
-        ticket: Ticket,
-        customer: User,
-        attachments: Sequence[AttachmentIn],
-    ) -> None:
-        staff = self.config.staff_chat_id
-        locale = self.config.default_locale
-        with self.i18n.use_locale(locale):
-            text = views.staff_card(
-                self.card_data(ticket, customer, len(attachments)), tz=self.config.tz, locale=locale
-            )
-        card = self.outbox.add(
-            session,
-            chat_id=staff,
-            method=methods.SendMessage,
-            payload={"chat_id": staff, "text": text},
-            purpose="card",
-            ticket_number=ticket.number,
-            rank=int(ticket.priority),
-        )
-        await session.flush()  # the card's id: the screenshots reply to it
-        for group in _media_groups(attachments):
-            self._add_media(session, ticket, group, {"reply_to_delivery": card.id}, "card_media")
-
-    def _add_media(
-        self,
-        session: AsyncSession,
-        ticket: Ticket,
-        media: Sequence[dict[str, Any]],
-        context: dict[str, Any],
-        purpose: str,
-    ) -> None:
-        staff = self.config.staff_chat_id
-        if len(media) == 1:
-            item = media[0]
-            single: dict[str, type[methods.TelegramMethod[Any]]] = {
-                "photo": methods.SendPhoto,
-                "document": methods.SendDocument,
-                "video": methods.SendVideo,
-                "audio": methods.SendAudio,
-            }
-            payload = {"chat_id": staff, item["type"]: item["media"]}
-            payload.update({k: v for k, v in item.items() if k in ("caption", "caption_entities")})
-            self.outbox.add(
-                session,
-                chat_id=staff,
-                method=single[item["type"]],
-                payload=payload,
-                purpose=purpose,
-                ticket_number=ticket.number,
-                rank=int(ticket.priority),
-                context=context,
-            )
-            return
-        self.outbox.add(
-            session,
-            chat_id=staff,
-            method=methods.SendMediaGroup,
-            payload={"chat_id": staff, "media": list(media)},
-            purpose=purpose,
-            ticket_number=ticket.number,
-            rank=int(ticket.priority),
-            context=context,
         )
 
     # -- after registration ---------------------------------------------------------------------

@@ -43,6 +43,7 @@ class CardData:
     line: int
     created_at: datetime
     attachments: int
+    reopened: int = 0
 
 
 def staff_card(card: CardData, *, tz: ZoneInfo, locale: str) -> str:
@@ -65,6 +66,8 @@ def staff_card(card: CardData, *, tz: ZoneInfo, locale: str) -> str:
         _("Line: {line}").format(line=card.line),
         _("Opened: {when}").format(when=when(card.created_at, tz, locale)),
     ]
+    if card.reopened:
+        lines.append(_("Reopened: {count}").format(count=card.reopened))
     if card.attachments:
         lines.append(
             ngettext(

@@ -15,7 +15,8 @@ from bot.commands import customer_commands
 from bot.handlers.customer.dialog import Dialog
 from bot.keyboards import customer as kb
 from bot.keyboards.customer import LanguageCb
-from bot.services.tickets import DeskConfig, TicketService
+from bot.services.desk_config import DeskConfig
+from bot.services.tickets import TicketService
 from bot.states import STEPS
 from bot.views.tickets import TicketLine, my_tickets
 

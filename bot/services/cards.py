@@ -1,0 +1,139 @@
+"""The ticket's card in the staff group: posted once, then edited in place (SPEC §5)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from aiogram import methods
+from aiogram.utils.i18n import I18n
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.db.models import Ticket, User
+from bot.db.repositories import TicketRepo, UserRepo
+from bot.keyboards import staff as kb
+from bot.services.delivery import Outbox
+from bot.services.desk_config import DeskConfig
+from bot.views import tickets as views
+
+
+def display_name(user: User | None, fallback: int | None = None) -> str:
+    if user is None:
+        return str(fallback) if fallback is not None else "—"
+    name = " ".join(filter(None, (user.first_name, user.last_name)))
+    return name or (f"@{user.username}" if user.username else str(user.id))
+
+
+class Cards:
+    def __init__(self, *, outbox: Outbox, i18n: I18n, config: DeskConfig) -> None:
+        self.outbox = outbox
+        self.i18n = i18n
+        self.config = config
+
+    async def render(self, session: AsyncSession, ticket: Ticket) -> tuple[str, dict[str, Any]]:
+        users = UserRepo(session)
+        customer = await users.get(ticket.customer_id)
+        assignee = await users.get(ticket.assignee_id) if ticket.assignee_id else None
+        attachments = await TicketRepo(session).count_attachments(ticket.number)
+        data = views.CardData(
+            number=ticket.number,
+            kind=ticket.kind,
+            priority=ticket.priority,
+            status=ticket.status,
+            topic=ticket.topic,
+            account_number=ticket.account_number,
+            description=ticket.description,
+            customer_id=ticket.customer_id,
+            customer_name=display_name(customer, ticket.customer_id),
+            customer_username=customer.username if customer else None,
+            customer_locale=ticket.locale,
+            assignee_name=display_name(assignee, ticket.assignee_id)
+            if ticket.assignee_id
+            else None,
+            line=ticket.line,
+            created_at=ticket.created_at,
+            attachments=attachments,
+            reopened=ticket.reopened_count,
+        )
+        locale = self.config.default_locale
+        with self.i18n.use_locale(locale):
+            text = views.staff_card(data, tz=self.config.tz, locale=locale)
+            markup = kb.card(ticket.number, ticket.status)
+        return text, markup.model_dump(mode="json", exclude_none=True)
+
+    async def post(
+        self, session: AsyncSession, ticket: Ticket, media: Sequence[Sequence[dict[str, Any]]]
+    ) -> None:
+        """The card, then the screenshots as replies to it."""
+        staff = self.config.staff_chat_id
+        text, markup = await self.render(session, ticket)
+        card = self.outbox.add(
+            session,
+            chat_id=staff,
+            method=methods.SendMessage,
+            payload={"chat_id": staff, "text": text, "reply_markup": markup},
+            purpose="card",
+            ticket_number=ticket.number,
+            rank=int(ticket.priority),
+            context={"customer_chat_id": ticket.customer_id},
+        )
+        await session.flush()  # the card's id: the screenshots reply to it
+        for group in media:
+            self.add_media(session, ticket, group, {"reply_to_delivery": card.id}, "card_media")
+
+    async def refresh(self, session: AsyncSession, ticket: Ticket) -> None:
+        """Edit the card in place; it follows the card in the same stream, so it finds it."""
+        staff = self.config.staff_chat_id
+        text, markup = await self.render(session, ticket)
+        self.outbox.add(
+            session,
+            chat_id=staff,
+            method=methods.EditMessageText,
+            payload={"chat_id": staff, "text": text, "reply_markup": markup},
+            purpose="card_edit",
+            ticket_number=ticket.number,
+            rank=int(ticket.priority),
+            context={"edit_card": True},
+        )
+
+    def add_media(
+        self,
+        session: AsyncSession,
+        ticket: Ticket,
+        media: Sequence[dict[str, Any]],
+        context: dict[str, Any],
+        purpose: str,
+    ) -> None:
+        staff = self.config.staff_chat_id
+        context = {**context, "customer_chat_id": ticket.customer_id}
+        if len(media) == 1:
+            item = media[0]
+            single: dict[str, type[methods.TelegramMethod[Any]]] = {
+                "photo": methods.SendPhoto,
+                "document": methods.SendDocument,
+                "video": methods.SendVideo,
+                "audio": methods.SendAudio,
+            }
+            payload = {"chat_id": staff, item["type"]: item["media"]}
+            payload.update({k: v for k, v in item.items() if k in ("caption", "caption_entities")})
+            self.outbox.add(
+                session,
+                chat_id=staff,
+                method=single[item["type"]],
+                payload=payload,
+                purpose=purpose,
+                ticket_number=ticket.number,
+                rank=int(ticket.priority),
+                context=context,
+            )
+            return
+        self.outbox.add(
+            session,
+            chat_id=staff,
+            method=methods.SendMediaGroup,
+            payload={"chat_id": staff, "media": list(media)},
+            purpose=purpose,
+            ticket_number=ticket.number,
+            rank=int(ticket.priority),
+            context=context,
+        )

@@ -1,0 +1,412 @@
+"""Staff-side use cases (SPEC §5): act on a ticket from its card, relay answers and notes.
+
+Every change goes through the ticket rules, is written to the history with who did it, and
+refreshes the card; the customer is told what concerns them. Refusals come back as a
+:class:`Refusal` with a sentence for the person who pressed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from aiogram import methods
+from aiogram.utils.i18n import I18n
+from aiogram.utils.i18n import gettext as _
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.clock import Clock
+from bot.db.models import MessageLink, Ticket, User
+from bot.db.repositories import EventRepo, LinkRepo, StaffQueries, TicketRepo, UserRepo
+from bot.domain.tickets import (
+    Action,
+    Priority,
+    Status,
+    TransitionRefused,
+    can_reassign,
+    is_open,
+    transition,
+)
+from bot.services.cards import Cards, display_name
+from bot.services.delivery import RANK_CUSTOMER_WAITING, Outbox
+from bot.services.desk_config import DeskConfig
+from bot.views import staff as views
+from bot.views.labels import status_label
+
+log = logging.getLogger(__name__)
+
+
+class Refusal(Exception):  # noqa: N818 - an expected answer to a person, not a bug
+    """The action was not done; ``str()`` is what to tell the person who asked."""
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    ticket: Ticket
+    message: str
+
+
+class StaffService:
+    def __init__(
+        self, *, clock: Clock, outbox: Outbox, i18n: I18n, config: DeskConfig, cards: Cards
+    ) -> None:
+        self.clock = clock
+        self.outbox = outbox
+        self.i18n = i18n
+        self.config = config
+        self.cards = cards
+
+    # -- finding the ticket --------------------------------------------------------------------
+
+    async def ticket(self, session: AsyncSession, number: int, *, lock: bool = False) -> Ticket:
+        ticket = await TicketRepo(session).get(number, for_update=lock)
+        if ticket is None:
+            raise Refusal(_("There is no request #{number}.").format(number=number))
+        return ticket
+
+    async def ticket_of_staff_message(
+        self, session: AsyncSession, message_id: int
+    ) -> Ticket | None:
+        number = await LinkRepo(session).ticket_of_staff_message(
+            self.config.staff_chat_id, message_id
+        )
+        return await TicketRepo(session).get(number) if number is not None else None
+
+    # -- card buttons --------------------------------------------------------------------------
+
+    async def take(self, session: AsyncSession, number: int, actor: User) -> Done:
+        ticket = await self.ticket(session, number, lock=True)
+        if ticket.assignee_id == actor.id and ticket.status is not Status.NEW:
+            raise Refusal(_("#{number} is already yours.").format(number=number))
+        if ticket.assignee_id is not None and ticket.assignee_id != actor.id:
+            holder = await UserRepo(session).get(ticket.assignee_id)
+            raise Refusal(
+                _("#{number} is already taken by {name}.").format(
+                    number=number, name=display_name(holder, ticket.assignee_id)
+                )
+            )
+        await self._assign(session, ticket, actor, actor)
+        return Done(ticket, _("#{number} is yours now.").format(number=number))
+
+    async def assign(
+        self, session: AsyncSession, number: int, actor: User, assignee_id: int
+    ) -> Done:
+        ticket = await self.ticket(session, number, lock=True)
+        assignee = await UserRepo(session).get(assignee_id)
+        if assignee is None:
+            raise Refusal(_("That person is not known to the desk."))
+        if ticket.assignee_id == assignee_id:
+            raise Refusal(
+                _("#{number} is already assigned to {name}.").format(
+                    number=number, name=display_name(assignee)
+                )
+            )
+        await self._assign(session, ticket, actor, assignee)
+        return Done(
+            ticket,
+            _("#{number} is assigned to {name}.").format(
+                number=number, name=display_name(assignee)
+            ),
+        )
+
+    async def _assign(
+        self, session: AsyncSession, ticket: Ticket, actor: User, assignee: User
+    ) -> None:
+        if not can_reassign(ticket.status):
+            raise Refusal(self._closed(ticket))
+        now = self.clock.now()
+        events = EventRepo(session)
+        old = await UserRepo(session).get(ticket.assignee_id) if ticket.assignee_id else None
+        events.record(
+            ticket.number,
+            at=now,
+            type="assignee",
+            actor_id=actor.id,
+            actor_role="staff",
+            old=display_name(old) if old else None,
+            new=display_name(assignee),
+            details={"assignee_id": assignee.id},
+        )
+        ticket.assignee_id = assignee.id
+        if ticket.status is Status.NEW:
+            self._move(session, ticket, Action.TAKE, actor, now)
+        ticket.updated_at = now
+        await self.cards.refresh(session, ticket)
+        name = display_name(assignee)
+        await self._tell_customer(session, ticket, lambda: views.taken_notice(ticket.number, name))
+
+    async def set_priority(
+        self, session: AsyncSession, number: int, actor: User, priority: Priority
+    ) -> Done:
+        ticket = await self.ticket(session, number, lock=True)
+        if not can_reassign(ticket.status):
+            raise Refusal(self._closed(ticket))
+        if ticket.priority == priority:
+            raise Refusal(_("The priority is already {priority}.").format(priority=priority.name))
+        EventRepo(session).record(
+            ticket.number,
+            at=self.clock.now(),
+            type="priority",
+            actor_id=actor.id,
+            actor_role="staff",
+            old=str(int(ticket.priority)),
+            new=str(int(priority)),
+        )
+        ticket.priority = priority
+        ticket.updated_at = self.clock.now()
+        await self.cards.refresh(session, ticket)
+        return Done(
+            ticket,
+            _("Priority of #{number}: {priority}.").format(number=number, priority=priority.name),
+        )
+
+    async def set_line(self, session: AsyncSession, number: int, actor: User, line: int) -> Done:
+        if line not in (1, 2, 3):
+            raise Refusal(_("The support line is 1, 2 or 3."))
+        ticket = await self.ticket(session, number, lock=True)
+        if not can_reassign(ticket.status):
+            raise Refusal(self._closed(ticket))
+        if ticket.line == line:
+            raise Refusal(_("The line is already {line}.").format(line=line))
+        EventRepo(session).record(
+            ticket.number,
+            at=self.clock.now(),
+            type="line",
+            actor_id=actor.id,
+            actor_role="staff",
+            old=str(ticket.line),
+            new=str(line),
+        )
+        ticket.line = line
+        ticket.updated_at = self.clock.now()
+        await self.cards.refresh(session, ticket)
+        return Done(ticket, _("#{number} is on line {line}.").format(number=number, line=line))
+
+    async def ask_info(self, session: AsyncSession, number: int, actor: User) -> Done:
+        ticket = await self.ticket(session, number, lock=True)
+        if ticket.status is Status.NEW:
+            await self._assign(session, ticket, actor, actor)
+        self._move(session, ticket, Action.ASK_INFO, actor, self.clock.now())
+        await self.cards.refresh(session, ticket)
+        await self._tell_customer(session, ticket, lambda: views.ask_info_notice(ticket.number))
+        return Done(
+            ticket,
+            _(
+                "#{number} waits for the customer. Write your question as a reply to the card."
+            ).format(number=number),
+        )
+
+    async def resolve(self, session: AsyncSession, number: int, actor: User) -> Done:
+        ticket = await self.ticket(session, number, lock=True)
+        if ticket.status is Status.NEW:
+            await self._assign(session, ticket, actor, actor)
+        now = self.clock.now()
+        self._move(session, ticket, Action.RESOLVE, actor, now)
+        ticket.resolved_at = now
+        await self.cards.refresh(session, ticket)
+        await self._tell_customer(session, ticket, lambda: views.resolved_notice(ticket.number))
+        return Done(ticket, _("#{number} is resolved.").format(number=number))
+
+    async def close(self, session: AsyncSession, number: int, actor: User) -> Done:
+        ticket = await self.ticket(session, number, lock=True)
+        now = self.clock.now()
+        self._move(session, ticket, Action.CLOSE_BY_STAFF, actor, now)
+        await self.cards.refresh(session, ticket)
+        await self._tell_customer(session, ticket, lambda: views.closed_notice(ticket.number))
+        return Done(ticket, _("#{number} is closed.").format(number=number))
+
+    def _move(
+        self, session: AsyncSession, ticket: Ticket, action: Action, actor: User, now: datetime
+    ) -> None:
+        try:
+            outcome = transition(ticket.status, action)
+        except TransitionRefused:
+            raise Refusal(
+                _("#{number} is {status}: that is not possible now.").format(
+                    number=ticket.number, status=status_label(ticket.status).lower()
+                )
+            ) from None
+        EventRepo(session).record(
+            ticket.number,
+            at=now,
+            type="status",
+            actor_id=actor.id,
+            actor_role="staff",
+            old=ticket.status.value,
+            new=outcome.status.value,
+            details={"action": action.value},
+        )
+        ticket.status = outcome.status
+        ticket.updated_at = now
+        if outcome.close_reason is not None:
+            ticket.closed_at = now
+            ticket.close_reason = outcome.close_reason
+            EventRepo(session).record(
+                ticket.number,
+                at=now,
+                type="close_reason",
+                actor_id=actor.id,
+                actor_role="staff",
+                new=outcome.close_reason.value,
+            )
+
+    def _closed(self, ticket: Ticket) -> str:
+        return _("#{number} is closed: nothing can change it.").format(number=ticket.number)
+
+    # -- conversation --------------------------------------------------------------------------
+
+    async def _tell_customer(
+        self, session: AsyncSession, ticket: Ticket, render: Callable[[], str]
+    ) -> None:
+        """A notice to the customer, in the customer's language."""
+        customer = await UserRepo(session).get(ticket.customer_id)
+        locale = (customer.locale if customer and customer.locale else None) or ticket.locale
+        with self.i18n.use_locale(locale):
+            text = render()
+        self.outbox.add(
+            session,
+            chat_id=ticket.customer_id,
+            method=methods.SendMessage,
+            payload={"chat_id": ticket.customer_id, "text": text},
+            purpose="notice",
+            ticket_number=ticket.number,
+            rank=RANK_CUSTOMER_WAITING,
+            context={"customer_chat_id": ticket.customer_id},
+        )
+
+    async def answer(
+        self,
+        session: AsyncSession,
+        ticket: Ticket,
+        actor: User,
+        staff_message_id: int,
+        reply_to_customer_message: int | None,
+    ) -> Done:
+        """Copy a staff message to the customer (the first answer takes the ticket)."""
+        if not is_open(ticket.status):
+            raise Refusal(self._closed(ticket))
+        now = self.clock.now()
+        if ticket.status is Status.NEW:
+            await self._assign(session, ticket, actor, actor)
+        if ticket.first_response_at is None:
+            ticket.first_response_at = now
+        EventRepo(session).record(
+            ticket.number,
+            at=now,
+            type="staff_message",
+            actor_id=actor.id,
+            actor_role="staff",
+            details={"message_id": staff_message_id},
+        )
+        payload: dict[str, object] = {
+            "chat_id": ticket.customer_id,
+            "from_chat_id": self.config.staff_chat_id,
+            "message_id": staff_message_id,
+        }
+        if reply_to_customer_message is not None:
+            payload["reply_parameters"] = {
+                "message_id": reply_to_customer_message,
+                "allow_sending_without_reply": True,
+            }
+        self.outbox.add(
+            session,
+            chat_id=ticket.customer_id,
+            method=methods.CopyMessage,
+            payload=dict(payload),
+            purpose="answer",
+            ticket_number=ticket.number,
+            rank=RANK_CUSTOMER_WAITING,
+            context={
+                "customer_chat_id": ticket.customer_id,
+                "staff_message_ids": [staff_message_id],
+            },
+        )
+        ticket.updated_at = now
+        return Done(ticket, "")
+
+    def note(self, session: AsyncSession, ticket: Ticket, actor: User, text: str) -> None:
+        EventRepo(session).record(
+            ticket.number,
+            at=self.clock.now(),
+            type="note",
+            actor_id=actor.id,
+            actor_role="staff",
+            details={"text": text[:4000]},
+        )
+
+    # -- reading -------------------------------------------------------------------------------
+
+    async def history(self, session: AsyncSession, number: int, locale: str) -> str:
+        ticket = await self.ticket(session, number)
+        events = await EventRepo(session).for_ticket(ticket.number)
+        users = UserRepo(session)
+        names: dict[int, str] = {}
+        lines = []
+        for event in events:
+            if event.actor_id is None:
+                actor = _("the desk")
+            else:
+                if event.actor_id not in names:
+                    names[event.actor_id] = display_name(
+                        await users.get(event.actor_id), event.actor_id
+                    )
+                actor = names[event.actor_id]
+            lines.append(
+                views.EventLine(
+                    at=event.at,
+                    actor=actor,
+                    type=event.type,
+                    old=event.old,
+                    new=event.new,
+                    text=(event.details or {}).get("text"),
+                )
+            )
+        return views.history(ticket.number, lines, tz=self.config.tz, locale=locale)
+
+    async def queue(
+        self, session: AsyncSession, *, page: int, per_page: int, locale: str
+    ) -> tuple[str, int]:
+        queries = StaffQueries(session)
+        total = await queries.count_open()
+        pages = max(1, -(-total // per_page))
+        page = min(max(page, 0), pages - 1)
+        rows = await queries.open_queue(offset=page * per_page, limit=per_page)
+        now = self.clock.now()
+        lines = [
+            views.QueueLine(
+                number=ticket.number,
+                priority=ticket.priority,
+                status=ticket.status,
+                topic=ticket.topic,
+                assignee=display_name(assignee) if assignee else None,
+                age=now - ticket.created_at,
+            )
+            for ticket, assignee in rows
+        ]
+        return views.queue(lines, page=page, pages=pages, total=total, locale=locale), pages
+
+    async def find(self, session: AsyncSession, query: str) -> str:
+        rows = await StaffQueries(session).find(query.strip(), limit=20)
+        return views.found(query, [(t.number, t.status, t.topic) for t in rows])
+
+    async def staff_members(self, session: AsyncSession, ids: Sequence[int]) -> list[User]:
+        users = UserRepo(session)
+        found = [await users.get(user_id) for user_id in ids]
+        return [user for user in found if user is not None]
+
+    async def remember_staff_link(
+        self, session: AsyncSession, ticket: Ticket, staff_message_id: int, kind: str
+    ) -> None:
+        LinkRepo(session).add(
+            MessageLink(
+                ticket_number=ticket.number,
+                direction=kind,
+                customer_chat_id=ticket.customer_id,
+                customer_message_id=None,
+                staff_chat_id=self.config.staff_chat_id,
+                staff_message_id=staff_message_id,
+                created_at=self.clock.now(),
+            )
+        )
