@@ -14,9 +14,10 @@ from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
+from aiogram.exceptions import TelegramAPIError, TelegramMigrateToChat
 from aiogram.fsm.storage.base import BaseEventIsolation
 from aiogram.fsm.storage.memory import SimpleEventIsolation
-from aiogram.types import BotCommandScopeAllPrivateChats
+from aiogram.types import BotCommandScopeAllPrivateChats, ChatMember
 from aiogram.utils.i18n import I18n
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -26,7 +27,7 @@ from bot.commands import customer_commands
 from bot.config import Settings
 from bot.db.dialog_storage import DatabaseStorage
 from bot.db.engine import Database
-from bot.db.repositories import DeliveryRepo, UpdateLog
+from bot.db.repositories import DeliveryRepo, DeskSettings, UpdateLog
 from bot.handlers import create_root_router
 from bot.middlewares.database import UnitOfWorkMiddleware
 from bot.middlewares.retry import RetryMiddleware
@@ -35,8 +36,11 @@ from bot.polling import Poller
 from bot.services.cards import Cards
 from bot.services.delivery import Outbox, Sender
 from bot.services.desk_config import DeskConfig
+from bot.services.macros import MacroService
+from bot.services.membership import Membership
 from bot.services.messaging import Messenger
 from bot.services.ratelimit import Limits, RateLimiter
+from bot.services.staff import StaffService
 from bot.services.tickets import TicketService
 
 log = logging.getLogger(__name__)
@@ -76,6 +80,9 @@ def create_dispatcher(
     sender: Sender,
     i18n: I18n,
     tickets: TicketService,
+    staff: StaffService,
+    macros: MacroService,
+    membership: Membership,
     messenger: Messenger,
     desk: DeskConfig,
     events_isolation: BaseEventIsolation | None = None,
@@ -85,6 +92,9 @@ def create_dispatcher(
         # One update at a time per chat: the parts of an album arrive in order.
         events_isolation=events_isolation or SimpleEventIsolation(),
         tickets=tickets,
+        staff=staff,
+        macros=macros,
+        membership=membership,
         messenger=messenger,
         desk=desk,
         clock=clock,
@@ -106,6 +116,59 @@ async def set_commands(bot: Bot, i18n: I18n, default_locale: str) -> None:
                 await bot.set_my_commands(customer_commands(), scope=scope, language_code=locale)
         with i18n.use_locale(default_locale):
             await bot.set_my_commands(customer_commands(), scope=scope)
+
+
+async def check_staff_group(bot: Bot, database: Database, desk: DeskConfig, bot_id: int) -> None:
+    """Follow a group that moved, learn whether it is a forum, and say plainly what rights the
+    bot lacks there (SPEC §5)."""
+    async with database.writer() as session:
+        moved = await DeskSettings(session).get("staff_chat_id")
+    if moved:
+        desk.staff_chat_id = int(moved)
+    try:
+        chat = await bot.get_chat(desk.staff_chat_id)
+        member = await bot.get_chat_member(desk.staff_chat_id, bot_id)
+    except TelegramMigrateToChat as moved_to:
+        log.warning("the staff group moved to %s; following it", moved_to.migrate_to_chat_id)
+        desk.staff_chat_id = moved_to.migrate_to_chat_id
+        async with database.writer() as session, session.begin():
+            await DeskSettings(session).put("staff_chat_id", str(desk.staff_chat_id))
+        return await check_staff_group(bot, database, desk, bot_id)
+    except TelegramAPIError as error:
+        log.error(
+            "STAFF_CHAT_ID %s: the bot cannot see this group (%s). Add the bot to the staff "
+            "group as an administrator.",
+            desk.staff_chat_id,
+            error,
+        )
+        return None
+    desk.staff_is_forum = bool(chat.is_forum)
+    missing = staff_rights_missing(member, forum=desk.staff_is_forum)
+    if missing:
+        log.error(
+            "In the staff group %r the bot lacks: %s. Make it an administrator with these rights.",
+            chat.title,
+            ", ".join(missing),
+        )
+    else:
+        log.info(
+            "staff group %r (%s) is ready%s",
+            chat.title,
+            desk.staff_chat_id,
+            " with a topic per ticket" if desk.staff_is_forum else "",
+        )
+    return None
+
+
+def staff_rights_missing(member: ChatMember, *, forum: bool) -> list[str]:
+    status = getattr(member, "status", "")
+    if status == "creator":
+        return []
+    if status != "administrator":
+        # Only an administrator sees every message of the group (privacy mode).
+        return ["administrator status"]
+    needed = {"can_manage_topics": "manage topics"} if forum else {}
+    return [label for right, label in needed.items() if not getattr(member, right, False)]
 
 
 async def housekeeping(session_factory: async_sessionmaker[AsyncSession], clock: Clock) -> None:
@@ -145,6 +208,7 @@ async def run(settings: Settings, *, clock: Clock | None = None) -> None:
     outbox = Outbox(clock)
     cards = Cards(outbox=outbox, i18n=i18n, config=desk)
     tickets = TicketService(clock=clock, outbox=outbox, i18n=i18n, config=desk, cards=cards)
+    staff = StaffService(clock=clock, outbox=outbox, i18n=i18n, config=desk, cards=cards)
     dispatcher = create_dispatcher(
         settings,
         database=database,
@@ -152,6 +216,9 @@ async def run(settings: Settings, *, clock: Clock | None = None) -> None:
         sender=sender,
         i18n=i18n,
         tickets=tickets,
+        staff=staff,
+        macros=MacroService(clock=clock, outbox=outbox, staff=staff),
+        membership=Membership(bot, desk, clock),
         messenger=Messenger(outbox),
         desk=desk,
     )
@@ -159,6 +226,7 @@ async def run(settings: Settings, *, clock: Clock | None = None) -> None:
     try:
         me = await bot.get_me()
         log.info("started as @%s (%s)", me.username, me.id)
+        await check_staff_group(bot, database, desk, me.id)
         await set_commands(bot, i18n, settings.default_locale)
         background.append(asyncio.create_task(sender.run(), name="sender"))
         background.append(asyncio.create_task(housekeeping(database.writer, clock)))

@@ -72,6 +72,7 @@ class User(Base):
     locale: Mapped[str | None] = mapped_column(String(8))  # the user's own choice (/language)
     last_account_number: Mapped[str | None] = mapped_column(String(64))
     blocked_bot_at: Mapped[datetime | None]
+    staff_seen_at: Mapped[datetime | None]  # acted in the staff group: can be assigned tickets
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 

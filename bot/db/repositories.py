@@ -15,7 +15,9 @@ from sqlalchemy.orm import aliased, selectinload
 from bot.db.models import (
     Attachment,
     Delivery,
+    DeskSetting,
     DialogState,
+    Macro,
     MessageLink,
     ProcessedUpdate,
     SenderInstance,
@@ -64,6 +66,22 @@ class UserRepo:
         if user.blocked_bot_at is not None:
             user.blocked_bot_at = None  # writing to the bot means it is unblocked
         return user
+
+
+class StaffDirectory:
+    """Staff known to the desk: people who acted in the staff group, and its admins."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def known(self, limit: int = 40) -> Sequence[User]:
+        result = await self.session.execute(
+            select(User)
+            .where(User.staff_seen_at.is_not(None))
+            .order_by(User.first_name)
+            .limit(limit)
+        )
+        return result.scalars().all()
 
 
 class TicketRepo:
@@ -227,6 +245,14 @@ class LinkRepo:
                 MessageLink.customer_chat_id == chat_id,
                 MessageLink.customer_message_id == message_id,
             )
+            .limit(1)
+        )
+        return result.scalar_one_or_none()
+
+    async def ticket_of_thread(self, chat_id: int, thread_id: int) -> int | None:
+        result = await self.session.execute(
+            select(Ticket.number)
+            .where(Ticket.staff_chat_id == chat_id, Ticket.staff_thread_id == thread_id)
             .limit(1)
         )
         return result.scalar_one_or_none()
@@ -417,6 +443,46 @@ class SenderRepo:
         await self.session.execute(
             delete(SenderInstance).where(SenderInstance.heartbeat_at < before)
         )
+
+
+class DeskSettings:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, key: str) -> str | None:
+        row = await self.session.get(DeskSetting, key)
+        return row.value if row is not None else None
+
+    async def put(self, key: str, value: str) -> None:
+        row = await self.session.get(DeskSetting, key)
+        if row is None:
+            self.session.add(DeskSetting(key=key, value=value))
+        else:
+            row.value = value
+
+
+class MacroRepo:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def all(self) -> Sequence[Macro]:
+        result = await self.session.execute(select(Macro).order_by(Macro.title))
+        return result.scalars().all()
+
+    async def get(self, macro_id: int) -> Macro | None:
+        return await self.session.get(Macro, macro_id)
+
+    async def by_title(self, title: str) -> Macro | None:
+        result = await self.session.execute(
+            select(Macro).where(func.lower(Macro.title) == title.lower())
+        )
+        return result.scalar_one_or_none()
+
+    def add(self, macro: Macro) -> None:
+        self.session.add(macro)
+
+    async def delete(self, macro: Macro) -> None:
+        await self.session.delete(macro)
 
 
 class DialogRepo:

@@ -2,10 +2,10 @@
 
 from aiogram import Router
 
-from bot.handlers import customer, errors
+from bot.handlers import customer, errors, staff
 
 
 def create_root_router() -> Router:
     root = Router(name="root")
-    root.include_routers(customer.create_router(), errors.router)
+    root.include_routers(staff.create_router(), customer.create_router(), errors.router)
     return root

@@ -451,9 +451,15 @@ class Sender:
         """Remember which message is which, so replies on either side find their ticket."""
         assert row.ticket_number is not None
         if row.chat_id == customer_chat_id:
+            # Copies of staff messages remember their source, so edits and replies find it.
+            staff_ids: list[int] = list((row.context or {}).get("staff_message_ids") or [])
             links = [
-                {"customer_message_id": message_id, "staff_chat_id": None, "staff_message_id": None}
-                for message_id in ids
+                {
+                    "customer_message_id": message_id,
+                    "staff_chat_id": self.staff_chat_id if index < len(staff_ids) else None,
+                    "staff_message_id": staff_ids[index] if index < len(staff_ids) else None,
+                }
+                for index, message_id in enumerate(ids)
             ]
         else:
             sources: list[int] = list((row.context or {}).get("customer_message_ids") or [])

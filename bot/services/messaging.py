@@ -32,8 +32,11 @@ class Messenger:
         reply_to_message_id: int | None = None,
         purpose: str = "reply",
         ticket_number: int | None = None,
+        thread_id: int | None = None,
     ) -> Delivery:
         payload: dict[str, Any] = {"chat_id": chat_id, "text": text}
+        if thread_id is not None:
+            payload["message_thread_id"] = thread_id
         if reply_markup is not None:
             payload["reply_markup"] = _markup(reply_markup)
         if reply_to_message_id is not None:

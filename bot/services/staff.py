@@ -11,15 +11,25 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from aiogram import methods
+from aiogram.types import Message
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.clock import Clock
 from bot.db.models import MessageLink, Ticket, User
-from bot.db.repositories import EventRepo, LinkRepo, StaffQueries, TicketRepo, UserRepo
+from bot.db.repositories import (
+    DeskSettings,
+    EventRepo,
+    LinkRepo,
+    StaffDirectory,
+    StaffQueries,
+    TicketRepo,
+    UserRepo,
+)
 from bot.domain.tickets import (
     Action,
     Priority,
@@ -73,6 +83,15 @@ class StaffService:
             self.config.staff_chat_id, message_id
         )
         return await TicketRepo(session).get(number) if number is not None else None
+
+    async def ticket_of_thread(self, session: AsyncSession, thread_id: int) -> Ticket | None:
+        number = await LinkRepo(session).ticket_of_thread(self.config.staff_chat_id, thread_id)
+        return await TicketRepo(session).get(number) if number is not None else None
+
+    async def customer_message_of(self, session: AsyncSession, staff_message_id: int) -> int | None:
+        return await LinkRepo(session).customer_message_of_staff(
+            self.config.staff_chat_id, staff_message_id
+        )
 
     # -- card buttons --------------------------------------------------------------------------
 
@@ -336,6 +355,79 @@ class StaffService:
             details={"text": text[:4000]},
         )
 
+    async def show_ticket(
+        self, session: AsyncSession, number: int, locale: str, thread_id: int | None
+    ) -> None:
+        """/ticket N: the card (with its buttons) and the history, where it was asked."""
+        ticket = await self.ticket(session, number)
+        text, markup = await self.cards.render(session, ticket)
+        staff_chat = self.config.staff_chat_id
+        extra = {"message_thread_id": thread_id} if thread_id else {}
+        self.outbox.add(
+            session,
+            chat_id=staff_chat,
+            method=methods.SendMessage,
+            payload={"chat_id": staff_chat, "text": text, "reply_markup": markup, **extra},
+            purpose="card_copy",
+            ticket_number=ticket.number,
+            rank=int(ticket.priority),
+            context={"customer_chat_id": ticket.customer_id},
+        )
+        self.outbox.add(
+            session,
+            chat_id=staff_chat,
+            method=methods.SendMessage,
+            payload={
+                "chat_id": staff_chat,
+                "text": await self.history(session, number, locale),
+                **extra,
+            },
+            purpose="staff_note",
+            ticket_number=ticket.number,
+            rank=int(ticket.priority),
+            context={"customer_chat_id": ticket.customer_id},
+        )
+
+    async def known_staff(self, session: AsyncSession) -> Sequence[User]:
+        return await StaffDirectory(session).known()
+
+    async def post_to_ticket(self, session: AsyncSession, number: int, text: str) -> None:
+        """A message for staff about a ticket: in its topic, or as a reply to its card."""
+        ticket = await self.ticket(session, number)
+        staff_chat = self.config.staff_chat_id
+        self.outbox.add(
+            session,
+            chat_id=staff_chat,
+            method=methods.SendMessage,
+            payload={"chat_id": staff_chat, "text": text},
+            purpose="staff_note",
+            ticket_number=ticket.number,
+            rank=int(ticket.priority),
+            context={
+                "reply_to_card": True,
+                "in_topic": True,
+                "customer_chat_id": ticket.customer_id,
+            },
+        )
+
+    async def carry_edit(self, session: AsyncSession, message: Message) -> None:
+        """A staff answer was edited: edit the customer's copy the same way."""
+        links = LinkRepo(session)
+        number = await links.ticket_of_staff_message(self.config.staff_chat_id, message.message_id)
+        copy_id = await links.customer_message_of_staff(
+            self.config.staff_chat_id, message.message_id
+        )
+        ticket = await TicketRepo(session).get(number) if number is not None else None
+        if ticket is None or copy_id is None:
+            return
+        edit_copy(self.outbox, session, ticket, ticket.customer_id, copy_id, message)
+
+    async def follow_migration(self, session: AsyncSession, new_chat_id: int) -> None:
+        """Telegram upgraded the staff group to a supergroup with a new id: follow it."""
+        log.warning("the staff group moved: %s -> %s", self.config.staff_chat_id, new_chat_id)
+        self.config.staff_chat_id = new_chat_id
+        await DeskSettings(session).put("staff_chat_id", str(new_chat_id))
+
     # -- reading -------------------------------------------------------------------------------
 
     async def history(self, session: AsyncSession, number: int, locale: str) -> str:
@@ -410,3 +502,38 @@ class StaffService:
                 created_at=self.clock.now(),
             )
         )
+
+
+def edit_copy(
+    outbox: Outbox,
+    session: AsyncSession,
+    ticket: Ticket,
+    chat_id: int,
+    copy_id: int,
+    message: Message,
+) -> None:
+    """Carry an edit of ``message`` to its copy ``copy_id`` in ``chat_id``."""
+    entities = message.entities if message.text is not None else message.caption_entities
+    payload: dict[str, object] = {"chat_id": chat_id, "message_id": copy_id}
+    if entities:
+        payload["parse_mode"] = None
+        key = "entities" if message.text is not None else "caption_entities"
+        payload[key] = [e.model_dump(mode="json", exclude_none=True) for e in entities]
+    if message.text is not None:
+        method: type[methods.TelegramMethod[Any]] = methods.EditMessageText
+        payload["text"] = message.text
+    elif message.caption is not None:
+        method = methods.EditMessageCaption
+        payload["caption"] = message.caption
+    else:
+        return
+    outbox.add(
+        session,
+        chat_id=chat_id,
+        method=method,
+        payload=dict(payload),
+        purpose="edit",
+        ticket_number=ticket.number,
+        rank=RANK_CUSTOMER_WAITING if chat_id > 0 else int(ticket.priority),
+        context={"customer_chat_id": ticket.customer_id, "in_topic": chat_id < 0},
+    )

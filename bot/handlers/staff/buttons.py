@@ -1,0 +1,141 @@
+"""The card's buttons. Each press names a ticket in its callback data, which a client can
+forge: the ticket must be the one the pressed message belongs to."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+from aiogram import F, Router
+from aiogram.exceptions import TelegramBadRequest
+from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
+from aiogram.utils.i18n import gettext as _
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.db.models import User
+from bot.domain.tickets import Priority
+from bot.keyboards import staff as kb
+from bot.keyboards.staff import Op, StaffCb
+from bot.services.cards import display_name
+from bot.services.membership import Membership
+from bot.services.staff import Done, Refusal, StaffService
+
+log = logging.getLogger(__name__)
+router = Router(name=__name__)
+
+
+async def _belongs(
+    callback: CallbackQuery, number: int, session: AsyncSession, staff: StaffService
+) -> bool:
+    if not isinstance(callback.message, Message):
+        return False
+    ticket = await staff.ticket_of_staff_message(session, callback.message.message_id)
+    if ticket is None or ticket.number != number:
+        log.warning(
+            "forged or misplaced staff button: %r on message %s by %s",
+            callback.data,
+            callback.message.message_id,
+            callback.from_user.id,
+        )
+        return False
+    return True
+
+
+async def _show(callback: CallbackQuery, markup: InlineKeyboardMarkup) -> None:
+    if isinstance(callback.message, Message):
+        with contextlib.suppress(TelegramBadRequest):
+            await callback.message.edit_reply_markup(reply_markup=markup)
+
+
+@router.callback_query(StaffCb.filter())
+async def card_button(
+    callback: CallbackQuery,
+    callback_data: StaffCb,
+    user: User,
+    session: AsyncSession,
+    staff: StaffService,
+    membership: Membership,
+    locale: str,
+) -> None:
+    number, op = callback_data.number, callback_data.op
+    if not await _belongs(callback, number, session, staff):
+        await callback.answer(_stale(), show_alert=True)
+        return
+    try:
+        if op is Op.ASSIGN_MENU:
+            people = {u.id: display_name(u) for u in await staff.known_staff(session)}
+            people.update(dict(await membership.admins()))
+            await callback.answer()
+            await _show(callback, kb.assignees(number, sorted(people.items(), key=lambda p: p[1])))
+            return
+        if op is Op.PRIORITY_MENU:
+            await callback.answer()
+            await _show(callback, kb.priorities(number))
+            return
+        if op is Op.LINE_MENU:
+            await callback.answer()
+            await _show(callback, kb.lines(number))
+            return
+        if op is Op.BACK:
+            ticket = await staff.ticket(session, number)
+            await callback.answer()
+            await _show(callback, kb.card(number, ticket.status))
+            return
+        if op is Op.HISTORY:
+            text = await staff.history(session, number, locale)
+            await callback.answer()
+            await staff.post_to_ticket(session, number, text)
+            return
+        done = await _act(op, callback_data, user, session, staff, membership)
+    except Refusal as refusal:
+        await callback.answer(str(refusal), show_alert=True)
+        # The card on screen may be out of date (someone else acted): show it as it is.
+        with contextlib.suppress(Refusal):
+            await staff.cards.refresh(session, await staff.ticket(session, number))
+        return
+    await callback.answer(done.message)
+
+
+async def _act(
+    op: Op,
+    data: StaffCb,
+    user: User,
+    session: AsyncSession,
+    staff: StaffService,
+    membership: Membership,
+) -> Done:
+    number = data.number
+    if op is Op.TAKE:
+        return await staff.take(session, number, user)
+    if op is Op.ASSIGN:
+        # The id comes from the client: only someone who is staff can be assigned.
+        if not await membership.is_member(data.arg):
+            raise Refusal(_not_staff())
+        return await staff.assign(session, number, user, data.arg)
+    if op is Op.PRIORITY:
+        if data.arg not in {int(p) for p in Priority}:
+            raise Refusal(_stale())
+        return await staff.set_priority(session, number, user, Priority(data.arg))
+    if op is Op.LINE:
+        return await staff.set_line(session, number, user, data.arg)
+    if op is Op.ASK_INFO:
+        return await staff.ask_info(session, number, user)
+    if op is Op.RESOLVE:
+        return await staff.resolve(session, number, user)
+    if op is Op.CLOSE:
+        return await staff.close(session, number, user)
+    raise Refusal(_stale())
+
+
+def _stale() -> str:
+    return _("This button is no longer active.")
+
+
+def _not_staff() -> str:
+    return _("Only members of the staff group can be assigned.")
+
+
+@router.callback_query(F.data)
+async def unknown_staff_button(callback: CallbackQuery) -> None:
+    log.warning("unknown button data %r from %s", callback.data, callback.from_user.id)
+    await callback.answer(_stale(), show_alert=True)

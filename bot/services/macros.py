@@ -1,0 +1,123 @@
+"""Saved answers: written once by staff, sent to a ticket's customer with one press."""
+
+from __future__ import annotations
+
+import re
+
+from aiogram import html, methods
+from aiogram.utils.i18n import gettext as _
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.clock import Clock
+from bot.db.models import Macro, User
+from bot.db.repositories import EventRepo, MacroRepo, UserRepo
+from bot.domain.tickets import is_open
+from bot.services.delivery import RANK_CUSTOMER_WAITING, Outbox
+from bot.services.staff import Refusal, StaffService
+
+PLACEHOLDER = re.compile(r"\{(\w+)\}")
+KNOWN = {"name", "number"}
+
+
+def fill(body: str, values: dict[str, str]) -> str:
+    """The body with its placeholders filled; everything escaped for HTML."""
+    parts: list[str] = []
+    last = 0
+    for match in PLACEHOLDER.finditer(body):
+        parts.append(html.quote(body[last : match.start()]))
+        key = match.group(1)
+        parts.append(html.quote(values.get(key, match.group(0))))
+        last = match.end()
+    parts.append(html.quote(body[last:]))
+    return "".join(parts)
+
+
+class MacroService:
+    def __init__(self, *, clock: Clock, outbox: Outbox, staff: StaffService) -> None:
+        self.clock = clock
+        self.outbox = outbox
+        self.staff = staff
+
+    async def all(self, session: AsyncSession) -> list[Macro]:
+        return list(await MacroRepo(session).all())
+
+    def listing(self, items: list[Macro]) -> str:
+        if not items:
+            return _(
+                "No saved answers yet. Add one: /macro_add Title | Hello, {name}! About #{number}…"
+            )
+        lines = [_("<b>Saved answers</b>"), ""]
+        for macro in items:
+            lines.append(f"<b>{html.quote(macro.title)}</b>\n{html.quote(macro.body)}")
+        lines += ["", _("/macro_add, /macro_edit Title | Text; /macro_del Title")]
+        return "\n\n".join(lines)
+
+    async def save(
+        self, session: AsyncSession, title: str, body: str, author: User, *, create: bool
+    ) -> str:
+        if not 1 <= len(title) <= 64:
+            raise Refusal(_("The title must be 1–64 characters."))
+        if not 1 <= len(body) <= 3500:
+            raise Refusal(_("The text must be 1–3500 characters."))
+        unknown = sorted(set(PLACEHOLDER.findall(body)) - KNOWN)
+        if unknown:
+            raise Refusal(
+                _("Unknown placeholders: {names}. Use {{name}} and {{number}}.").format(
+                    names=", ".join(unknown)
+                )
+            )
+        repo = MacroRepo(session)
+        existing = await repo.by_title(title)
+        now = self.clock.now()
+        if create:
+            if existing is not None:
+                raise Refusal(_("“{title}” exists already; use /macro_edit.").format(title=title))
+            repo.add(Macro(title=title, body=body, created_by=author.id, updated_at=now))
+            return _("Saved “{title}”.").format(title=html.quote(title))
+        if existing is None:
+            raise Refusal(_("There is no saved answer “{title}”.").format(title=html.quote(title)))
+        existing.body, existing.updated_at = body, now
+        return _("Updated “{title}”.").format(title=html.quote(title))
+
+    async def delete(self, session: AsyncSession, title: str) -> str:
+        repo = MacroRepo(session)
+        existing = await repo.by_title(title)
+        if existing is None:
+            raise Refusal(_("There is no saved answer “{title}”.").format(title=html.quote(title)))
+        await repo.delete(existing)
+        return _("Deleted “{title}”.").format(title=html.quote(title))
+
+    async def send(self, session: AsyncSession, macro_id: int, number: int, actor: User) -> str:
+        macro = await MacroRepo(session).get(macro_id)
+        if macro is None:
+            raise Refusal(_("That saved answer no longer exists."))
+        ticket = await self.staff.ticket(session, number)
+        if not is_open(ticket.status):
+            raise Refusal(_("#{number} is closed: nothing can change it.").format(number=number))
+        customer = await UserRepo(session).get(ticket.customer_id)
+        text = fill(
+            macro.body,
+            {"name": customer.first_name if customer else "", "number": str(ticket.number)},
+        )
+        now = self.clock.now()
+        if ticket.first_response_at is None:
+            ticket.first_response_at = now
+        EventRepo(session).record(
+            ticket.number,
+            at=now,
+            type="staff_message",
+            actor_id=actor.id,
+            actor_role="staff",
+            details={"macro": macro.title},
+        )
+        self.outbox.add(
+            session,
+            chat_id=ticket.customer_id,
+            method=methods.SendMessage,
+            payload={"chat_id": ticket.customer_id, "text": text},
+            purpose="answer",
+            ticket_number=ticket.number,
+            rank=RANK_CUSTOMER_WAITING,
+            context={"customer_chat_id": ticket.customer_id},
+        )
+        return _("Sent “{title}” to #{number}.").format(title=macro.title, number=number)
