@@ -140,7 +140,3 @@ def closed_notice(number: int) -> str:
     return _(
         "🔒 Your request #{number} is closed by support. For a new problem, send /new."
     ).format(number=number)
-
-
-def staff_answer_header(number: int) -> str:
-    return _("💬 Support, request #{number}:").format(number=number)
