@@ -10,7 +10,7 @@ from sqlalchemy.engine import Connection
 
 from bot.config import DEFAULT_SQLITE_URL
 from bot.db.engine import create_engine
-from bot.db.models import Base, UTCDateTime
+from bot.db.models import Base, EnumValue, UTCDateTime
 
 config = context.config
 target_metadata = Base.metadata
@@ -25,6 +25,8 @@ def _render_item(type_: str, obj: object, _autogen: object) -> str | bool:
     # Migrations must not import the models: a UTC column is a plain DateTime in the schema.
     if type_ == "type" and isinstance(obj, UTCDateTime):
         return "sa.DateTime()"
+    if type_ == "type" and isinstance(obj, EnumValue):
+        return repr(obj.impl).replace("String", "sa.String").replace("Integer", "sa.Integer")
     return False
 
 

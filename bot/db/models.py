@@ -41,6 +41,26 @@ class UTCDateTime(TypeDecorator[datetime]):
         return None if value is None else value.replace(tzinfo=UTC)
 
 
+class EnumValue(TypeDecorator[Any]):
+    """An enum stored as its plain value (text or integer) and loaded back as the enum, so
+    ``ticket.status is Status.NEW`` holds for rows read from the database."""
+
+    impl = String
+    cache_ok = True
+
+    def __init__(self, enum: type[Any], length: int | None = None) -> None:
+        super().__init__(length)
+        self.enum = enum
+        if issubclass(enum, int):
+            self.impl = Integer()  # type: ignore[assignment]
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        return None if value is None else self.enum(value).value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Any:
+        return None if value is None else self.enum(value)
+
+
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -97,10 +117,10 @@ class Ticket(Base):
     customer_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id"))
     account_number: Mapped[str] = mapped_column(String(64))
     topic: Mapped[str] = mapped_column(String(256))
-    kind: Mapped[Kind] = mapped_column(String(16))
+    kind: Mapped[Kind] = mapped_column(EnumValue(Kind, 16))
     description: Mapped[str] = mapped_column(Text)
-    priority: Mapped[Priority] = mapped_column(Integer)
-    status: Mapped[Status] = mapped_column(String(24))
+    priority: Mapped[Priority] = mapped_column(EnumValue(Priority))
+    status: Mapped[Status] = mapped_column(EnumValue(Status, 24))
     assignee_id: Mapped[int | None] = mapped_column(BigInteger)
     line: Mapped[int] = mapped_column(Integer, default=1)
     locale: Mapped[str] = mapped_column(String(8))  # the customer's language when they wrote
@@ -109,7 +129,7 @@ class Ticket(Base):
     first_response_at: Mapped[datetime | None]
     resolved_at: Mapped[datetime | None]
     closed_at: Mapped[datetime | None]
-    close_reason: Mapped[CloseReason | None] = mapped_column(String(16))
+    close_reason: Mapped[CloseReason | None] = mapped_column(EnumValue(CloseReason, 16))
     reopened_count: Mapped[int] = mapped_column(Integer, default=0)
     rating: Mapped[int | None] = mapped_column(Integer)
     rating_comment: Mapped[str | None] = mapped_column(Text)

@@ -236,7 +236,7 @@ class Sender:
                 break
             if head.stream in busy:
                 continue
-            wait = self.limiter.reserve(head.chat_id)
+            wait = self.limiter.reserve(head.chat_id, edit=head.method.startswith("Edit"))
             if wait > 0:
                 next_wait = min(next_wait, wait)
                 continue
@@ -359,27 +359,36 @@ class Sender:
         return _Failure(backoff, f"{type(exc).__name__}: {exc}")
 
     async def _record_outcomes(self) -> None:
-        """Keep what the finished sends did, all in one transaction."""
+        """Keep what the finished sends did, all in one transaction (one by one if the batch
+        cannot be kept, so one bad record never holds up the others)."""
         if not self._outcomes:
             return
         outcomes, self._outcomes = self._outcomes, []
-        now = self.clock.now()
         try:
-            async with self.session_factory() as session, session.begin():
-                rows = await DeliveryRepo(session).get_many([o.delivery.id for o in outcomes])
-                for outcome in outcomes:
-                    row = rows.get(outcome.delivery.id)
-                    if row is None:
-                        continue
-                    if outcome.failure is None:
-                        await self._succeeded(session, row, outcome.result, now)
-                    else:
-                        await self._failed(session, row, outcome.failure, now)
+            await self._keep(outcomes, link=True)
         except Exception:
-            self._outcomes[:0] = outcomes  # try again on the next turn
-            raise
+            log.exception("recording %d delivery outcomes failed; one by one", len(outcomes))
+            for outcome in outcomes:
+                try:
+                    await self._keep([outcome], link=True)
+                except Exception:
+                    log.exception("delivery %s: its message map is lost", outcome.delivery.id)
+                    await self._keep([outcome], link=False)
         for outcome in outcomes:
             self._in_flight.pop(outcome.delivery.id, None)
+
+    async def _keep(self, outcomes: Sequence[_Outcome], *, link: bool) -> None:
+        now = self.clock.now()
+        async with self.session_factory() as session, session.begin():
+            rows = await DeliveryRepo(session).get_many([o.delivery.id for o in outcomes])
+            for outcome in outcomes:
+                row = rows.get(outcome.delivery.id)
+                if row is None:
+                    continue
+                if outcome.failure is None:
+                    await self._succeeded(session, row, outcome.result, now, link=link)
+                else:
+                    await self._failed(session, row, outcome.failure, now)
 
     async def _failed(
         self, session: AsyncSession, row: Delivery, failure: _Failure, now: datetime
@@ -420,12 +429,18 @@ class Sender:
             )
 
     async def _succeeded(
-        self, session: AsyncSession, row: Delivery, result: Any, now: datetime
+        self, session: AsyncSession, row: Delivery, result: Any, now: datetime, *, link: bool
     ) -> None:
         ids = _message_ids(result)
         row.status, row.sent_at, row.error = "sent", now, None
         row.result = {"message_ids": ids}
-        if row.ticket_number is None or not ids:
+        # Edits and other calls make no new message: nothing to map.
+        if (
+            not link
+            or row.ticket_number is None
+            or not ids
+            or not row.method.startswith(("Send", "Copy", "Forward"))
+        ):
             return
         if row.purpose == "card":
             ticket = await TicketRepo(session).get(row.ticket_number)

@@ -88,15 +88,19 @@ class RateLimiter:
             self._chats[chat_id] = limit
         return limit
 
-    def reserve(self, chat_id: int, now: float | None = None) -> float:
+    def reserve(self, chat_id: int, now: float | None = None, *, edit: bool = False) -> float:
         """Take a slot for one message to ``chat_id`` and return 0, or return the seconds to
-        wait (taking nothing)."""
+        wait (taking nothing). An edit is not a new message in the chat: it counts only
+        towards the bot's overall rate."""
         now = monotonic() if now is None else now
         chat = self._limit(chat_id, now)
-        wait = max(chat.wait_time(now), self._global.wait_time(now))
+        wait = self._global.wait_time(now)
+        if not edit:
+            wait = max(wait, chat.wait_time(now))
         if wait > 0:
             return wait
-        chat.take(now)
+        if not edit:
+            chat.take(now)
         self._global.take(now)
         return 0.0
 

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from aiogram import methods
-from aiogram.types import Message
+from aiogram.types import InlineKeyboardMarkup, Message
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -386,6 +386,25 @@ class StaffService:
             ticket_number=ticket.number,
             rank=int(ticket.priority),
             context={"customer_chat_id": ticket.customer_id},
+        )
+
+    async def show_keyboard(
+        self, session: AsyncSession, number: int, message_id: int, markup: InlineKeyboardMarkup
+    ) -> None:
+        ticket = await self.ticket(session, number)
+        staff_chat = self.config.staff_chat_id
+        self.outbox.add(
+            session,
+            chat_id=staff_chat,
+            method=methods.EditMessageReplyMarkup,
+            payload={
+                "chat_id": staff_chat,
+                "message_id": message_id,
+                "reply_markup": markup.model_dump(mode="json", exclude_none=True),
+            },
+            purpose="menu",
+            ticket_number=ticket.number,
+            rank=int(ticket.priority),
         )
 
     async def known_staff(self, session: AsyncSession) -> Sequence[User]:

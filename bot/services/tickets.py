@@ -250,6 +250,7 @@ class TicketService:
             )
             ticket.status = outcome.status
             result.reopened_from_waiting = True
+            await self.cards.refresh(session, ticket)
         ticket.updated_at = now
         await self._relay_to_staff(session, ticket, items, media_group_id)
         if not self.config.hours.is_open(now) and ticket.after_hours_notice_at is None:

@@ -7,7 +7,6 @@ import contextlib
 import logging
 
 from aiogram import F, Router
-from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -41,10 +40,16 @@ async def _belongs(
     return True
 
 
-async def _show(callback: CallbackQuery, markup: InlineKeyboardMarkup) -> None:
+async def _show(
+    callback: CallbackQuery,
+    number: int,
+    markup: InlineKeyboardMarkup,
+    session: AsyncSession,
+    staff: StaffService,
+) -> None:
+    """Through the outbox, in the ticket's stream: after any card edit already on its way."""
     if isinstance(callback.message, Message):
-        with contextlib.suppress(TelegramBadRequest):
-            await callback.message.edit_reply_markup(reply_markup=markup)
+        await staff.show_keyboard(session, number, callback.message.message_id, markup)
 
 
 @router.callback_query(StaffCb.filter())
@@ -66,20 +71,21 @@ async def card_button(
             people = {u.id: display_name(u) for u in await staff.known_staff(session)}
             people.update(dict(await membership.admins()))
             await callback.answer()
-            await _show(callback, kb.assignees(number, sorted(people.items(), key=lambda p: p[1])))
+            choices = sorted(people.items(), key=lambda p: p[1])
+            await _show(callback, number, kb.assignees(number, choices), session, staff)
             return
         if op is Op.PRIORITY_MENU:
             await callback.answer()
-            await _show(callback, kb.priorities(number))
+            await _show(callback, number, kb.priorities(number), session, staff)
             return
         if op is Op.LINE_MENU:
             await callback.answer()
-            await _show(callback, kb.lines(number))
+            await _show(callback, number, kb.lines(number), session, staff)
             return
         if op is Op.BACK:
             ticket = await staff.ticket(session, number)
             await callback.answer()
-            await _show(callback, kb.card(number, ticket.status))
+            await _show(callback, number, kb.card(number, ticket.status), session, staff)
             return
         if op is Op.HISTORY:
             text = await staff.history(session, number, locale)

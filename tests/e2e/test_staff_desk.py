@@ -1,0 +1,216 @@
+"""The staff group in a plain (non-forum) supergroup: buttons, answers, notes, commands."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.emulator import FakeTelegram, FakeUser
+from tests.e2e.driver import Customer
+from tests.e2e.harness import STAFF_CHAT_ID
+
+
+@pytest.fixture
+def anna(fake: FakeTelegram) -> FakeUser:
+    user = fake.add_user(2001, "Anna", username="anna_support", language_code="ru")
+    fake.add_member(STAFF_CHAT_ID, user)
+    return user
+
+
+@pytest.fixture
+def boris_staff(fake: FakeTelegram) -> FakeUser:
+    user = fake.add_user(2002, "Boris", username="boris_support", language_code="ru")
+    fake.add_member(STAFF_CHAT_ID, user, admin=True)
+    return user
+
+
+async def _new_ticket(fake: FakeTelegram, customer: Customer, **kwargs) -> tuple[int, dict]:
+    number = await customer.open_request(**kwargs)
+    card = await fake.next_message(STAFF_CHAT_ID)
+    assert f"#{number}" in fake.text_of(card)
+    return number, card
+
+
+async def _card_shows(fake: FakeTelegram, card: dict, *fragments: str) -> str:
+    import asyncio
+
+    for _ in range(200):
+        text = fake.text_of(fake.message(STAFF_CHAT_ID, card["message_id"]))
+        if all(f in text for f in fragments):
+            return text
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"card never showed {fragments}:\n{text}")
+
+
+async def test_card_buttons_change_the_ticket_and_the_card(
+    fake: FakeTelegram, alice: FakeUser, anna: FakeUser, boris_staff: FakeUser, start_bot
+) -> None:
+    await start_bot()
+    c = Customer(fake, alice)
+    number, card = await _new_ticket(fake, c)
+    assert fake.buttons(card) == [
+        "🙋 Взять", "👥 Назначить", "⚡ Приоритет", "🎚 Линия",
+        "❔ Запросить данные", "✅ Решено", "🔒 Закрыть", "📜 История",
+    ]
+    # Take: the card shows the assignee and the status; the customer is told.
+    take = fake.press(anna, card, "Взять")
+    assert "теперь у вас" in (await fake.wait_for_answer(take))["text"]
+    await _card_shows(fake, card, "Исполнитель: Anna", "Статус: В работе")
+    await c.expect("Anna", "#1")
+    # A second Take by someone else: told who has it; nothing changes.
+    second = fake.press(boris_staff, card, "Взять")
+    answer = await fake.wait_for_answer(second)
+    assert "уже взял(а) Anna" in answer["text"] and answer["show_alert"]
+    # Priority and line through their menus.
+    fake.press(boris_staff, card, "Приоритет")
+    await _wait_buttons(fake, card, "P4 низкий")
+    fake.press(boris_staff, card, "P4 низкий")
+    await _card_shows(fake, card, "P4 низкий")
+    fake.press(boris_staff, card, "Линия")
+    await _wait_buttons(fake, card, "Линия 2")
+    fake.press(boris_staff, card, "Линия 2")
+    await _card_shows(fake, card, "Линия: 2")
+    # Assign to Boris (an admin of the group).
+    fake.press(anna, card, "Назначить")
+    await _wait_buttons(fake, card, "Boris")
+    fake.press(anna, card, "Boris")
+    await _card_shows(fake, card, "Исполнитель: Boris")
+    await c.expect("Boris", "#1")
+    # Ask info: the customer is asked; their answer brings the ticket back to work.
+    fake.press(anna, card, "Запросить данные")
+    await _card_shows(fake, card, "Ждёт ответа клиента")
+    await c.expect("more information", "#1")
+    c.say("Here is the extra information you asked for.")
+    relayed = await fake.next_message(STAFF_CHAT_ID)
+    assert fake.text_of(relayed) == "Here is the extra information you asked for."
+    await _card_shows(fake, card, "Статус: В работе")
+    # History lists who did what.
+    fake.press(anna, card, "История")
+    history = fake.text_of(await fake.next_message(STAFF_CHAT_ID))
+    for fragment in ("История #1", "Anna", "Boris", "приоритет", "линия: 1 → 2", "исполнитель"):
+        assert fragment in history, (fragment, history)
+    # Resolve: the customer is told; a resolved ticket waits for the customer, so staff
+    # cannot close it (the lifecycle of SPEC §3) and are told why.
+    fake.press(anna, card, "Решено")
+    await _card_shows(fake, card, "Решено, ждёт подтверждения")
+    await c.expect("resolved", "#1")
+    refused = fake.press(anna, card, "Закрыть")
+    assert "сейчас это невозможно" in (await fake.wait_for_answer(refused))["text"]
+    # Close a new ticket (a duplicate): a closed card keeps only History.
+    second, card_2 = await _new_ticket(fake, c, topic="Duplicate")
+    fake.press(anna, card_2, "Закрыть")
+    await _card_shows(fake, card_2, "Статус: Закрыто")
+    await c.expect("closed by support", f"#{second}")
+    await _wait_buttons(fake, card_2, "История")
+    assert fake.buttons(fake.message(STAFF_CHAT_ID, card_2["message_id"])) == ["📜 История"]
+    # A stale press on the closed ticket changes nothing and says why.
+    stale = fake.press_data(anna, STAFF_CHAT_ID, card_2["message_id"], f"st:take:{second}:0")
+    assert "закрыто" in (await fake.wait_for_answer(stale))["text"]
+
+
+async def _wait_buttons(fake: FakeTelegram, card: dict, label: str) -> None:
+    import asyncio
+
+    for _ in range(200):
+        if any(label in b for b in fake.buttons(fake.message(STAFF_CHAT_ID, card["message_id"]))):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no button {label!r}")
+
+
+async def test_answers_go_to_the_customer_and_notes_stay_inside(
+    fake: FakeTelegram, alice: FakeUser, anna: FakeUser, start_bot
+) -> None:
+    await start_bot()
+    c = Customer(fake, alice)
+    number, card = await _new_ticket(fake, c)
+    # A reply to the card is an answer: copied to the customer, and the ticket is taken.
+    answer = fake.send_text(anna, "Hello! Try clearing the cache <please> & reload.",
+                            chat_id=STAFF_CHAT_ID, reply_to=card)
+    await c.expect("Anna", f"#{number}")  # taken by the first answer
+    copy = await c.expect("Try clearing the cache <please> & reload.")
+    await _card_shows(fake, card, "Исполнитель: Anna")
+    # An internal note never leaves the group.
+    fake.send_text(anna, "!customer seems confused, check logs", chat_id=STAFF_CHAT_ID, reply_to=card)
+    await fake.expect_silence(alice.id, within=1.5)
+    # The customer replies to the answer: it reaches staff as a reply to Anna's message.
+    c.say("Did not help", reply_to=copy)
+    relayed = await fake.next_message(STAFF_CHAT_ID)
+    assert fake.text_of(relayed) == "Did not help"
+    # Staff reply to that relayed message: the customer gets it as a reply to their own.
+    fake.send_text(anna, "Then send a screenshot, please.", chat_id=STAFF_CHAT_ID, reply_to=relayed)
+    second = await c.expect("Then send a screenshot, please.")
+    assert second["reply_to_message"]["text"] == "Did not help"
+    # A photo from staff goes too.
+    fake.send_photo(anna, caption="like this", chat_id=STAFF_CHAT_ID, reply_to=card)
+    photo = await c.expect("like this")
+    assert photo["photo"]
+    # An edit of an answer is carried to the customer's copy.
+    fake.edit_text(anna, answer, "Hello! Try clearing the cache and reload.")
+    await c.edited(copy, "Try clearing the cache and reload.")
+    # Staff talking among themselves (no reply) goes nowhere.
+    fake.send_text(anna, "coffee?", chat_id=STAFF_CHAT_ID)
+    await fake.expect_silence(alice.id, within=1.0)
+    # The history has the note, marked as internal.
+    fake.send_command(anna, f"/ticket {number}", chat_id=STAFF_CHAT_ID)
+    await fake.next_message(STAFF_CHAT_ID)  # the card copy
+    history = fake.text_of(await fake.next_message(STAFF_CHAT_ID))
+    assert "внутренняя заметка: customer seems confused, check logs" in history
+
+
+async def test_forged_and_misplaced_presses_change_nothing(
+    fake: FakeTelegram, alice: FakeUser, anna: FakeUser, start_bot
+) -> None:
+    await start_bot()
+    c = Customer(fake, alice)
+    first, card_1 = await _new_ticket(fake, c, topic="First problem")
+    second, card_2 = await _new_ticket(fake, c, topic="Second problem")
+    # The customer forges a staff button in their private chat.
+    own = fake.messages(alice.id)[-1]
+    fake.press_data(alice, alice.id, own["message_id"], f"st:cls:{first}:0")
+    # Staff press a button whose data names another ticket than the card it is on.
+    forged = fake.press_data(anna, STAFF_CHAT_ID, card_1["message_id"], f"st:cls:{second}:0")
+    assert (await fake.wait_for_answer(forged))["show_alert"]
+    # Assigning to someone who is not in the staff group.
+    outsider = fake.add_user(3001, "Mallory", language_code="en")
+    fake.press(anna, card_1, "Назначить")
+    await _wait_buttons(fake, card_1, "Назад")
+    forged = fake.press_data(anna, STAFF_CHAT_ID, card_1["message_id"], f"st:as:{first}:{outsider.id}")
+    assert (await fake.wait_for_answer(forged))["show_alert"]
+    await fake.expect_silence(alice.id, within=1.0)
+    for card in (card_1, card_2):
+        text = fake.text_of(fake.message(STAFF_CHAT_ID, card["message_id"]))
+        assert "Статус: Новое" in text and "Исполнитель: —" in text
+
+
+async def test_staff_commands(
+    fake: FakeTelegram, alice: FakeUser, anna: FakeUser, start_bot
+) -> None:
+    await start_bot()
+    c = Customer(fake, alice)
+    await _new_ticket(fake, c, topic="Low one", kind="new feature")
+    number, card = await _new_ticket(fake, c, topic="Urgent one", kind="stopped working")
+    fake.send_command(anna, "/queue", chat_id=STAFF_CHAT_ID)
+    queue = fake.text_of(await fake.next_message(STAFF_CHAT_ID))
+    assert queue.index("Urgent one") < queue.index("Low one")  # P1 before P4
+    assert "Открытых обращений: 2" in queue
+    fake.send_command(anna, "/find urgent", chat_id=STAFF_CHAT_ID)
+    found = fake.text_of(await fake.next_message(STAFF_CHAT_ID))
+    assert f"#{number}" in found and "Low one" not in found
+    fake.send_command(anna, "/find @alice", chat_id=STAFF_CHAT_ID)
+    assert "Urgent one" in fake.text_of(await fake.next_message(STAFF_CHAT_ID))
+    fake.send_command(anna, "/ticket 999", chat_id=STAFF_CHAT_ID)
+    assert "#999" in fake.text_of(await fake.next_message(STAFF_CHAT_ID))
+    # Saved answers: add, list, send with placeholders, edit, delete.
+    fake.send_command(anna, "/macro_add Greeting | Hello, {name}! We are on #{number} <now>.",
+                      chat_id=STAFF_CHAT_ID)
+    assert "сохранён" in fake.text_of(await fake.next_message(STAFF_CHAT_ID))
+    fake.send_command(anna, "/macros", chat_id=STAFF_CHAT_ID, reply_to=card)
+    listing = await fake.next_message(STAFF_CHAT_ID)
+    fake.press(anna, listing, "Greeting")
+    await c.expect(f"Hello, Alice! We are on #{number} <now>.")
+    fake.send_command(anna, "/macro_edit Greeting | Hi {name}", chat_id=STAFF_CHAT_ID)
+    assert "обновлён" in fake.text_of(await fake.next_message(STAFF_CHAT_ID))
+    fake.send_command(anna, "/macro_add Bad | {password}", chat_id=STAFF_CHAT_ID)
+    assert "password" in fake.text_of(await fake.next_message(STAFF_CHAT_ID))
+    fake.send_command(anna, "/macro_del Greeting", chat_id=STAFF_CHAT_ID)
+    assert "удалён" in fake.text_of(await fake.next_message(STAFF_CHAT_ID))
