@@ -204,6 +204,7 @@ async def run(settings: Settings, *, clock: Clock | None = None) -> None:
         clock=clock,
         limiter=limiter,
         staff_chat_id=settings.staff_chat_id,
+        desk=desk,
     )
     outbox = Outbox(clock)
     cards = Cards(outbox=outbox, i18n=i18n, config=desk)

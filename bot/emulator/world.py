@@ -351,8 +351,8 @@ class World:
         grp.members |= grp.admins | ({grp.owner} if grp.owner is not None else set())
         self.groups[chat_id] = grp
         st = self._chat_state(chat_id)
-        if is_forum:
-            st.next_id = max(st.next_id, 2)  # id 1 belongs to the General topic
+        # Message 1 of a group is its creation (and, in a forum, the General topic's id).
+        st.next_id = max(st.next_id, 2)
         return grp
 
     def add_member(self, chat_id: int, user: int | FakeUser, *, admin: bool = False) -> None:

@@ -12,7 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.db.models import Ticket, User
 from bot.db.repositories import TicketRepo, UserRepo
 from bot.keyboards import staff as kb
-from bot.services.delivery import Outbox
+from bot.domain.tickets import Status
+from bot.services.delivery import Outbox, topic_name
 from bot.services.desk_config import DeskConfig
 from bot.views import tickets as views
 
@@ -95,6 +96,28 @@ class Cards:
             rank=int(ticket.priority),
             context={"edit_card": True},
         )
+        if self.config.staff_is_forum:
+            # The topic's name shows the status; a closed ticket's topic is closed.
+            # (message_thread_id 0 is filled in with the ticket's topic when sent.)
+            self.outbox.add(
+                session,
+                chat_id=staff,
+                method=methods.EditForumTopic,
+                payload={"chat_id": staff, "message_thread_id": 0, "name": topic_name(ticket)},
+                purpose="topic",
+                ticket_number=ticket.number,
+                rank=int(ticket.priority),
+            )
+            if ticket.status is Status.CLOSED:
+                self.outbox.add(
+                    session,
+                    chat_id=staff,
+                    method=methods.CloseForumTopic,
+                    payload={"chat_id": staff, "message_thread_id": 0},
+                    purpose="topic",
+                    ticket_number=ticket.number,
+                    rank=int(ticket.priority),
+                )
 
     def add_media(
         self,

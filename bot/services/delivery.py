@@ -35,10 +35,12 @@ from aiogram.types import Message, MessageId
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.clock import Clock
-from bot.db.models import Delivery, MessageLink
+from bot.db.models import Delivery, MessageLink, Ticket
 from bot.db.repositories import DeliveryRepo, EventRepo, SenderRepo, TicketRepo, UserRepo
 from bot.middlewares.retry import retrying_enabled
+from bot.services.desk_config import DeskConfig
 from bot.services.ratelimit import RateLimiter
+from bot.views.labels import STATUS_ICON
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +104,19 @@ def stream_of(chat_id: int, ticket_number: int | None) -> str:
     return f"{chat_id}:{ticket_number}"
 
 
+def topic_name(ticket: Ticket) -> str:
+    """``✅ #12 · Cannot log in``: the status shows in the list of topics (128 characters)."""
+    return f"{STATUS_ICON[ticket.status]} #{ticket.number} · {ticket.topic}"[:128]
+
+
+def _harmless(exc: TelegramBadRequest) -> bool:
+    """Answers that mean the call has nothing left to do."""
+    return any(
+        text in exc.message
+        for text in ("message is not modified", "TOPIC_NOT_MODIFIED", "TOPIC_CLOSED")
+    )
+
+
 def _message_ids(result: Any) -> list[int]:
     items = result if isinstance(result, list) else [result]
     return [item.message_id for item in items if isinstance(item, Message | MessageId)]
@@ -122,6 +137,7 @@ class _Outcome:
     delivery: Delivery
     result: Any = None
     failure: _Failure | None = None
+    topic: int | None = None  # a forum topic created for the ticket on the way
 
 
 class Sender:
@@ -140,6 +156,7 @@ class Sender:
         clock: Clock,
         limiter: RateLimiter,
         staff_chat_id: int,
+        desk: DeskConfig | None = None,
         read_session_factory: async_sessionmaker[AsyncSession] | None = None,
         concurrency: int = 32,
         poll_interval: float = 1.0,
@@ -149,7 +166,10 @@ class Sender:
         self.read_session_factory = read_session_factory or session_factory
         self.clock = clock
         self.limiter = limiter
-        self.staff_chat_id = staff_chat_id
+        self._staff_chat_id = staff_chat_id
+        self.desk = desk
+        self._topics: dict[int, int] = {}  # ticket -> topic created, until it is recorded
+        self._moved: dict[int, int] = {}  # old chat id -> new one (group upgrades)
         self.poll_interval = poll_interval
         self.concurrency = concurrency
         self._in_flight: dict[int, str] = {}  # delivery id -> stream, until its outcome is kept
@@ -159,6 +179,11 @@ class Sender:
         self._stopping = False
         self.instance_id = uuid.uuid4().hex
         self._last_beat: datetime | None = None
+
+    @property
+    def staff_chat_id(self) -> int:
+        # The desk's id follows the group when Telegram upgrades it to a supergroup.
+        return self.desk.staff_chat_id if self.desk is not None else self._staff_chat_id
 
     def wake(self) -> None:
         """Something was committed to the outbox: look now rather than at the next poll."""
@@ -274,22 +299,77 @@ class Sender:
             self._wake.set()
 
     async def _send(self, delivery: Delivery) -> _Outcome:
+        outcome = _Outcome(delivery)
         try:
             call = await self._build_call(delivery)
+            if self._in_topic(delivery, call):
+                outcome.topic = await self._topic_of(delivery)
+                call.message_thread_id = outcome.topic  # type: ignore[attr-defined]
         except _NothingToEditError as exc:
-            return _Outcome(delivery, failure=_Failure(None, str(exc)))
+            outcome.failure = _Failure(None, str(exc))
+            return outcome
+        except Exception as exc:  # noqa: BLE001 - creating the topic failed: classified
+            outcome.failure = self._classify(exc, delivery)
+            return outcome
         try:
-            result = await self.bot(call, request_timeout=REQUEST_TIMEOUT)
+            try:
+                outcome.result = await self.bot(call, request_timeout=REQUEST_TIMEOUT)
+            except TelegramBadRequest as exc:
+                if outcome.topic is None or "thread not found" not in exc.message:
+                    raise
+                # Someone deleted the ticket's topic: a new one, and the message goes there.
+                log.warning("topic of ticket %s is gone; creating it again", delivery.ticket_number)
+                outcome.topic = await self._topic_of(delivery, recreate=True)
+                call.message_thread_id = outcome.topic  # type: ignore[attr-defined]
+                if "reply_parameters" in type(call).model_fields:
+                    call.reply_parameters = None  # type: ignore[attr-defined]  # was in the old topic
+                outcome.result = await self.bot(call, request_timeout=REQUEST_TIMEOUT)
         except TelegramBadRequest as exc:
-            if "message is not modified" in exc.message:
-                return _Outcome(delivery)  # an edit that changes nothing has done its job
-            return _Outcome(delivery, failure=self._classify(exc, delivery))
+            if not _harmless(exc):
+                outcome.failure = self._classify(exc, delivery)
         except Exception as exc:  # noqa: BLE001 - every API error is classified and recorded
-            return _Outcome(delivery, failure=self._classify(exc, delivery))
-        return _Outcome(delivery, result=result)
+            outcome.failure = self._classify(exc, delivery)
+        return outcome
+
+    def _in_topic(self, delivery: Delivery, call: TelegramMethod[Any]) -> bool:
+        """A ticket's messages in a forum staff group go to the ticket's own topic."""
+        return (
+            self.desk is not None
+            and self.desk.staff_is_forum
+            and delivery.ticket_number is not None
+            and delivery.chat_id == self.desk.staff_chat_id
+            and "message_thread_id" in type(call).model_fields
+            and getattr(call, "message_thread_id", None) is None
+            and not delivery.method.startswith("Edit")
+        ) or delivery.method in ("EditForumTopic", "CloseForumTopic")
+
+    async def _topic_of(self, delivery: Delivery, *, recreate: bool = False) -> int:
+        """The ticket's topic, created the first time it is needed. All staff-side deliveries
+        of a ticket are one stream, sent one at a time: a ticket never gets two topics."""
+        number = delivery.ticket_number
+        assert number is not None
+        if not recreate:
+            if number in self._topics:
+                return self._topics[number]
+            async with self.read_session_factory() as session:
+                ticket = await TicketRepo(session).get(number)
+                if ticket is not None and ticket.staff_thread_id is not None:
+                    return ticket.staff_thread_id
+        async with self.read_session_factory() as session:
+            ticket = await TicketRepo(session).get(number)
+        if ticket is None:
+            raise _NothingToEditError(f"ticket {number} is gone")
+        topic = await self.bot(
+            methods.CreateForumTopic(chat_id=delivery.chat_id, name=topic_name(ticket)),
+            request_timeout=REQUEST_TIMEOUT,
+        )
+        self._topics[number] = topic.message_thread_id
+        return topic.message_thread_id
 
     async def _build_call(self, delivery: Delivery) -> TelegramMethod[Any]:
         payload = dict(delivery.payload)
+        if payload.get("chat_id") in self._moved:
+            payload["chat_id"] = self._moved[payload["chat_id"]]
         context = delivery.context or {}
         if any(
             context.get(key)
@@ -351,7 +431,11 @@ class Sender:
             self.limiter.pause(delivery.chat_id, exc.retry_after)
             return _Failure(float(exc.retry_after), f"429 retry after {exc.retry_after}")
         if isinstance(exc, TelegramMigrateToChat):
-            return _Failure(None, f"chat migrated to {exc.migrate_to_chat_id}")
+            # The group became a supergroup with a new id: follow it and send there.
+            self._moved[delivery.chat_id] = exc.migrate_to_chat_id
+            if self.desk is not None and self.desk.staff_chat_id == delivery.chat_id:
+                self.desk.staff_chat_id = exc.migrate_to_chat_id
+            return _Failure(0.0, f"chat migrated to {exc.migrate_to_chat_id}")
         if isinstance(exc, TelegramServerError | TelegramNetworkError | TimeoutError):
             return _Failure(backoff, f"{type(exc).__name__}: {exc}")
         if isinstance(exc, TelegramForbiddenError | TelegramNotFound | TelegramBadRequest):
@@ -376,6 +460,8 @@ class Sender:
                     await self._keep([outcome], link=False)
         for outcome in outcomes:
             self._in_flight.pop(outcome.delivery.id, None)
+            if outcome.delivery.ticket_number is not None and outcome.topic is not None:
+                self._topics.pop(outcome.delivery.ticket_number, None)
 
     async def _keep(self, outcomes: Sequence[_Outcome], *, link: bool) -> None:
         now = self.clock.now()
@@ -385,6 +471,11 @@ class Sender:
                 row = rows.get(outcome.delivery.id)
                 if row is None:
                     continue
+                if outcome.topic is not None and row.ticket_number is not None:
+                    ticket = await TicketRepo(session).get(row.ticket_number)
+                    if ticket is not None:
+                        ticket.staff_thread_id = outcome.topic
+                        ticket.staff_chat_id = row.chat_id
                 if outcome.failure is None:
                     await self._succeeded(session, row, outcome.result, now, link=link)
                 else:

@@ -1,0 +1,99 @@
+"""The staff group as a forum: a topic per ticket, the conversation inside it."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from bot.emulator import FakeTelegram, FakeUser
+from tests.e2e.driver import Customer
+from tests.e2e.harness import STAFF_CHAT_ID
+
+
+@pytest.fixture
+def forum(fake: FakeTelegram) -> None:
+    fake.groups[STAFF_CHAT_ID].is_forum = True
+
+
+@pytest.fixture
+def anna(fake: FakeTelegram) -> FakeUser:
+    user = fake.add_user(2001, "Anna", username="anna_support", language_code="ru")
+    fake.add_member(STAFF_CHAT_ID, user)
+    return user
+
+
+def topics(fake: FakeTelegram) -> list:
+    return [t for t in fake.groups[STAFF_CHAT_ID].topics.values() if not t.deleted]
+
+
+async def next_post(fake: FakeTelegram) -> dict:
+    """The bot's next message in the staff group, past topic service messages."""
+    while True:
+        message = await fake.next_message(STAFF_CHAT_ID)
+        if not any(key.startswith("forum_topic") for key in message):
+            return message
+
+
+async def _eventually(check, what: str) -> None:
+    for _ in range(200):
+        if check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(what)
+
+
+async def test_a_topic_per_ticket_and_the_conversation_inside(
+    forum: None, fake: FakeTelegram, alice: FakeUser, anna: FakeUser, start_bot
+) -> None:
+    await start_bot()
+    c = Customer(fake, alice)
+    number = await c.open_request(topic="Cannot pay", screenshots=2)
+    # The customer writes at once, several times: still one topic.
+    for n in range(3):
+        c.say(f"more details {n}")
+    card = await next_post(fake)
+    assert f"#{number}" in fake.text_of(card)
+    [topic] = topics(fake)
+    assert topic.name == f"🆕 #{number} · Cannot pay"
+    staff_calls = [
+        (c.method, c.params.get("message_thread_id"), c.error)
+        for c in fake.calls
+        if str(c.params.get("chat_id")) == str(STAFF_CHAT_ID)
+    ]
+    assert card.get("message_thread_id") == topic.thread_id, (staff_calls, card)
+    later = [await next_post(fake) for _ in range(5)]  # 2 screenshots + 3 texts
+    assert all(m.get("message_thread_id") == topic.thread_id for m in later), [(fake.text_of(m), m.get("message_thread_id"), m.get("media_group_id")) for m in later]
+    assert [fake.text_of(m) for m in later[2:]] == [f"more details {n}" for n in range(3)]
+    assert len(topics(fake)) == 1
+    # Staff write in the topic: the customer gets it; a note stays inside.
+    fake.send_text(anna, "We are looking into it.", chat_id=STAFF_CHAT_ID, thread_id=topic.thread_id)
+    await c.expect("Anna", f"#{number}")
+    await c.expect("We are looking into it.")
+    fake.send_text(anna, "!check the payment gateway", chat_id=STAFF_CHAT_ID, thread_id=topic.thread_id)
+    await fake.expect_silence(alice.id, within=1.0)
+    # Its name follows the status.
+    await _eventually(lambda: topics(fake)[0].name.startswith("🛠"), "topic not renamed")
+    # Someone deletes the topic: the next message recreates it, and goes there.
+    fake.groups[STAFF_CHAT_ID].topics[topic.thread_id].deleted = True
+    c.say("Are you there?")
+    relayed = await next_post(fake)
+    assert fake.text_of(relayed) == "Are you there?"
+    [new_topic] = topics(fake)
+    assert new_topic.thread_id != topic.thread_id and relayed["message_thread_id"] == new_topic.thread_id
+    await asyncio.sleep(0.5)  # a person reads before answering; the new topic is recorded
+    fake.send_text(anna, "Yes, here.", chat_id=STAFF_CHAT_ID, thread_id=new_topic.thread_id)
+    await c.expect("Yes, here.")
+
+
+async def test_closing_closes_the_topic(
+    forum: None, fake: FakeTelegram, alice: FakeUser, anna: FakeUser, start_bot
+) -> None:
+    await start_bot()
+    c = Customer(fake, alice)
+    number = await c.open_request(topic="Duplicate")
+    card = await next_post(fake)
+    fake.press(anna, card, "Закрыть")
+    await c.expect("closed by support", f"#{number}")
+    await _eventually(lambda: topics(fake)[0].closed, "topic not closed")
+    assert topics(fake)[0].name.startswith("🔒")
