@@ -210,6 +210,7 @@ async def run(settings: Settings, *, clock: Clock | None = None) -> None:
     cards = Cards(outbox=outbox, i18n=i18n, config=desk)
     tickets = TicketService(clock=clock, outbox=outbox, i18n=i18n, config=desk, cards=cards)
     staff = StaffService(clock=clock, outbox=outbox, i18n=i18n, config=desk, cards=cards)
+    sender.on_undelivered = staff.undelivered
     dispatcher = create_dispatcher(
         settings,
         database=database,

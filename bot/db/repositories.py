@@ -407,6 +407,7 @@ class DeliveryRepo:
 
     async def pending_album(self, stream: str, media_group_id: str) -> Delivery | None:
         """An album relay not yet claimed, so a further album part can join it."""
+        # Album deliveries wait ALBUM_GRACE before they are due, so this is a short list.
         result = await self.session.execute(
             select(Delivery)
             .where(
@@ -414,7 +415,8 @@ class DeliveryRepo:
                 Delivery.status == "pending",
                 Delivery.claimed_until.is_(None),
                 Delivery.attempts == 0,
-                Delivery.purpose == "relay",
+                Delivery.purpose.in_(("relay", "answer")),
+                Delivery.method == "SendMediaGroup",
             )
             .order_by(Delivery.id.desc())
         )

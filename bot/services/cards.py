@@ -11,8 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db.models import Ticket, User
 from bot.db.repositories import TicketRepo, UserRepo
-from bot.keyboards import staff as kb
 from bot.domain.tickets import Status
+from bot.keyboards import staff as kb
 from bot.services.delivery import Outbox, topic_name
 from bot.services.desk_config import DeskConfig
 from bot.views import tickets as views

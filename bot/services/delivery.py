@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -170,6 +170,7 @@ class Sender:
         self.desk = desk
         self._topics: dict[int, int] = {}  # ticket -> topic created, until it is recorded
         self._moved: dict[int, int] = {}  # old chat id -> new one (group upgrades)
+        self.on_undelivered: Callable[[AsyncSession, Delivery], Awaitable[None]] | None = None
         self.poll_interval = poll_interval
         self.concurrency = concurrency
         self._in_flight: dict[int, str] = {}  # delivery id -> stream, until its outcome is kept
@@ -379,7 +380,7 @@ class Sender:
                 await self._resolve_references(session, delivery, payload, context)
         if delivery.method == "SendMediaGroup" and len(payload.get("media") or ()) == 1:
             # An "album" that turned out to have one part: Telegram wants 2-10 items.
-            sources = context.get("customer_message_ids") or []
+            sources = context.get("customer_message_ids") or context.get("staff_message_ids") or []
             if context.get("from_chat_id") and sources:
                 call: dict[str, Any] = {
                     "chat_id": payload["chat_id"],
@@ -518,6 +519,13 @@ class Sender:
                 new=row.purpose,
                 details={"chat_id": row.chat_id, "error": row.error},
             )
+            if row.chat_id > 0 and self.on_undelivered is not None:
+                # Staff see in the ticket that the customer did not get it, not silence.
+                try:
+                    async with session.begin_nested():
+                        await self.on_undelivered(session, row)
+                except Exception:
+                    log.exception("could not tell staff that delivery %s failed", row.id)
 
     async def _succeeded(
         self, session: AsyncSession, row: Delivery, result: Any, now: datetime, *, link: bool

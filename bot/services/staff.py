@@ -13,15 +13,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from aiogram import methods
+from aiogram import html, methods
 from aiogram.types import InlineKeyboardMarkup, Message
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.clock import Clock
-from bot.db.models import MessageLink, Ticket, User
+from bot.db.models import Delivery, MessageLink, Ticket, User
 from bot.db.repositories import (
+    DeliveryRepo,
     DeskSettings,
     EventRepo,
     LinkRepo,
@@ -39,8 +40,10 @@ from bot.domain.tickets import (
     is_open,
     transition,
 )
+from bot.services.albums import merge_album
 from bot.services.cards import Cards, display_name
-from bot.services.delivery import RANK_CUSTOMER_WAITING, Outbox
+from bot.services.copies import edit_copy
+from bot.services.delivery import ALBUM_GRACE, RANK_CUSTOMER_WAITING, Outbox, stream_of
 from bot.services.desk_config import DeskConfig
 from bot.views import staff as views
 from bot.views.labels import status_label
@@ -302,6 +305,7 @@ class StaffService:
         actor: User,
         staff_message_id: int,
         reply_to_customer_message: int | None,
+        album: tuple[str, dict[str, Any]] | None = None,
     ) -> Done:
         """Copy a staff message to the customer (the first answer takes the ticket)."""
         if not is_open(ticket.status):
@@ -319,31 +323,68 @@ class StaffService:
             actor_role="staff",
             details={"message_id": staff_message_id},
         )
-        payload: dict[str, object] = {
-            "chat_id": ticket.customer_id,
-            "from_chat_id": self.config.staff_chat_id,
-            "message_id": staff_message_id,
-        }
-        if reply_to_customer_message is not None:
-            payload["reply_parameters"] = {
-                "message_id": reply_to_customer_message,
-                "allow_sending_without_reply": True,
+        if album is not None:
+            await self._answer_album(session, ticket, staff_message_id, *album)
+        else:
+            payload: dict[str, object] = {
+                "chat_id": ticket.customer_id,
+                "from_chat_id": self.config.staff_chat_id,
+                "message_id": staff_message_id,
             }
-        self.outbox.add(
-            session,
-            chat_id=ticket.customer_id,
-            method=methods.CopyMessage,
-            payload=dict(payload),
-            purpose="answer",
-            ticket_number=ticket.number,
-            rank=RANK_CUSTOMER_WAITING,
-            context={
-                "customer_chat_id": ticket.customer_id,
-                "staff_message_ids": [staff_message_id],
-            },
-        )
+            if reply_to_customer_message is not None:
+                payload["reply_parameters"] = {
+                    "message_id": reply_to_customer_message,
+                    "allow_sending_without_reply": True,
+                }
+            self.outbox.add(
+                session,
+                chat_id=ticket.customer_id,
+                method=methods.CopyMessage,
+                payload=dict(payload),
+                purpose="answer",
+                ticket_number=ticket.number,
+                rank=RANK_CUSTOMER_WAITING,
+                context={
+                    "customer_chat_id": ticket.customer_id,
+                    "staff_message_ids": [staff_message_id],
+                },
+            )
         ticket.updated_at = now
         return Done(ticket, "")
+
+    async def _answer_album(
+        self,
+        session: AsyncSession,
+        ticket: Ticket,
+        staff_message_id: int,
+        media_group_id: str,
+        media: dict[str, Any],
+    ) -> None:
+        """Album parts arrive one by one; they join one delivery, so the customer gets the
+        album together (the same way as customer albums reach staff)."""
+        stream = stream_of(ticket.customer_id, ticket.number)
+        delivery = await DeliveryRepo(session).pending_album(stream, media_group_id)
+        if delivery is None:
+            delivery = self.outbox.add(
+                session,
+                chat_id=ticket.customer_id,
+                method=methods.SendMediaGroup,
+                payload={"chat_id": ticket.customer_id, "media": []},
+                purpose="answer",
+                ticket_number=ticket.number,
+                rank=RANK_CUSTOMER_WAITING,
+                context={
+                    "customer_chat_id": ticket.customer_id,
+                    "staff_message_ids": [],
+                    "media_group_id": media_group_id,
+                    "from_chat_id": self.config.staff_chat_id,
+                },
+                delay=ALBUM_GRACE,
+            )
+        payload, context = dict(delivery.payload), dict(delivery.context or {})
+        merge_album(payload, context, [staff_message_id], [media], key="staff_message_ids")
+        delivery.payload, delivery.context = payload, context
+        await session.flush()
 
     def note(self, session: AsyncSession, ticket: Ticket, actor: User, text: str) -> None:
         EventRepo(session).record(
@@ -441,6 +482,24 @@ class StaffService:
             return
         edit_copy(self.outbox, session, ticket, ticket.customer_id, copy_id, message)
 
+    async def undelivered(self, session: AsyncSession, delivery: Delivery) -> None:
+        """A message to the customer could not be delivered: say so in the ticket."""
+        if delivery.ticket_number is None:
+            return
+        error = delivery.error or ""
+        # Called from the sender, outside any update: set the i18n context ourselves.
+        with self.i18n.context(), self.i18n.use_locale(self.config.default_locale):
+            if "blocked" in error:
+                reason = _("the customer has blocked the bot")
+            elif "deactivated" in error or "chat not found" in error:
+                reason = _("the customer's account is deleted")
+            else:
+                reason = _("Telegram refused it: {error}").format(error=html.quote(error[:200]))
+            text = _(
+                "⚠️ A message to the customer of #{number} was not delivered: {reason}."
+            ).format(number=delivery.ticket_number, reason=reason)
+        await self.post_to_ticket(session, delivery.ticket_number, text)
+
     async def follow_migration(self, session: AsyncSession, new_chat_id: int) -> None:
         """Telegram upgraded the staff group to a supergroup with a new id: follow it."""
         log.warning("the staff group moved: %s -> %s", self.config.staff_chat_id, new_chat_id)
@@ -521,38 +580,3 @@ class StaffService:
                 created_at=self.clock.now(),
             )
         )
-
-
-def edit_copy(
-    outbox: Outbox,
-    session: AsyncSession,
-    ticket: Ticket,
-    chat_id: int,
-    copy_id: int,
-    message: Message,
-) -> None:
-    """Carry an edit of ``message`` to its copy ``copy_id`` in ``chat_id``."""
-    entities = message.entities if message.text is not None else message.caption_entities
-    payload: dict[str, object] = {"chat_id": chat_id, "message_id": copy_id}
-    if entities:
-        payload["parse_mode"] = None
-        key = "entities" if message.text is not None else "caption_entities"
-        payload[key] = [e.model_dump(mode="json", exclude_none=True) for e in entities]
-    if message.text is not None:
-        method: type[methods.TelegramMethod[Any]] = methods.EditMessageText
-        payload["text"] = message.text
-    elif message.caption is not None:
-        method = methods.EditMessageCaption
-        payload["caption"] = message.caption
-    else:
-        return
-    outbox.add(
-        session,
-        chat_id=chat_id,
-        method=method,
-        payload=dict(payload),
-        purpose="edit",
-        ticket_number=ticket.number,
-        rank=RANK_CUSTOMER_WAITING if chat_id > 0 else int(ticket.priority),
-        context={"customer_chat_id": ticket.customer_id, "in_topic": chat_id < 0},
-    )

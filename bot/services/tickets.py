@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from aiogram import methods
+from aiogram.types import Message
 from aiogram.utils.i18n import I18n
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -16,7 +17,9 @@ from bot.clock import Clock
 from bot.db.models import Attachment, Ticket, User
 from bot.db.repositories import DeliveryRepo, EventRepo, LinkRepo, TicketRepo
 from bot.domain.tickets import Action, Kind, Status, default_priority, is_open, transition
+from bot.services.albums import merge_album
 from bot.services.cards import Cards
+from bot.services.copies import edit_copy
 from bot.services.delivery import ALBUM_GRACE, RANK_CUSTOMER_WAITING, Outbox, stream_of
 from bot.services.desk_config import DeskConfig
 from bot.views import tickets as views
@@ -352,6 +355,16 @@ class TicketService:
         delivery.payload, delivery.context = payload, context
         await session.flush()
 
+    async def carry_edit(self, session: AsyncSession, customer: User, message: Message) -> None:
+        """The customer edited a message already relayed: edit the staff's copy too."""
+        links = LinkRepo(session)
+        copy_id = await links.staff_message_of_customer(customer.id, message.message_id)
+        number = await links.ticket_of_customer_message(customer.id, message.message_id)
+        ticket = await TicketRepo(session).get(number) if number is not None else None
+        if copy_id is None or ticket is None or ticket.customer_id != customer.id:
+            return
+        edit_copy(self.outbox, session, ticket, self.config.staff_chat_id, copy_id, message)
+
     async def customer_tickets(
         self, session: AsyncSession, customer_id: int, *, limit: int = 15
     ) -> tuple[Sequence[Ticket], int]:
@@ -363,21 +376,6 @@ class TicketService:
 
 def _reply_to(message_id: int) -> dict[str, Any]:
     return {"message_id": message_id, "allow_sending_without_reply": True}
-
-
-def merge_album(
-    payload: dict[str, Any], context: dict[str, Any], ids: list[int], media: list[dict[str, Any]]
-) -> None:
-    known: list[int] = list(context.get("customer_message_ids") or [])
-    items: list[dict[str, Any]] = list(payload.get("media") or [])
-    for message_id, item in zip(ids, media, strict=True):
-        if message_id in known:
-            continue
-        known.append(message_id)
-        items.append(item)
-    order = sorted(range(len(known)), key=known.__getitem__)
-    context["customer_message_ids"] = [known[i] for i in order]
-    payload["media"] = [items[i] for i in order]
 
 
 def _media_groups(attachments: Sequence[AttachmentIn]) -> list[list[dict[str, Any]]]:

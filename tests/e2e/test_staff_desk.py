@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from bot.emulator import FakeTelegram, FakeUser
@@ -214,3 +216,40 @@ async def test_staff_commands(
     assert "password" in fake.text_of(await fake.next_message(STAFF_CHAT_ID))
     fake.send_command(anna, "/macro_del Greeting", chat_id=STAFF_CHAT_ID)
     assert "удалён" in fake.text_of(await fake.next_message(STAFF_CHAT_ID))
+
+
+async def test_albums_edits_and_a_blocked_customer(
+    fake: FakeTelegram, alice: FakeUser, anna: FakeUser, boris_staff: FakeUser, start_bot
+) -> None:
+    await start_bot()
+    c = Customer(fake, alice)
+    number, card = await _new_ticket(fake, c)
+    # Two staff press Take at the same moment: one wins, the other is told who has it.
+    first = fake.press(anna, card, "Взять")
+    second = fake.press(boris_staff, card, "Взять")
+    answers = [(await fake.wait_for_answer(q))["text"] for q in (first, second)]
+    assert sum("теперь у вас" in a for a in answers) == 1
+    assert sum("уже взял(а)" in a for a in answers) == 1
+    await c.expect("from support", f"#{number}")
+    # An album from staff reaches the customer as one album.
+    fake.send_album(anna, n=3, caption="three steps", chat_id=STAFF_CHAT_ID, reply_to=card)
+    parts = [await fake.next_message(alice.id) for _ in range(3)]
+    assert len({p.get("media_group_id") for p in parts}) == 1 and parts[0]["media_group_id"]
+    assert parts[0]["caption"] == "three steps"
+    # The customer edits a relayed message: the staff copy follows.
+    sent = c.say("my acount is 1234")
+    relayed = await fake.next_message(STAFF_CHAT_ID)
+    await asyncio.sleep(0.5)  # people notice a typo after a moment
+    fake.edit_text(alice, sent, "my account is 1234")
+    for _ in range(200):
+        if fake.text_of(fake.message(STAFF_CHAT_ID, relayed["message_id"])) == "my account is 1234":
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("the staff copy was not edited")
+    # The customer blocks the bot: staff are told in the ticket instead of silence.
+    fake.block(alice)
+    fake.send_text(anna, "Anything else?", chat_id=STAFF_CHAT_ID, reply_to=card)
+    note = await fake.next_message(STAFF_CHAT_ID)
+    assert "не доставлено" in fake.text_of(note) and "заблокировал" in fake.text_of(note)
+    assert note["reply_to_message"]["message_id"] == card["message_id"]

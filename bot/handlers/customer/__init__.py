@@ -22,6 +22,7 @@ async def _with_dialog(
 def create_router() -> Router:
     router = Router(name=__name__)
     router.message.filter(F.chat.type == "private")
+    router.edited_message.filter(F.chat.type == "private")
     router.callback_query.filter(F.message.chat.type == "private")
     router.message.middleware(_with_dialog)
     router.callback_query.middleware(_with_dialog)

@@ -39,7 +39,7 @@ def attachment_of(message: Message) -> AttachmentIn | None:
     return None
 
 
-def _album_media(message: Message) -> dict[str, Any] | None:
+def album_media(message: Message) -> dict[str, Any] | None:
     media: dict[str, Any]
     if message.photo:
         media = {"type": "photo", "media": message.photo[-1].file_id}
@@ -62,7 +62,7 @@ def _album_media(message: Message) -> dict[str, Any] | None:
 
 
 def relay_item(message: Message) -> RelayItem:
-    media = _album_media(message) if message.media_group_id else None
+    media = album_media(message) if message.media_group_id else None
     return RelayItem(message.message_id, media=media, attachment=attachment_of(message))
 
 

@@ -11,8 +11,9 @@ from aiogram import F, Router
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import CallbackQuery, Message
 from aiogram.utils.i18n import gettext as _
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.db.models import Ticket
+from bot.db.models import Ticket, User
 from bot.domain.tickets import is_open
 from bot.handlers.customer.common import relay_item, relay_item_from_dict, relay_item_to_dict
 from bot.handlers.customer.dialog import Dialog
@@ -117,6 +118,14 @@ async def ticket_picked(
             _("Added to request #{number}.").format(number=ticket.number),
             message_id=callback.message.message_id,
         )
+
+
+@router.edited_message()
+async def edited(
+    message: Message, user: User, session: AsyncSession, tickets: TicketService
+) -> None:
+    """An edit of a message already relayed is carried to the staff's copy."""
+    await tickets.carry_edit(session, user, message)
 
 
 @router.callback_query()

@@ -13,6 +13,7 @@ from aiogram.types import Message, ReactionTypeEmoji
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db.models import Ticket, User
+from bot.handlers.customer.common import album_media
 from bot.services.desk_config import DeskConfig
 from bot.services.staff import Refusal, StaffService
 
@@ -84,8 +85,13 @@ async def staff_message(
     customer_message = (
         await staff.customer_message_of(session, reply.message_id) if reply is not None else None
     )
+    album = None
+    if message.media_group_id:
+        media = album_media(message)
+        if media is not None:
+            album = (message.media_group_id, media)
     try:
-        await staff.answer(session, ticket, user, message.message_id, customer_message)
+        await staff.answer(session, ticket, user, message.message_id, customer_message, album)
     except Refusal as refusal:
         await message.reply(str(refusal))
 
