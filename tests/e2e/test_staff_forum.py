@@ -97,3 +97,18 @@ async def test_closing_closes_the_topic(
     await c.expect("closed by support", f"#{number}")
     await _eventually(lambda: topics(fake)[0].closed, "topic not closed")
     assert topics(fake)[0].name.startswith("🔒")
+
+
+async def test_startup_says_what_rights_are_missing(fake: FakeTelegram, start_bot) -> None:
+    group = fake.groups[STAFF_CHAT_ID]
+    group.is_forum = True
+    group.bot_rights = {**(group.bot_rights or {}), "can_manage_topics": False}
+    bot = await start_bot()
+    await _eventually(lambda: "lacks: manage topics" in bot.log(), "no word on missing rights")
+    assert "Make it an administrator with these rights" in bot.log()
+
+
+async def test_startup_says_when_the_bot_is_not_an_admin(fake: FakeTelegram, start_bot) -> None:
+    fake.groups[STAFF_CHAT_ID].bot_rights = None  # a plain member
+    bot = await start_bot()
+    await _eventually(lambda: "lacks: administrator status" in bot.log(), "no word on admin")
