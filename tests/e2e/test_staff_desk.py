@@ -48,10 +48,16 @@ async def test_card_buttons_change_the_ticket_and_the_card(
 ) -> None:
     await start_bot()
     c = Customer(fake, alice)
-    number, card = await _new_ticket(fake, c)
+    _number, card = await _new_ticket(fake, c)
     assert fake.buttons(card) == [
-        "🙋 Взять", "👥 Назначить", "⚡ Приоритет", "🎚 Линия",
-        "❔ Запросить данные", "✅ Решено", "🔒 Закрыть", "📜 История",
+        "🙋 Взять",
+        "👥 Назначить",
+        "⚡ Приоритет",
+        "🎚 Линия",
+        "❔ Запросить данные",
+        "✅ Решено",
+        "🔒 Закрыть",
+        "📜 История",
     ]
     # Take: the card shows the assignee and the status; the customer is told.
     take = fake.press(anna, card, "Взять")
@@ -126,13 +132,19 @@ async def test_answers_go_to_the_customer_and_notes_stay_inside(
     c = Customer(fake, alice)
     number, card = await _new_ticket(fake, c)
     # A reply to the card is an answer: copied to the customer, and the ticket is taken.
-    answer = fake.send_text(anna, "Hello! Try clearing the cache <please> & reload.",
-                            chat_id=STAFF_CHAT_ID, reply_to=card)
+    answer = fake.send_text(
+        anna,
+        "Hello! Try clearing the cache <please> & reload.",
+        chat_id=STAFF_CHAT_ID,
+        reply_to=card,
+    )
     await c.expect("Anna", f"#{number}")  # taken by the first answer
     copy = await c.expect("Try clearing the cache <please> & reload.")
     await _card_shows(fake, card, "Исполнитель: Anna")
     # An internal note never leaves the group.
-    fake.send_text(anna, "!customer seems confused, check logs", chat_id=STAFF_CHAT_ID, reply_to=card)
+    fake.send_text(
+        anna, "!customer seems confused, check logs", chat_id=STAFF_CHAT_ID, reply_to=card
+    )
     await fake.expect_silence(alice.id, within=1.5)
     # The customer replies to the answer: it reaches staff as a reply to Anna's message.
     c.say("Did not help", reply_to=copy)
@@ -176,7 +188,9 @@ async def test_forged_and_misplaced_presses_change_nothing(
     outsider = fake.add_user(3001, "Mallory", language_code="en")
     fake.press(anna, card_1, "Назначить")
     await _wait_buttons(fake, card_1, "Назад")
-    forged = fake.press_data(anna, STAFF_CHAT_ID, card_1["message_id"], f"st:as:{first}:{outsider.id}")
+    forged = fake.press_data(
+        anna, STAFF_CHAT_ID, card_1["message_id"], f"st:as:{first}:{outsider.id}"
+    )
     assert (await fake.wait_for_answer(forged))["show_alert"]
     await fake.expect_silence(alice.id, within=1.0)
     for card in (card_1, card_2):
@@ -203,8 +217,11 @@ async def test_staff_commands(
     fake.send_command(anna, "/ticket 999", chat_id=STAFF_CHAT_ID)
     assert "#999" in fake.text_of(await fake.next_message(STAFF_CHAT_ID))
     # Saved answers: add, list, send with placeholders, edit, delete.
-    fake.send_command(anna, "/macro_add Greeting | Hello, {name}! We are on #{number} <now>.",
-                      chat_id=STAFF_CHAT_ID)
+    fake.send_command(
+        anna,
+        "/macro_add Greeting | Hello, {name}! We are on #{number} <now>.",
+        chat_id=STAFF_CHAT_ID,
+    )
     assert "сохранён" in fake.text_of(await fake.next_message(STAFF_CHAT_ID))
     fake.send_command(anna, "/macros", chat_id=STAFF_CHAT_ID, reply_to=card)
     listing = await fake.next_message(STAFF_CHAT_ID)

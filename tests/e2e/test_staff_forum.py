@@ -63,14 +63,20 @@ async def test_a_topic_per_ticket_and_the_conversation_inside(
     ]
     assert card.get("message_thread_id") == topic.thread_id, (staff_calls, card)
     later = [await next_post(fake) for _ in range(5)]  # 2 screenshots + 3 texts
-    assert all(m.get("message_thread_id") == topic.thread_id for m in later), [(fake.text_of(m), m.get("message_thread_id"), m.get("media_group_id")) for m in later]
+    assert all(m.get("message_thread_id") == topic.thread_id for m in later), [
+        (fake.text_of(m), m.get("message_thread_id"), m.get("media_group_id")) for m in later
+    ]
     assert [fake.text_of(m) for m in later[2:]] == [f"more details {n}" for n in range(3)]
     assert len(topics(fake)) == 1
     # Staff write in the topic: the customer gets it; a note stays inside.
-    fake.send_text(anna, "We are looking into it.", chat_id=STAFF_CHAT_ID, thread_id=topic.thread_id)
+    fake.send_text(
+        anna, "We are looking into it.", chat_id=STAFF_CHAT_ID, thread_id=topic.thread_id
+    )
     await c.expect("Anna", f"#{number}")
     await c.expect("We are looking into it.")
-    fake.send_text(anna, "!check the payment gateway", chat_id=STAFF_CHAT_ID, thread_id=topic.thread_id)
+    fake.send_text(
+        anna, "!check the payment gateway", chat_id=STAFF_CHAT_ID, thread_id=topic.thread_id
+    )
     await fake.expect_silence(alice.id, within=1.0)
     # Its name follows the status.
     await _eventually(lambda: topics(fake)[0].name.startswith("🛠"), "topic not renamed")
@@ -80,7 +86,10 @@ async def test_a_topic_per_ticket_and_the_conversation_inside(
     relayed = await next_post(fake)
     assert fake.text_of(relayed) == "Are you there?"
     [new_topic] = topics(fake)
-    assert new_topic.thread_id != topic.thread_id and relayed["message_thread_id"] == new_topic.thread_id
+    assert (
+        new_topic.thread_id != topic.thread_id
+        and relayed["message_thread_id"] == new_topic.thread_id
+    )
     await asyncio.sleep(0.5)  # a person reads before answering; the new topic is recorded
     fake.send_text(anna, "Yes, here.", chat_id=STAFF_CHAT_ID, thread_id=new_topic.thread_id)
     await c.expect("Yes, here.")
