@@ -40,6 +40,8 @@ from bot.services.macros import MacroService
 from bot.services.membership import Membership
 from bot.services.messaging import Messenger
 from bot.services.ratelimit import Limits, RateLimiter
+from bot.services.resolution import ResolutionService
+from bot.services.scheduler import Scheduler
 from bot.services.staff import StaffService
 from bot.services.tickets import TicketService
 
@@ -81,6 +83,7 @@ def create_dispatcher(
     i18n: I18n,
     tickets: TicketService,
     staff: StaffService,
+    resolution: ResolutionService,
     macros: MacroService,
     membership: Membership,
     messenger: Messenger,
@@ -93,6 +96,7 @@ def create_dispatcher(
         events_isolation=events_isolation or SimpleEventIsolation(),
         tickets=tickets,
         staff=staff,
+        resolution=resolution,
         macros=macros,
         membership=membership,
         messenger=messenger,
@@ -211,6 +215,24 @@ async def run(settings: Settings, *, clock: Clock | None = None) -> None:
     tickets = TicketService(clock=clock, outbox=outbox, i18n=i18n, config=desk, cards=cards)
     staff = StaffService(clock=clock, outbox=outbox, i18n=i18n, config=desk, cards=cards)
     sender.on_undelivered = staff.undelivered
+    resolution = ResolutionService(
+        clock=clock,
+        outbox=outbox,
+        i18n=i18n,
+        config=desk,
+        cards=cards,
+        reminder_after=settings.confirm_reminder_after,
+        auto_close_after=settings.auto_close_after,
+    )
+    staff.after_close = resolution.ask_rating
+    scheduler = Scheduler(
+        session_factory=database.writer,
+        read_session_factory=database.reader,
+        clock=clock,
+        resolution=resolution,
+        interval=settings.scheduler_interval,
+        after_commit=sender.wake,
+    )
     dispatcher = create_dispatcher(
         settings,
         database=database,
@@ -219,6 +241,7 @@ async def run(settings: Settings, *, clock: Clock | None = None) -> None:
         i18n=i18n,
         tickets=tickets,
         staff=staff,
+        resolution=resolution,
         macros=MacroService(clock=clock, outbox=outbox, staff=staff),
         membership=Membership(bot, desk, clock),
         messenger=Messenger(outbox),
@@ -232,6 +255,7 @@ async def run(settings: Settings, *, clock: Clock | None = None) -> None:
         await set_commands(bot, i18n, settings.default_locale)
         background.append(asyncio.create_task(sender.run(), name="sender"))
         background.append(asyncio.create_task(housekeeping(database.writer, clock)))
+        background.append(asyncio.create_task(scheduler.run(), name="scheduler"))
         if settings.webhook_url:
             await _serve_webhook(settings, bot, dispatcher)
         else:

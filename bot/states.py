@@ -21,3 +21,11 @@ STEPS: tuple[State, ...] = (
     NewRequest.screenshots,
     NewRequest.confirm,
 )
+
+
+class Feedback(StatesGroup):
+    """The customer's words after an answer; ``data["ticket"]`` is the request concerned."""
+
+    dispute_reason = State()
+    close_reason = State()
+    rating_comment = State()

@@ -137,6 +137,14 @@ class Ticket(Base):
     staff_thread_id: Mapped[int | None] = mapped_column(BigInteger)  # forum topic of the ticket
     card_message_id: Mapped[int | None] = mapped_column(BigInteger)
     after_hours_notice_at: Mapped[datetime | None]
+    # Timers (SPEC §3): each is set in the same conditional update that claims its effect,
+    # so a reminder, an auto-close or an SLA alert happens once whatever runs the sweep.
+    reminded_at: Mapped[datetime | None]
+    close_note: Mapped[str | None] = mapped_column(Text)  # the customer's reason to close
+    sla_warned_at: Mapped[datetime | None]
+    sla_breached_at: Mapped[datetime | None]
+    waiting_since: Mapped[datetime | None]  # the SLA clock pauses while we wait
+    paused_seconds: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     customer: Mapped[User] = relationship(lazy="raise")
     attachments: Mapped[list[Attachment]] = relationship(

@@ -25,7 +25,7 @@ from bot.db.models import (
     TicketEvent,
     User,
 )
-from bot.domain.tickets import OPEN_STATUSES
+from bot.domain.tickets import OPEN_STATUSES, Status
 
 
 class UserRepo:
@@ -106,6 +106,28 @@ class TicketRepo:
         self.session.add(ticket)
         await self.session.flush()
         return ticket
+
+    async def resolved_before(self, moment: datetime, limit: int = 500) -> Sequence[int]:
+        result = await self.session.execute(
+            select(Ticket.number)
+            .where(Ticket.status == Status.RESOLVED.value, Ticket.resolved_at <= moment)
+            .order_by(Ticket.resolved_at)
+            .limit(limit)
+        )
+        return result.scalars().all()
+
+    async def unreminded_resolved_before(self, moment: datetime, limit: int = 500) -> Sequence[int]:
+        result = await self.session.execute(
+            select(Ticket.number)
+            .where(
+                Ticket.status == Status.RESOLVED.value,
+                Ticket.resolved_at <= moment,
+                Ticket.reminded_at.is_(None),
+            )
+            .order_by(Ticket.resolved_at)
+            .limit(limit)
+        )
+        return result.scalars().all()
 
     async def open_for_customer(self, customer_id: int) -> Sequence[Ticket]:
         result = await self.session.execute(
@@ -222,6 +244,20 @@ class EventRepo:
         self.session.add(event)
         return event
 
+    async def last_staff_message(self, ticket_number: int) -> int | None:
+        """The last staff message copied to the customer (its staff-side id)."""
+        result = await self.session.execute(
+            select(TicketEvent)
+            .where(TicketEvent.ticket_number == ticket_number, TicketEvent.type == "staff_message")
+            .order_by(TicketEvent.id.desc())
+            .limit(5)
+        )
+        for event in result.scalars():
+            message_id = (event.details or {}).get("message_id")
+            if message_id is not None:
+                return int(message_id)
+        return None
+
     async def for_ticket(self, ticket_number: int) -> Sequence[TicketEvent]:
         result = await self.session.execute(
             select(TicketEvent)
@@ -260,6 +296,14 @@ class LinkRepo:
     async def ticket_of_staff_message(self, chat_id: int, message_id: int) -> int | None:
         result = await self.session.execute(
             select(MessageLink.ticket_number)
+            .where(MessageLink.staff_chat_id == chat_id, MessageLink.staff_message_id == message_id)
+            .limit(1)
+        )
+        return result.scalar_one_or_none()
+
+    async def direction_of_staff_message(self, chat_id: int, message_id: int) -> str | None:
+        result = await self.session.execute(
+            select(MessageLink.direction)
             .where(MessageLink.staff_chat_id == chat_id, MessageLink.staff_message_id == message_id)
             .limit(1)
         )

@@ -114,3 +114,51 @@ def languages() -> InlineKeyboardMarkup:
     for code, name in LANGUAGE_NAMES.items():
         builder.button(text=name, callback_data=LanguageCb(code=code))
     return builder.as_markup()
+
+
+class ConfirmCb(CallbackData, prefix="ok"):
+    number: int
+    solved: bool
+
+
+class RateCb(CallbackData, prefix="rate"):
+    number: int
+    score: int  # 1..5; 0: no comment, thanks
+
+
+class CloseMineCb(CallbackData, prefix="cm"):
+    number: int
+
+
+def confirm_solution(number: int) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    builder.button(text=_("👍 Solved"), callback_data=ConfirmCb(number=number, solved=True))
+    builder.button(text=_("👎 Not solved"), callback_data=ConfirmCb(number=number, solved=False))
+    return builder.as_markup()
+
+
+def rating(number: int) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    for score in range(1, 6):
+        builder.button(text="⭐" * score, callback_data=RateCb(number=number, score=score))
+    builder.adjust(5)
+    return builder.as_markup()
+
+
+def skip_comment(number: int) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    builder.button(text=_("No comment"), callback_data=RateCb(number=number, score=0))
+    return builder.as_markup()
+
+
+def close_mine(numbers: Sequence[int]) -> InlineKeyboardMarkup | None:
+    if not numbers:
+        return None
+    builder = InlineKeyboardBuilder()
+    for number in numbers:
+        builder.button(
+            text=_("Close #{number}").format(number=number),
+            callback_data=CloseMineCb(number=number),
+        )
+    builder.adjust(3)
+    return builder.as_markup()

@@ -24,6 +24,7 @@ class Op(StrEnum):
     LINE = "ln"
     ASK_INFO = "ask"
     RESOLVE = "res"
+    RESOLVE_LAST = "rl"
     CLOSE = "cls"
     HISTORY = "his"
     BACK = "back"
@@ -115,4 +116,13 @@ def macros(number: int, items: Sequence[tuple[int, str]]) -> InlineKeyboardMarku
     for macro_id, title in items:
         builder.button(text=title, callback_data=MacroCb(macro=macro_id, number=number))
     builder.adjust(1)
+    return builder.as_markup()
+
+
+def resolve_prompt(number: int) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    builder.button(
+        text=_("Use my last message as the answer"),
+        callback_data=StaffCb(op=Op.RESOLVE_LAST, number=number),
+    )
     return builder.as_markup()

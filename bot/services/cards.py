@@ -160,3 +160,17 @@ class Cards:
             rank=int(ticket.priority),
             context=context,
         )
+
+    def post_to_ticket(self, session: AsyncSession, ticket: Ticket, text: str) -> None:
+        """A message for staff about a ticket: in its topic, or as a reply to its card."""
+        staff = self.config.staff_chat_id
+        self.outbox.add(
+            session,
+            chat_id=staff,
+            method=methods.SendMessage,
+            payload={"chat_id": staff, "text": text},
+            purpose="staff_note",
+            ticket_number=ticket.number,
+            rank=int(ticket.priority),
+            context={"reply_to_card": True, "customer_chat_id": ticket.customer_id},
+        )

@@ -8,7 +8,7 @@ refreshes the card; the customer is told what concerns them. Refusals come back 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -38,13 +38,15 @@ from bot.domain.tickets import (
     TransitionRefused,
     can_reassign,
     is_open,
-    transition,
 )
+from bot.keyboards import staff as kb
 from bot.services.albums import merge_album
 from bot.services.cards import Cards, display_name
 from bot.services.copies import edit_copy
 from bot.services.delivery import ALBUM_GRACE, RANK_CUSTOMER_WAITING, Outbox, stream_of
 from bot.services.desk_config import DeskConfig
+from bot.services.lifecycle import apply
+from bot.views import resolution as resolution_views
 from bot.views import staff as views
 from bot.views.labels import status_label
 
@@ -70,6 +72,8 @@ class StaffService:
         self.i18n = i18n
         self.config = config
         self.cards = cards
+        # Set by the app: what follows any close (the rating request, SPEC §3).
+        self.after_close: Callable[[AsyncSession, Ticket], Awaitable[None]] | None = None
 
     # -- finding the ticket --------------------------------------------------------------------
 
@@ -220,16 +224,41 @@ class StaffService:
             ).format(number=number),
         )
 
-    async def resolve(self, session: AsyncSession, number: int, actor: User) -> Done:
-        ticket = await self.ticket(session, number, lock=True)
-        if ticket.status is Status.NEW:
-            await self._assign(session, ticket, actor, actor)
-        now = self.clock.now()
-        self._move(session, ticket, Action.RESOLVE, actor, now)
-        ticket.resolved_at = now
-        await self.cards.refresh(session, ticket)
-        await self._tell_customer(session, ticket, lambda: views.resolved_notice(ticket.number))
-        return Done(ticket, _("#{number} is resolved.").format(number=number))
+    async def resolve_prompt(self, session: AsyncSession, number: int, actor: User) -> Done:
+        """Resolve asks for the answer in the ticket's thread (or takes the last one)."""
+        ticket = await self.ticket(session, number)
+        if ticket.status not in (Status.NEW, Status.IN_PROGRESS, Status.WAITING_CUSTOMER):
+            raise Refusal(
+                _("#{number} is {status}: that is not possible now.").format(
+                    number=number, status=status_label(ticket.status).lower()
+                )
+            )
+        has_last = await EventRepo(session).last_staff_message(ticket.number) is not None
+        markup = kb.resolve_prompt(number) if has_last else None
+        staff_chat = self.config.staff_chat_id
+        payload: dict[str, Any] = {
+            "chat_id": staff_chat,
+            "text": resolution_views.resolve_prompt(number, has_last),
+        }
+        if markup is not None:
+            payload["reply_markup"] = markup.model_dump(mode="json", exclude_none=True)
+        self.outbox.add(
+            session,
+            chat_id=staff_chat,
+            method=methods.SendMessage,
+            payload=payload,
+            purpose="resolve_prompt",
+            ticket_number=ticket.number,
+            rank=int(ticket.priority),
+            context={"reply_to_card": True, "customer_chat_id": ticket.customer_id},
+        )
+        return Done(ticket, _("Write the answer as a reply to my message."))
+
+    async def is_resolve_prompt(self, session: AsyncSession, message_id: int) -> bool:
+        direction = await LinkRepo(session).direction_of_staff_message(
+            self.config.staff_chat_id, message_id
+        )
+        return direction == "resolve_prompt"
 
     async def close(self, session: AsyncSession, number: int, actor: User) -> Done:
         ticket = await self.ticket(session, number, lock=True)
@@ -237,42 +266,29 @@ class StaffService:
         self._move(session, ticket, Action.CLOSE_BY_STAFF, actor, now)
         await self.cards.refresh(session, ticket)
         await self._tell_customer(session, ticket, lambda: views.closed_notice(ticket.number))
+        if self.after_close is not None:
+            await self.after_close(session, ticket)
         return Done(ticket, _("#{number} is closed.").format(number=number))
 
     def _move(
         self, session: AsyncSession, ticket: Ticket, action: Action, actor: User, now: datetime
     ) -> None:
         try:
-            outcome = transition(ticket.status, action)
+            apply(
+                session,
+                ticket,
+                action,
+                actor_id=actor.id,
+                role="staff",
+                now=now,
+                hours=self.config.hours,
+            )
         except TransitionRefused:
             raise Refusal(
                 _("#{number} is {status}: that is not possible now.").format(
                     number=ticket.number, status=status_label(ticket.status).lower()
                 )
             ) from None
-        EventRepo(session).record(
-            ticket.number,
-            at=now,
-            type="status",
-            actor_id=actor.id,
-            actor_role="staff",
-            old=ticket.status.value,
-            new=outcome.status.value,
-            details={"action": action.value},
-        )
-        ticket.status = outcome.status
-        ticket.updated_at = now
-        if outcome.close_reason is not None:
-            ticket.closed_at = now
-            ticket.close_reason = outcome.close_reason
-            EventRepo(session).record(
-                ticket.number,
-                at=now,
-                type="close_reason",
-                actor_id=actor.id,
-                actor_role="staff",
-                new=outcome.close_reason.value,
-            )
 
     def _closed(self, ticket: Ticket) -> str:
         return _("#{number} is closed: nothing can change it.").format(number=ticket.number)
@@ -452,23 +468,7 @@ class StaffService:
         return await StaffDirectory(session).known()
 
     async def post_to_ticket(self, session: AsyncSession, number: int, text: str) -> None:
-        """A message for staff about a ticket: in its topic, or as a reply to its card."""
-        ticket = await self.ticket(session, number)
-        staff_chat = self.config.staff_chat_id
-        self.outbox.add(
-            session,
-            chat_id=staff_chat,
-            method=methods.SendMessage,
-            payload={"chat_id": staff_chat, "text": text},
-            purpose="staff_note",
-            ticket_number=ticket.number,
-            rank=int(ticket.priority),
-            context={
-                "reply_to_card": True,
-                "in_topic": True,
-                "customer_chat_id": ticket.customer_id,
-            },
-        )
+        self.cards.post_to_ticket(session, await self.ticket(session, number), text)
 
     async def carry_edit(self, session: AsyncSession, message: Message) -> None:
         """A staff answer was edited: edit the customer's copy the same way."""

@@ -16,12 +16,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.clock import Clock
 from bot.db.models import Attachment, Ticket, User
 from bot.db.repositories import DeliveryRepo, EventRepo, LinkRepo, TicketRepo
-from bot.domain.tickets import Action, Kind, Status, default_priority, is_open, transition
+from bot.domain.tickets import Action, Kind, Status, default_priority, is_open
 from bot.services.albums import merge_album
 from bot.services.cards import Cards
 from bot.services.copies import edit_copy
 from bot.services.delivery import ALBUM_GRACE, RANK_CUSTOMER_WAITING, Outbox, stream_of
 from bot.services.desk_config import DeskConfig
+from bot.services.lifecycle import apply
 from bot.views import tickets as views
 
 log = logging.getLogger(__name__)
@@ -241,17 +242,15 @@ class TicketService:
             details={"message_ids": [item.message_id for item in items]},
         )
         if ticket.status is Status.WAITING_CUSTOMER:
-            outcome = transition(ticket.status, Action.CUSTOMER_ANSWERED)
-            events.record(
-                ticket.number,
-                at=now,
-                type="status",
+            apply(
+                session,
+                ticket,
+                Action.CUSTOMER_ANSWERED,
                 actor_id=customer.id,
-                actor_role="customer",
-                old=ticket.status.value,
-                new=outcome.status.value,
+                role="customer",
+                now=now,
+                hours=self.config.hours,
             )
-            ticket.status = outcome.status
             result.reopened_from_waiting = True
             await self.cards.refresh(session, ticket)
         ticket.updated_at = now

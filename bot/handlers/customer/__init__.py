@@ -6,7 +6,7 @@ from typing import Any
 from aiogram import F, Router
 from aiogram.types import TelegramObject
 
-from bot.handlers.customer import commands, dialog, followup
+from bot.handlers.customer import commands, dialog, followup, resolution
 
 
 async def _with_dialog(
@@ -26,5 +26,5 @@ def create_router() -> Router:
     router.callback_query.filter(F.message.chat.type == "private")
     router.message.middleware(_with_dialog)
     router.callback_query.middleware(_with_dialog)
-    router.include_routers(commands.router, dialog.router, followup.router)
+    router.include_routers(commands.router, resolution.router, dialog.router, followup.router)
     return router

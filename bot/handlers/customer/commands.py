@@ -12,6 +12,7 @@ from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
 from bot.commands import customer_commands
+from bot.domain.tickets import is_open
 from bot.handlers.customer.dialog import Dialog
 from bot.keyboards import customer as kb
 from bot.keyboards.customer import LanguageCb
@@ -59,7 +60,10 @@ async def my_command(
     rows, total = await tickets.customer_tickets(dialog.session, dialog.user.id)
     lines = [TicketLine(t.number, t.topic, t.status, t.created_at) for t in rows]
     text = my_tickets(lines, total, tz=desk.tz, locale=locale)
-    await dialog.messenger.send(dialog.session, dialog.user.id, text)
+    closable = [t.number for t in rows if is_open(t.status)]
+    if closable:
+        text += "\n\n" + _("No longer needed? Close it with a button below.")
+    await dialog.messenger.send(dialog.session, dialog.user.id, text, kb.close_mine(closable))
 
 
 @router.message(Command("language"))

@@ -14,11 +14,12 @@ from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db.models import Ticket, User
-from bot.domain.tickets import is_open
+from bot.domain.tickets import Status, is_open
 from bot.handlers.customer.common import relay_item, relay_item_from_dict, relay_item_to_dict
 from bot.handlers.customer.dialog import Dialog
 from bot.keyboards import customer as kb
 from bot.keyboards.customer import PickTicketCb
+from bot.services.resolution import ResolutionService
 from bot.services.tickets import RelayItem, TicketService
 
 router = Router(name=__name__)
@@ -38,7 +39,13 @@ async def service_message(message: Message) -> None:
 
 
 @router.message()
-async def followup(message: Message, dialog: Dialog, tickets: TicketService, locale: str) -> None:
+async def followup(
+    message: Message,
+    dialog: Dialog,
+    tickets: TicketService,
+    resolution: ResolutionService,
+    locale: str,
+) -> None:
     item = relay_item(message)
     session, user = dialog.session, dialog.user
     data = await dialog.state.get_data()
@@ -85,6 +92,9 @@ async def followup(message: Message, dialog: Dialog, tickets: TicketService, loc
     await tickets.relay(
         session, user, ticket, [item], media_group_id=message.media_group_id, locale=locale
     )
+    if ticket.status is Status.RESOLVED and not message.media_group_id:
+        # Neither closes nor reopens by itself: relayed, and the same question again.
+        await resolution.ask_again(session, ticket)
 
 
 @router.callback_query(PickTicketCb.filter())

@@ -17,6 +17,7 @@ from bot.keyboards import staff as kb
 from bot.keyboards.staff import Op, StaffCb
 from bot.services.cards import display_name
 from bot.services.membership import Membership
+from bot.services.resolution import ResolutionService
 from bot.services.staff import Done, Refusal, StaffService
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ async def card_button(
     session: AsyncSession,
     staff: StaffService,
     membership: Membership,
+    resolution: ResolutionService,
     locale: str,
 ) -> None:
     number, op = callback_data.number, callback_data.op
@@ -92,7 +94,7 @@ async def card_button(
             await callback.answer()
             await staff.post_to_ticket(session, number, text)
             return
-        done = await _act(op, callback_data, user, session, staff, membership)
+        done = await _act(op, callback_data, user, session, staff, membership, resolution)
     except Refusal as refusal:
         await callback.answer(str(refusal), show_alert=True)
         # The card on screen may be out of date (someone else acted): show it as it is.
@@ -109,6 +111,7 @@ async def _act(
     session: AsyncSession,
     staff: StaffService,
     membership: Membership,
+    resolution: ResolutionService,
 ) -> Done:
     number = data.number
     if op is Op.TAKE:
@@ -127,7 +130,11 @@ async def _act(
     if op is Op.ASK_INFO:
         return await staff.ask_info(session, number, user)
     if op is Op.RESOLVE:
-        return await staff.resolve(session, number, user)
+        return await staff.resolve_prompt(session, number, user)
+    if op is Op.RESOLVE_LAST:
+        ticket = await staff.ticket(session, number, lock=True)
+        await resolution.resolve(session, ticket, user, None)
+        return Done(ticket, _("#{number} is resolved.").format(number=number))
     if op is Op.CLOSE:
         return await staff.close(session, number, user)
     raise Refusal(_stale())

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.db.models import Ticket, User
 from bot.handlers.customer.common import album_media
 from bot.services.desk_config import DeskConfig
+from bot.services.resolution import ResolutionService
 from bot.services.staff import Refusal, StaffService
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,7 @@ async def staff_message(
     user: User,
     session: AsyncSession,
     staff: StaffService,
+    resolution: ResolutionService,
     desk: DeskConfig,
 ) -> None:
     ticket = await ticket_of(message, session, staff, desk)
@@ -82,6 +84,13 @@ async def staff_message(
         await mark_note(bot, message)
         return
     reply = message.reply_to_message
+    if reply is not None and await staff.is_resolve_prompt(session, reply.message_id):
+        # The answer to the Resolve prompt: it goes to the customer with Solved / Not solved.
+        try:
+            await resolution.resolve(session, ticket, user, message.message_id)
+        except Refusal as refusal:
+            await message.reply(str(refusal))
+        return
     customer_message = (
         await staff.customer_message_of(session, reply.message_id) if reply is not None else None
     )

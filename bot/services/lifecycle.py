@@ -1,0 +1,68 @@
+"""Applying a ticket rule to a stored ticket: the one place where a ticket's status changes.
+
+The rule itself is :func:`bot.domain.tickets.transition`; this records it in the history, with
+the close reason, the reopen count, and the pauses of the SLA clock while the ticket waits for
+the customer.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.db.models import Ticket
+from bot.db.repositories import EventRepo
+from bot.domain.hours import SupportHours
+from bot.domain.tickets import Action, Outcome, Status, transition
+
+
+def apply(
+    session: AsyncSession,
+    ticket: Ticket,
+    action: Action,
+    *,
+    actor_id: int | None,
+    role: str,
+    now: datetime,
+    hours: SupportHours,
+) -> Outcome:
+    """Move ``ticket`` by ``action`` or raise ``TransitionRefused`` (nothing changed then)."""
+    outcome = transition(ticket.status, action)
+    events = EventRepo(session)
+    events.record(
+        ticket.number,
+        at=now,
+        type="status",
+        actor_id=actor_id,
+        actor_role=role,
+        old=ticket.status.value,
+        new=outcome.status.value,
+        details={"action": action.value},
+    )
+    if ticket.status is Status.WAITING_CUSTOMER and ticket.waiting_since is not None:
+        paused = hours.working_time_between(ticket.waiting_since, now)
+        ticket.paused_seconds = (ticket.paused_seconds or 0) + int(paused.total_seconds())
+        ticket.waiting_since = None
+    if outcome.status is Status.WAITING_CUSTOMER:
+        ticket.waiting_since = now
+    if outcome.status is Status.RESOLVED:
+        ticket.resolved_at = now
+        ticket.reminded_at = None  # a new resolution gets its own reminder
+    if outcome.reopened:
+        ticket.reopened_count = (ticket.reopened_count or 0) + 1
+        ticket.resolved_at = None
+    if outcome.close_reason is not None:
+        ticket.closed_at = now
+        ticket.close_reason = outcome.close_reason
+        events.record(
+            ticket.number,
+            at=now,
+            type="close_reason",
+            actor_id=actor_id,
+            actor_role=role,
+            new=outcome.close_reason.value,
+        )
+    ticket.status = outcome.status
+    ticket.updated_at = now
+    return outcome

@@ -1,0 +1,342 @@
+"""After work has started (SPEC §3): the answer and its confirmation, disputes, closing by the
+customer, ratings, and the timers that remind and auto-close."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from aiogram import methods
+from aiogram.types import InlineKeyboardMarkup
+from aiogram.utils.i18n import I18n
+from aiogram.utils.i18n import gettext as _
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.clock import Clock
+from bot.db.models import Ticket, User
+from bot.db.repositories import EventRepo, TicketRepo, UserRepo
+from bot.domain.tickets import Action, Status, TransitionRefused, is_open
+from bot.keyboards import customer as kb
+from bot.services.cards import Cards
+from bot.services.delivery import RANK_CUSTOMER_WAITING, Outbox
+from bot.services.desk_config import DeskConfig
+from bot.services.lifecycle import apply
+from bot.services.staff import Refusal
+from bot.views import resolution as views
+from bot.views.formatting import duration
+from bot.views.labels import status_label
+
+log = logging.getLogger(__name__)
+
+LOW_RATING = 2
+
+
+class ResolutionService:
+    def __init__(
+        self,
+        *,
+        clock: Clock,
+        outbox: Outbox,
+        i18n: I18n,
+        config: DeskConfig,
+        cards: Cards,
+        reminder_after: timedelta,
+        auto_close_after: timedelta,
+    ) -> None:
+        self.clock = clock
+        self.outbox = outbox
+        self.i18n = i18n
+        self.config = config
+        self.cards = cards
+        self.reminder_after = reminder_after
+        self.auto_close_after = auto_close_after
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    async def _locale(self, session: AsyncSession, ticket: Ticket) -> str:
+        customer = await UserRepo(session).get(ticket.customer_id)
+        return (customer.locale if customer and customer.locale else None) or ticket.locale
+
+    async def _tell(
+        self,
+        session: AsyncSession,
+        ticket: Ticket,
+        render: Callable[[str], tuple[str, InlineKeyboardMarkup | None]],
+        purpose: str = "notice",
+    ) -> None:
+        """A message to the customer in their language (works outside updates too)."""
+        locale = await self._locale(session, ticket)
+        with self.i18n.context(), self.i18n.use_locale(locale):
+            text, markup = render(locale)
+        payload: dict[str, Any] = {"chat_id": ticket.customer_id, "text": text}
+        if markup is not None:
+            payload["reply_markup"] = markup.model_dump(mode="json", exclude_none=True)
+        self.outbox.add(
+            session,
+            chat_id=ticket.customer_id,
+            method=methods.SendMessage,
+            payload=payload,
+            purpose=purpose,
+            ticket_number=ticket.number,
+            rank=RANK_CUSTOMER_WAITING,
+            context={"customer_chat_id": ticket.customer_id},
+        )
+
+    def _to_staff(self, session: AsyncSession, ticket: Ticket, render: Callable[[], str]) -> None:
+        with self.i18n.context(), self.i18n.use_locale(self.config.default_locale):
+            text = render()
+        self.cards.post_to_ticket(session, ticket, text)
+
+    async def _own(self, session: AsyncSession, customer: User, number: int) -> Ticket:
+        """The customer's own ticket (callback data names it and can be forged)."""
+        ticket = await TicketRepo(session).get(number, for_update=True)
+        if ticket is None or ticket.customer_id != customer.id:
+            raise Refusal(_("This button is no longer active."))
+        return ticket
+
+    def _apply(
+        self, session: AsyncSession, ticket: Ticket, action: Action, actor_id: int | None, role: str
+    ) -> None:
+        try:
+            apply(
+                session,
+                ticket,
+                action,
+                actor_id=actor_id,
+                role=role,
+                now=self.clock.now(),
+                hours=self.config.hours,
+            )
+        except TransitionRefused:
+            raise Refusal(
+                _("Request #{number} is {status} now.").format(
+                    number=ticket.number, status=status_label(ticket.status).lower()
+                )
+            ) from None
+
+    def _confirm_markup(self, ticket: Ticket) -> Callable[[str], tuple[str, InlineKeyboardMarkup]]:
+        def render(locale: str) -> tuple[str, InlineKeyboardMarkup]:
+            days = duration(self.auto_close_after, locale)
+            return views.confirm_question_text(ticket.number, days), kb.confirm_solution(
+                ticket.number
+            )
+
+        return render
+
+    # -- staff: the answer ---------------------------------------------------------------------
+
+    async def resolve(
+        self, session: AsyncSession, ticket: Ticket, actor: User, answer_message_id: int | None
+    ) -> None:
+        """The answer (a staff message, copied) and the Solved / Not solved question."""
+        now = self.clock.now()
+        if ticket.status is Status.NEW:
+            ticket.assignee_id = ticket.assignee_id or actor.id
+            self._apply(session, ticket, Action.TAKE, actor.id, "staff")
+        self._apply(session, ticket, Action.RESOLVE, actor.id, "staff")
+        if ticket.first_response_at is None:
+            ticket.first_response_at = now
+        if answer_message_id is not None:
+            EventRepo(session).record(
+                ticket.number,
+                at=now,
+                type="staff_message",
+                actor_id=actor.id,
+                actor_role="staff",
+                details={"message_id": answer_message_id, "answer": True},
+            )
+            self.outbox.add(
+                session,
+                chat_id=ticket.customer_id,
+                method=methods.CopyMessage,
+                payload={
+                    "chat_id": ticket.customer_id,
+                    "from_chat_id": self.config.staff_chat_id,
+                    "message_id": answer_message_id,
+                },
+                purpose="answer",
+                ticket_number=ticket.number,
+                rank=RANK_CUSTOMER_WAITING,
+                context={
+                    "customer_chat_id": ticket.customer_id,
+                    "staff_message_ids": [answer_message_id],
+                },
+            )
+        await self._tell(session, ticket, self._confirm_markup(ticket), purpose="confirm")
+        await self.cards.refresh(session, ticket)
+
+    async def ask_again(self, session: AsyncSession, ticket: Ticket) -> None:
+        """The customer wrote to a resolved ticket: relayed, and asked the same question."""
+        await self._tell(
+            session,
+            ticket,
+            lambda _locale: (
+                views.still_resolved(ticket.number),
+                kb.confirm_solution(ticket.number),
+            ),
+            purpose="confirm",
+        )
+
+    # -- the customer's answer -----------------------------------------------------------------
+
+    async def confirm(self, session: AsyncSession, customer: User, number: int) -> Ticket:
+        ticket = await self._own(session, customer, number)
+        self._apply(session, ticket, Action.CONFIRM, customer.id, "customer")
+        await self.cards.refresh(session, ticket)
+        await self._tell(
+            session, ticket, lambda _locale: (views.closed_confirmed(ticket.number), None)
+        )
+        await self.ask_rating(session, ticket)
+        return ticket
+
+    async def check_can_dispute(self, session: AsyncSession, customer: User, number: int) -> None:
+        ticket = await self._own(session, customer, number)
+        if ticket.status is not Status.RESOLVED:
+            raise Refusal(
+                _("Request #{number} is {status} now.").format(
+                    number=number, status=status_label(ticket.status).lower()
+                )
+            )
+
+    async def dispute(
+        self, session: AsyncSession, customer: User, number: int, reason: str
+    ) -> Ticket:
+        ticket = await self._own(session, customer, number)
+        self._apply(session, ticket, Action.DISPUTE, customer.id, "customer")
+        EventRepo(session).record(
+            ticket.number,
+            at=self.clock.now(),
+            type="dispute",
+            actor_id=customer.id,
+            actor_role="customer",
+            details={"text": reason[:4000]},
+        )
+        self._to_staff(session, ticket, lambda: views.staff_dispute(ticket.number, reason))
+        await self.cards.refresh(session, ticket)
+        await self._tell(session, ticket, lambda _locale: (views.reopened(ticket.number), None))
+        return ticket
+
+    async def check_can_close(self, session: AsyncSession, customer: User, number: int) -> None:
+        ticket = await self._own(session, customer, number)
+        if not is_open(ticket.status):
+            raise Refusal(_("Request #{number} is closed already.").format(number=number))
+
+    async def close_by_customer(
+        self, session: AsyncSession, customer: User, number: int, reason: str
+    ) -> Ticket:
+        ticket = await self._own(session, customer, number)
+        self._apply(session, ticket, Action.CLOSE_BY_CUSTOMER, customer.id, "customer")
+        ticket.close_note = reason[:1000]
+        self._to_staff(session, ticket, lambda: views.staff_customer_closed(ticket.number, reason))
+        await self.cards.refresh(session, ticket)
+        await self._tell(
+            session, ticket, lambda _locale: (views.closed_by_customer(ticket.number), None)
+        )
+        await self.ask_rating(session, ticket)
+        return ticket
+
+    # -- ratings -------------------------------------------------------------------------------
+
+    async def ask_rating(self, session: AsyncSession, ticket: Ticket) -> None:
+        # A reopened ticket is rated again when it closes: the old rating gives way.
+        ticket.rating, ticket.rating_comment = None, None
+        await self._tell(
+            session,
+            ticket,
+            lambda _locale: (views.ask_rating(ticket.number), kb.rating(ticket.number)),
+            purpose="rating",
+        )
+
+    async def rate(self, session: AsyncSession, customer: User, number: int, score: int) -> None:
+        ticket = await self._own(session, customer, number)
+        if ticket.status is not Status.CLOSED or not 1 <= score <= 5:
+            raise Refusal(_("This button is no longer active."))
+        ticket.rating = score
+        EventRepo(session).record(
+            ticket.number,
+            at=self.clock.now(),
+            type="rating",
+            actor_id=customer.id,
+            actor_role="customer",
+            new=str(score),
+        )
+        if score <= LOW_RATING:
+            self._to_staff(
+                session, ticket, lambda: views.staff_low_rating(ticket.number, score, None)
+            )
+
+    async def comment(self, session: AsyncSession, customer: User, number: int, text: str) -> None:
+        ticket = await self._own(session, customer, number)
+        ticket.rating_comment = text[:2000]
+        EventRepo(session).record(
+            ticket.number,
+            at=self.clock.now(),
+            type="rating_comment",
+            actor_id=customer.id,
+            actor_role="customer",
+            details={"text": text[:2000]},
+        )
+        self._to_staff(session, ticket, lambda: views.staff_rating_comment(ticket.number, text))
+
+    # -- timers --------------------------------------------------------------------------------
+
+    async def remind(self, session: AsyncSession, number: int) -> bool:
+        """Remind once: the conditional update claims the reminder for this sweep alone."""
+        now = self.clock.now()
+        claimed = await session.execute(
+            update(Ticket)
+            .where(
+                Ticket.number == number,
+                Ticket.status == Status.RESOLVED.value,
+                Ticket.reminded_at.is_(None),
+                Ticket.resolved_at <= now - self.reminder_after,
+            )
+            .values(reminded_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        if not claimed.rowcount:  # type: ignore[attr-defined]
+            return False
+        ticket = await TicketRepo(session).get(number)
+        assert ticket is not None
+        await session.refresh(ticket)
+        left = self.auto_close_after - self.reminder_after
+        EventRepo(session).record(
+            number, at=now, type="reminder", actor_id=None, actor_role="system"
+        )
+        await self._tell(
+            session,
+            ticket,
+            lambda locale: (
+                views.reminder(number, duration(left, locale)),
+                kb.confirm_solution(number),
+            ),
+            purpose="confirm",
+        )
+        return True
+
+    async def auto_close(self, session: AsyncSession, number: int) -> bool:
+        now = self.clock.now()
+        ticket = await TicketRepo(session).get(number, for_update=True)
+        if ticket is None:
+            return False
+        await session.refresh(ticket)
+        due = ticket.resolved_at is not None and ticket.resolved_at <= now - self.auto_close_after
+        if ticket.status is not Status.RESOLVED or not due:
+            return False  # another sweep (or the customer) got there first
+        apply(
+            session,
+            ticket,
+            Action.AUTO_CLOSE,
+            actor_id=None,
+            role="system",
+            now=now,
+            hours=self.config.hours,
+        )
+        with self.i18n.context():
+            await self.cards.refresh(session, ticket)
+        await self._tell(session, ticket, lambda _locale: (views.closed_auto(number), None))
+        await self.ask_rating(session, ticket)
+        return True

@@ -1,0 +1,69 @@
+"""Timers from the database state (SPEC §3, §8): reminders and auto-close.
+
+No in-memory flags: every sweep reads what is due, and each effect claims itself in the
+database (a conditional update, or a locked row) in the transaction that records it, so it
+happens once however many processes sweep and wherever one of them is killed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.clock import Clock
+from bot.db.repositories import TicketRepo
+from bot.services.resolution import ResolutionService
+
+log = logging.getLogger(__name__)
+
+
+class Scheduler:
+    def __init__(
+        self,
+        *,
+        session_factory: async_sessionmaker[AsyncSession],
+        read_session_factory: async_sessionmaker[AsyncSession],
+        clock: Clock,
+        resolution: ResolutionService,
+        interval: float,
+        after_commit: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.session_factory = session_factory
+        self.read_session_factory = read_session_factory
+        self.clock = clock
+        self.resolution = resolution
+        self.interval = interval
+        self.after_commit = after_commit
+
+    async def run(self) -> None:
+        log.info("scheduler started: every %.1fs", self.interval)
+        while True:
+            try:
+                await self.sweep()
+            except Exception:
+                log.exception("a timer sweep failed; the next one will try again")
+            await asyncio.sleep(self.interval)
+
+    async def sweep(self) -> tuple[int, int]:
+        """Close what is due, remind what is due; returns (closed, reminded)."""
+        now = self.clock.now()
+        async with self.read_session_factory() as session:
+            repo = TicketRepo(session)
+            to_close = await repo.resolved_before(now - self.resolution.auto_close_after)
+            to_remind = await repo.unreminded_resolved_before(now - self.resolution.reminder_after)
+        closed = reminded = 0
+        for number in to_close:
+            async with self.session_factory() as session, session.begin():
+                closed += await self.resolution.auto_close(session, number)
+        for number in to_remind:
+            if number in to_close:
+                continue  # the bot was down past both: closing is what is left to do
+            async with self.session_factory() as session, session.begin():
+                reminded += await self.resolution.remind(session, number)
+        if closed or reminded:
+            log.info("timers: %d auto-closed, %d reminded", closed, reminded)
+            self.after_commit()
+        return closed, reminded
