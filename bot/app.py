@@ -71,6 +71,7 @@ def create_desk_config(settings: Settings) -> DeskConfig:
         hours=hours,
         hours_text=settings.support_hours.replace("-", "–"),
         default_locale=settings.default_locale,
+        sla_targets=dict(settings.sla_first_response),
     )
 
 
@@ -211,7 +212,7 @@ async def run(settings: Settings, *, clock: Clock | None = None) -> None:
         desk=desk,
     )
     outbox = Outbox(clock)
-    cards = Cards(outbox=outbox, i18n=i18n, config=desk)
+    cards = Cards(outbox=outbox, i18n=i18n, config=desk, clock=clock)
     tickets = TicketService(clock=clock, outbox=outbox, i18n=i18n, config=desk, cards=cards)
     staff = StaffService(clock=clock, outbox=outbox, i18n=i18n, config=desk, cards=cards)
     sender.on_undelivered = staff.undelivered

@@ -129,6 +129,20 @@ class TicketRepo:
         )
         return result.scalars().all()
 
+    async def awaiting_first_response(self, limit: int = 1000) -> Sequence[Ticket]:
+        """Tickets whose SLA alerts may still be due: no answer yet, not yet breached."""
+        result = await self.session.execute(
+            select(Ticket)
+            .where(
+                Ticket.status.in_((Status.NEW.value, Status.IN_PROGRESS.value)),
+                Ticket.first_response_at.is_(None),
+                Ticket.sla_breached_at.is_(None),
+            )
+            .order_by(Ticket.created_at)
+            .limit(limit)
+        )
+        return result.scalars().all()
+
     async def open_for_customer(self, customer_id: int) -> Sequence[Ticket]:
         result = await self.session.execute(
             select(Ticket)

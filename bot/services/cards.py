@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from aiogram import methods
 from aiogram.utils.i18n import I18n
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.clock import Clock
 from bot.db.models import Ticket, User
 from bot.db.repositories import TicketRepo, UserRepo
+from bot.domain.sla import Sla, first_response
 from bot.domain.tickets import Status
 from bot.keyboards import staff as kb
 from bot.services.delivery import Outbox, topic_name
 from bot.services.desk_config import DeskConfig
+from bot.views import staff as staff_views
 from bot.views import tickets as views
 
 
@@ -26,7 +30,8 @@ def display_name(user: User | None, fallback: int | None = None) -> str:
 
 
 class Cards:
-    def __init__(self, *, outbox: Outbox, i18n: I18n, config: DeskConfig) -> None:
+    def __init__(self, *, outbox: Outbox, i18n: I18n, config: DeskConfig, clock: Clock) -> None:
+        self.clock = clock
         self.outbox = outbox
         self.i18n = i18n
         self.config = config
@@ -58,9 +63,22 @@ class Cards:
         )
         locale = self.config.default_locale
         with self.i18n.use_locale(locale):
+            if ticket.status is not Status.CLOSED:
+                data = replace(data, sla=staff_views.sla_line(self.sla(ticket), locale))
             text = views.staff_card(data, tz=self.config.tz, locale=locale)
             markup = kb.card(ticket.number, ticket.status)
         return text, markup.model_dump(mode="json", exclude_none=True)
+
+    def sla(self, ticket: Ticket) -> Sla:
+        return first_response(
+            self.config.hours,
+            self.config.sla_targets[ticket.priority],
+            created_at=ticket.created_at,
+            now=self.clock.now(),
+            first_response_at=ticket.first_response_at,
+            paused_seconds=ticket.paused_seconds or 0,
+            waiting_since=ticket.waiting_since,
+        )
 
     async def post(
         self, session: AsyncSession, ticket: Ticket, media: Sequence[Sequence[dict[str, Any]]]

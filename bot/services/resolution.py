@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.clock import Clock
 from bot.db.models import Ticket, User
 from bot.db.repositories import EventRepo, TicketRepo, UserRepo
+from bot.domain.sla import SlaState
 from bot.domain.tickets import Action, Status, TransitionRefused, is_open
 from bot.keyboards import customer as kb
 from bot.services.cards import Cards
@@ -26,6 +27,7 @@ from bot.services.desk_config import DeskConfig
 from bot.services.lifecycle import apply
 from bot.services.staff import Refusal
 from bot.views import resolution as views
+from bot.views import staff as staff_views
 from bot.views.formatting import duration
 from bot.views.labels import status_label
 
@@ -339,4 +341,43 @@ class ResolutionService:
             await self.cards.refresh(session, ticket)
         await self._tell(session, ticket, lambda _locale: (views.closed_auto(number), None))
         await self.ask_rating(session, ticket)
+        return True
+
+    def sla_alert_due(self, ticket: Ticket) -> bool:
+        state = self.cards.sla(ticket).state
+        return (state is SlaState.BREACHED and ticket.sla_breached_at is None) or (
+            state is SlaState.NEAR and ticket.sla_warned_at is None
+        )
+
+    async def check_sla(self, session: AsyncSession, number: int) -> bool:
+        """Warn staff once when a ticket nears its first-response target, once when it
+        breaches it (each claimed by a conditional update, like the other timers)."""
+        ticket = await TicketRepo(session).get(number)
+        if ticket is None or ticket.first_response_at is not None:
+            return False
+        await session.refresh(ticket)
+        sla = self.cards.sla(ticket)
+        now = self.clock.now()
+        if sla.state is SlaState.BREACHED and ticket.sla_breached_at is None:
+            column, condition = "sla_breached_at", Ticket.sla_breached_at.is_(None)
+        elif sla.state is SlaState.NEAR and ticket.sla_warned_at is None:
+            column, condition = "sla_warned_at", Ticket.sla_warned_at.is_(None)
+        else:
+            return False
+        claimed = await session.execute(
+            update(Ticket)
+            .where(Ticket.number == number, condition, Ticket.first_response_at.is_(None))
+            .values({column: now})
+            .execution_options(synchronize_session=False)
+        )
+        if not claimed.rowcount:  # type: ignore[attr-defined]
+            return False
+        await session.refresh(ticket)
+        EventRepo(session).record(
+            number, at=now, type=f"sla_{sla.state.value}", actor_id=None, actor_role="system"
+        )
+        locale = self.config.default_locale
+        self._to_staff(session, ticket, lambda: staff_views.sla_alert(number, sla, locale))
+        with self.i18n.context():
+            await self.cards.refresh(session, ticket)
         return True

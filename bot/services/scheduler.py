@@ -63,7 +63,15 @@ class Scheduler:
                 continue  # the bot was down past both: closing is what is left to do
             async with self.session_factory() as session, session.begin():
                 reminded += await self.resolution.remind(session, number)
-        if closed or reminded:
-            log.info("timers: %d auto-closed, %d reminded", closed, reminded)
+        alerts = 0
+        async with self.read_session_factory() as session:
+            unanswered = await TicketRepo(session).awaiting_first_response()
+            # Only tickets with an alert due take the write lock.
+            due = [t.number for t in unanswered if self.resolution.sla_alert_due(t)]
+        for number in due:
+            async with self.session_factory() as session, session.begin():
+                alerts += await self.resolution.check_sla(session, number)
+        if closed or reminded or alerts:
+            log.info("timers: %d auto-closed, %d reminded, %d SLA alerts", closed, reminded, alerts)
             self.after_commit()
         return closed, reminded

@@ -327,10 +327,13 @@ class StaffService:
         if not is_open(ticket.status):
             raise Refusal(self._closed(ticket))
         now = self.clock.now()
+        first = ticket.first_response_at is None
+        if first:
+            ticket.first_response_at = now  # before the card is drawn: the SLA is met
         if ticket.status is Status.NEW:
             await self._assign(session, ticket, actor, actor)
-        if ticket.first_response_at is None:
-            ticket.first_response_at = now
+        elif first:
+            await self.cards.refresh(session, ticket)
         EventRepo(session).record(
             ticket.number,
             at=now,

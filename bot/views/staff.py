@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 from aiogram import html
 from aiogram.utils.i18n import gettext as _
 
+from bot.domain.sla import Sla, SlaState
 from bot.domain.tickets import CloseReason, Priority, Status
 from bot.views.formatting import duration, when
 from bot.views.labels import STATUS_ICON, close_reason_label, priority_label, status_label
@@ -140,3 +141,32 @@ def closed_notice(number: int) -> str:
     return _(
         "🔒 Your request #{number} is closed by support. For a new problem, send /new."
     ).format(number=number)
+
+
+def sla_line(sla: Sla, locale: str) -> str:
+    """The first-response SLA on a card."""
+    if sla.answered:
+        mark = "✅" if sla.state is SlaState.MET else "❗"
+        return _("SLA: answered in {time} {mark}").format(
+            time=duration(sla.elapsed, locale), mark=mark
+        )
+    if sla.state is SlaState.BREACHED:
+        return _("SLA: ❗ overdue by {time}").format(time=duration(-sla.left, locale))
+    if sla.state is SlaState.PAUSED:
+        return _("SLA: ⏸ paused while waiting for the customer ({time} left)").format(
+            time=duration(sla.left, locale)
+        )
+    icon = "⚠️" if sla.state is SlaState.NEAR else "⏱"
+    return _("SLA: {icon} {time} left to the first response").format(
+        icon=icon, time=duration(sla.left, locale)
+    )
+
+
+def sla_alert(number: int, sla: Sla, locale: str) -> str:
+    if sla.state is SlaState.BREACHED:
+        return _("❗ #{number}: the first response is overdue (target {target}).").format(
+            number=number, target=duration(sla.target, locale)
+        )
+    return _("⚠️ #{number}: {time} left to the first response.").format(
+        number=number, time=duration(sla.left, locale)
+    )

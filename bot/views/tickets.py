@@ -44,6 +44,7 @@ class CardData:
     created_at: datetime
     attachments: int
     reopened: int = 0
+    sla: str | None = None
 
 
 def staff_card(card: CardData, *, tz: ZoneInfo, locale: str) -> str:
@@ -68,6 +69,8 @@ def staff_card(card: CardData, *, tz: ZoneInfo, locale: str) -> str:
     ]
     if card.reopened:
         lines.append(_("Reopened: {count}").format(count=card.reopened))
+    if card.sla:
+        lines.append(card.sla)
     if card.attachments:
         lines.append(
             ngettext(

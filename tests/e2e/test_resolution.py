@@ -49,7 +49,9 @@ async def answered_and_resolved(
     if via_prompt_reply:
         fake.press(anna, card, "Решено")
         prompt = await staff_post(fake, "Ответьте на это сообщение")
-        fake.send_text(anna, "Please update the app to 2.1.", chat_id=STAFF_CHAT_ID, reply_to=prompt)
+        fake.send_text(
+            anna, "Please update the app to 2.1.", chat_id=STAFF_CHAT_ID, reply_to=prompt
+        )
         await c.expect("Please update the app to 2.1.")
     else:
         fake.send_text(anna, "Please update the app to 2.1.", chat_id=STAFF_CHAT_ID, reply_to=card)
@@ -167,3 +169,28 @@ async def test_two_processes_remind_and_close_once(
     assert sum("Is the problem of request" in t for t in texts) == 1
     assert sum("closed automatically" in t for t in texts) == 1
     assert second.proc is not None and second.proc.poll() is None
+
+
+async def test_sla_alerts_once_near_and_once_overdue(
+    fake: FakeTelegram, alice: FakeUser, anna: FakeUser, start_bot
+) -> None:
+    await start_bot(**FAST, SLA_FIRST_RESPONSE="P1=PT5S,P2=PT5S,P3=PT5S,P4=PT5S")
+    c = Customer(fake, alice)
+    number = await c.open_request()
+    card = await staff_post(fake, f"#{number}")
+    assert "до первого ответа осталось" in fake.text_of(card)
+    near = await staff_post(fake, f"#{number}: до первого ответа осталось")
+    overdue = await staff_post(fake, f"#{number}: первый ответ просрочен")
+    assert near["message_id"] < overdue["message_id"]
+    await card_shows(fake, card, "SLA: ❗ просрочено")
+    await asyncio.sleep(1.5)
+    alerts = [
+        m
+        for m in fake.messages(STAFF_CHAT_ID)
+        if "первый ответ" in fake.text_of(m)
+        or ("до первого ответа осталось" in fake.text_of(m) and m is not card)
+    ]
+    assert len([m for m in alerts if "просрочен" in fake.text_of(m)]) == 1
+    # The answer stops the clock; the card says how long it took.
+    fake.send_text(anna, "Looking now.", chat_id=STAFF_CHAT_ID, reply_to=card)
+    await card_shows(fake, card, "SLA: ответ через")
