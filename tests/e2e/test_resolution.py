@@ -194,3 +194,19 @@ async def test_sla_alerts_once_near_and_once_overdue(
     # The answer stops the clock; the card says how long it took.
     fake.send_text(anna, "Looking now.", chat_id=STAFF_CHAT_ID, reply_to=card)
     await card_shows(fake, card, "SLA: ответ через")
+
+
+async def test_timers_are_not_lost_across_a_kill(
+    fake: FakeTelegram, alice: FakeUser, anna: FakeUser, start_bot
+) -> None:
+    bot = await start_bot(**{**FAST, "AUTO_CLOSE_AFTER": "12"})
+    c = Customer(fake, alice)
+    number, _card = await answered_and_resolved(fake, c, anna)
+    await asyncio.sleep(0.5)
+    bot.kill()  # down while the reminder falls due
+    await asyncio.sleep(3.5)
+    await bot.start()
+    await c.expect("Is the problem of request", f"#{number}", timeout=15)  # caught up
+    await c.expect("closed automatically", f"#{number}", timeout=15)
+    await c.expect("How would you rate")
+    await fake.expect_silence(alice.id, within=2.0)

@@ -98,9 +98,14 @@ async def test_card_buttons_change_the_ticket_and_the_card(
         assert fragment in history, (fragment, history)
     # Resolve: the customer is told; a resolved ticket waits for the customer, so staff
     # cannot close it (the lifecycle of SPEC §3) and are told why.
-    fake.press(anna, card, "Решено")
+    fake.press(anna, card, "Решено")  # asks for the answer in the ticket's thread
+    prompt = await fake.next_message(STAFF_CHAT_ID)
+    assert "Ответьте на это сообщение" in fake.text_of(prompt)
+    await asyncio.sleep(0.3)  # a person reads the prompt first
+    fake.send_text(anna, "Fixed on our side.", chat_id=STAFF_CHAT_ID, reply_to=prompt)
+    await c.expect("Fixed on our side.")
+    await c.expect("Is the problem solved?", "#1")
     await _card_shows(fake, card, "Решено, ждёт подтверждения")
-    await c.expect("resolved", "#1")
     refused = fake.press(anna, card, "Закрыть")
     assert "сейчас это невозможно" in (await fake.wait_for_answer(refused))["text"]
     # Close a new ticket (a duplicate): a closed card keeps only History.
@@ -150,6 +155,7 @@ async def test_answers_go_to_the_customer_and_notes_stay_inside(
     c.say("Did not help", reply_to=copy)
     relayed = await fake.next_message(STAFF_CHAT_ID)
     assert fake.text_of(relayed) == "Did not help"
+    await asyncio.sleep(0.3)  # a person reads it before replying
     # Staff reply to that relayed message: the customer gets it as a reply to their own.
     fake.send_text(anna, "Then send a screenshot, please.", chat_id=STAFF_CHAT_ID, reply_to=relayed)
     second = await c.expect("Then send a screenshot, please.")
