@@ -37,6 +37,7 @@ from bot.services.cards import Cards
 from bot.services.delivery import Outbox, Sender
 from bot.services.desk_config import DeskConfig
 from bot.services.macros import MacroService
+from bot.services.managers import ManagerService
 from bot.services.membership import Membership
 from bot.services.messaging import Messenger
 from bot.services.ratelimit import Limits, RateLimiter
@@ -85,6 +86,7 @@ def create_dispatcher(
     tickets: TicketService,
     staff: StaffService,
     resolution: ResolutionService,
+    managers: ManagerService,
     macros: MacroService,
     membership: Membership,
     messenger: Messenger,
@@ -98,6 +100,7 @@ def create_dispatcher(
         tickets=tickets,
         staff=staff,
         resolution=resolution,
+        managers=managers,
         macros=macros,
         membership=membership,
         messenger=messenger,
@@ -226,12 +229,21 @@ async def run(settings: Settings, *, clock: Clock | None = None) -> None:
         auto_close_after=settings.auto_close_after,
     )
     staff.after_close = resolution.ask_rating
+    managers = ManagerService(
+        clock=clock,
+        outbox=outbox,
+        i18n=i18n,
+        config=desk,
+        managers=settings.manager_ids,
+        summary_time=settings.summary_time,
+    )
     scheduler = Scheduler(
         session_factory=database.writer,
         read_session_factory=database.reader,
         clock=clock,
         resolution=resolution,
         interval=settings.scheduler_interval,
+        managers=managers,
         after_commit=sender.wake,
     )
     dispatcher = create_dispatcher(
@@ -243,6 +255,7 @@ async def run(settings: Settings, *, clock: Clock | None = None) -> None:
         tickets=tickets,
         staff=staff,
         resolution=resolution,
+        managers=managers,
         macros=MacroService(clock=clock, outbox=outbox, staff=staff),
         membership=Membership(bot, desk, clock),
         messenger=Messenger(outbox),

@@ -2,10 +2,12 @@
 
 from aiogram import Router
 
-from bot.handlers import customer, errors, staff
+from bot.handlers import customer, errors, manager, staff
 
 
 def create_root_router() -> Router:
     root = Router(name="root")
-    root.include_routers(staff.create_router(), customer.create_router(), errors.router)
+    root.include_routers(
+        manager.router, staff.create_router(), customer.create_router(), errors.router
+    )
     return root

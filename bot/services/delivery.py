@@ -12,6 +12,7 @@ that commit: then the lease expires and the call is repeated (at least once beat
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 import uuid
@@ -31,7 +32,7 @@ from aiogram.exceptions import (
     TelegramServerError,
 )
 from aiogram.methods.base import TelegramMethod
-from aiogram.types import Message, MessageId
+from aiogram.types import BufferedInputFile, Message, MessageId
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.clock import Clock
@@ -102,6 +103,13 @@ def stream_of(chat_id: int, ticket_number: int | None) -> str:
     if chat_id > 0 or ticket_number is None:
         return str(chat_id)
     return f"{chat_id}:{ticket_number}"
+
+
+def _upload(value: Any) -> Any:
+    """Files travel in the outbox as base64 (the payload is JSON) and leave as uploads."""
+    if isinstance(value, dict) and "__file_b64" in value:
+        return BufferedInputFile(base64.b64decode(value["__file_b64"]), value["filename"])
+    return value
 
 
 def topic_name(ticket: Ticket) -> str:
@@ -368,7 +376,7 @@ class Sender:
         return topic.message_thread_id
 
     async def _build_call(self, delivery: Delivery) -> TelegramMethod[Any]:
-        payload = dict(delivery.payload)
+        payload = {key: _upload(value) for key, value in delivery.payload.items()}
         if payload.get("chat_id") in self._moved:
             payload["chat_id"] = self._moved[payload["chat_id"]]
         context = delivery.context or {}

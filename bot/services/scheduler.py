@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.clock import Clock
 from bot.db.repositories import TicketRepo
+from bot.services.managers import ManagerService
 from bot.services.resolution import ResolutionService
 
 log = logging.getLogger(__name__)
@@ -29,12 +30,14 @@ class Scheduler:
         clock: Clock,
         resolution: ResolutionService,
         interval: float,
+        managers: ManagerService | None = None,
         after_commit: Callable[[], None] = lambda: None,
     ) -> None:
         self.session_factory = session_factory
         self.read_session_factory = read_session_factory
         self.clock = clock
         self.resolution = resolution
+        self.managers = managers
         self.interval = interval
         self.after_commit = after_commit
 
@@ -71,6 +74,8 @@ class Scheduler:
         for number in due:
             async with self.session_factory() as session, session.begin():
                 alerts += await self.resolution.check_sla(session, number)
+        if self.managers is not None and await self.managers.daily(self.session_factory):
+            alerts += 1
         if closed or reminded or alerts:
             log.info("timers: %d auto-closed, %d reminded, %d SLA alerts", closed, reminded, alerts)
             self.after_commit()

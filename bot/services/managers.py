@@ -1,0 +1,128 @@
+"""Managers' summaries on demand and on schedule, and the CSV export (SPEC §6)."""
+
+from __future__ import annotations
+
+import base64
+import logging
+from datetime import date, time, timedelta
+from typing import Any
+
+from aiogram import methods
+from aiogram.utils.i18n import I18n
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.clock import Clock
+from bot.db.repositories import DeskSettings, UserRepo
+from bot.services.delivery import Outbox
+from bot.services.desk_config import DeskConfig
+from bot.services.reports import Reports, chart_png
+from bot.views import reports as views
+
+log = logging.getLogger(__name__)
+
+
+def file_payload(data: bytes, filename: str) -> dict[str, str]:
+    """A file inside an outbox payload (the sender turns it into an upload)."""
+    return {"__file_b64": base64.b64encode(data).decode("ascii"), "filename": filename}
+
+
+class ManagerService:
+    def __init__(
+        self,
+        *,
+        clock: Clock,
+        outbox: Outbox,
+        i18n: I18n,
+        config: DeskConfig,
+        managers: frozenset[int],
+        summary_time: time,
+    ) -> None:
+        self.clock = clock
+        self.outbox = outbox
+        self.i18n = i18n
+        self.config = config
+        self.managers = managers
+        self.summary_time = summary_time
+        self.reports = Reports(config.hours)
+
+    def is_manager(self, user_id: int) -> bool:
+        return user_id in self.managers
+
+    def today(self) -> date:
+        return self.clock.now().astimezone(self.config.tz).date()
+
+    async def send_summary(
+        self, session: AsyncSession, chat_id: int, day: date, locale: str, thread: int | None = None
+    ) -> None:
+        summary = await self.reports.summary(session, day)
+        points = await self.reports.history(session, day)
+        with self.i18n.context(), self.i18n.use_locale(locale):
+            text = views.summary_text(summary, locale)
+            png = chart_png(
+                points, title=views.chart_title(day, locale), labels=views.chart_labels()
+            )
+        extra: dict[str, Any] = {"message_thread_id": thread} if thread else {}
+        self.outbox.add(
+            session,
+            chat_id=chat_id,
+            method=methods.SendMessage,
+            payload={"chat_id": chat_id, "text": text, **extra},
+            purpose="summary",
+        )
+        self.outbox.add(
+            session,
+            chat_id=chat_id,
+            method=methods.SendPhoto,
+            payload={
+                "chat_id": chat_id,
+                "photo": file_payload(png, f"summary-{day.isoformat()}.png"),
+                **extra,
+            },
+            purpose="summary",
+        )
+
+    async def send_export(
+        self, session: AsyncSession, chat_id: int, first: date, last: date, locale: str
+    ) -> None:
+        with self.i18n.context(), self.i18n.use_locale(locale):
+            header = views.export_header()
+        data = await self.reports.export_csv(session, first, last, header)
+        self.outbox.add(
+            session,
+            chat_id=chat_id,
+            method=methods.SendDocument,
+            payload={
+                "chat_id": chat_id,
+                "document": file_payload(data, f"tickets-{first}-{last}.csv"),
+            },
+            purpose="export",
+        )
+
+    def due_day(self) -> date:
+        """The day whose summary is due: today after SUMMARY_TIME, else yesterday."""
+        local = self.clock.now().astimezone(self.config.tz)
+        if local.time() >= self.summary_time:
+            return local.date()
+        return local.date() - timedelta(days=1)
+
+    async def daily(self, session_factory: async_sessionmaker[AsyncSession]) -> bool:
+        """Send the due day's summary to every manager, once (claimed in the database)."""
+        if not self.managers:
+            return False
+        day = self.due_day()
+        key = f"summary_sent:{day.isoformat()}"
+        async with session_factory() as session, session.begin():
+            settings = DeskSettings(session)
+            if await settings.get(key) is not None:
+                return False
+            await settings.put(key, self.clock.now().isoformat(timespec="seconds"))
+            for manager in sorted(self.managers):
+                user = await UserRepo(session).get(manager)
+                locale = (user.locale if user and user.locale else None) or (
+                    (user.language_code or "")[:2] if user else ""
+                )
+                if locale not in self.i18n.available_locales:
+                    locale = self.config.default_locale
+                await self.send_summary(session, manager, day, locale)
+        log.info("daily summary for %s sent to %d managers", day, len(self.managers))
+        return True

@@ -1,0 +1,335 @@
+"""Managers' figures (SPEC §6): the daily summary, its chart, and the CSV export.
+
+Counts come from SQL aggregates over indexed columns. Durations in support hours need the
+calendar of support hours, so they are computed in Python — but only for the tickets of that
+one day (those answered or resolved that day), never for the whole table.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+
+from sqlalchemy import and_, case, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from bot.db.models import Ticket, TicketEvent, User
+from bot.domain.hours import SupportHours
+from bot.domain.tickets import OPEN_STATUSES, CloseReason, Kind, Priority, Status
+
+
+@dataclass(slots=True)
+class AssigneeLine:
+    name: str
+    resolved: int
+    open: int
+
+
+@dataclass(slots=True)
+class Summary:
+    day: date
+    opened: int = 0
+    opened_by_kind: dict[Kind, int] = field(default_factory=dict)
+    opened_by_priority: dict[Priority, int] = field(default_factory=dict)
+    first_responded: int = 0
+    resolved: int = 0
+    closed: dict[CloseReason, int] = field(default_factory=dict)
+    reopened: int = 0
+    backlog: dict[Priority, int] = field(default_factory=dict)
+    backlog_age: dict[str, int] = field(default_factory=dict)  # "<1d", "1-3d", ">3d"
+    first_response_median: timedelta | None = None
+    first_response_p90: timedelta | None = None
+    resolution_median: timedelta | None = None
+    resolution_p90: timedelta | None = None
+    sla_breaches: int = 0
+    assignees: list[AssigneeLine] = field(default_factory=list)
+    rating_average: float | None = None
+    ratings: int = 0
+    low_ratings: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class DayPoint:
+    day: date
+    opened: int
+    closed: int
+    backlog: int
+
+
+def percentile(values: Sequence[timedelta], share: float) -> timedelta | None:
+    """Nearest-rank percentile (0 < share <= 1)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * share // 1))  # ceil
+    return ordered[int(rank) - 1]
+
+
+def median(values: Sequence[timedelta]) -> timedelta | None:
+    if not values:
+        return None
+    seconds = statistics.median(v.total_seconds() for v in values)
+    return timedelta(seconds=seconds)
+
+
+class Reports:
+    def __init__(self, hours: SupportHours) -> None:
+        self.hours = hours
+
+    def day_bounds(self, day: date) -> tuple[datetime, datetime]:
+        start = datetime.combine(day, time(0), self.hours.tz)
+        return start, datetime.combine(day + timedelta(days=1), time(0), self.hours.tz)
+
+    async def summary(self, session: AsyncSession, day: date) -> Summary:
+        start, end = self.day_bounds(day)
+        result = Summary(day=day)
+        in_day = and_(Ticket.created_at >= start, Ticket.created_at < end)
+
+        rows = await session.execute(
+            select(Ticket.kind, Ticket.priority, func.count())
+            .where(in_day)
+            .group_by(Ticket.kind, Ticket.priority)
+        )
+        for kind, priority, count in rows.all():
+            kind, priority = Kind(kind), Priority(priority)
+            result.opened += count
+            result.opened_by_kind[kind] = result.opened_by_kind.get(kind, 0) + count
+            result.opened_by_priority[priority] = result.opened_by_priority.get(priority, 0) + count
+
+        answered = await session.execute(
+            select(Ticket.created_at, Ticket.first_response_at).where(
+                Ticket.first_response_at >= start, Ticket.first_response_at < end
+            )
+        )
+        first = [self.hours.working_time_between(a, b) for a, b in answered.all() if b is not None]
+        result.first_responded = len(first)
+        result.first_response_median = median(first)
+        result.first_response_p90 = percentile(first, 0.9)
+
+        resolved = await session.execute(
+            select(Ticket.created_at, TicketEvent.at)
+            .join(Ticket, Ticket.number == TicketEvent.ticket_number)
+            .where(
+                TicketEvent.type == "status",
+                TicketEvent.new == Status.RESOLVED.value,
+                TicketEvent.at >= start,
+                TicketEvent.at < end,
+            )
+        )
+        durations = [self.hours.working_time_between(a, b) for a, b in resolved.all()]
+        result.resolved = len(durations)
+        result.resolution_median = median(durations)
+        result.resolution_p90 = percentile(durations, 0.9)
+
+        closed = await session.execute(
+            select(Ticket.close_reason, func.count())
+            .where(Ticket.closed_at >= start, Ticket.closed_at < end)
+            .group_by(Ticket.close_reason)
+        )
+        result.closed = {CloseReason(r): n for r, n in closed.all() if r is not None}
+
+        result.reopened = await self._count_events(session, "dispute", start, end)
+        result.sla_breaches = int(
+            (
+                await session.execute(
+                    select(func.count()).where(
+                        Ticket.sla_breached_at >= start, Ticket.sla_breached_at < end
+                    )
+                )
+            ).scalar_one()
+        )
+
+        # Backlog at the end of the day: opened by then and not closed by then.
+        open_then = and_(
+            Ticket.created_at < end,
+            (Ticket.closed_at.is_(None)) | (Ticket.closed_at >= end),
+        )
+        backlog = await session.execute(
+            select(
+                Ticket.priority,
+                func.count(),
+                func.sum(case((Ticket.created_at >= end - timedelta(days=1), 1), else_=0)),
+                func.sum(
+                    case(
+                        (
+                            and_(
+                                Ticket.created_at < end - timedelta(days=1),
+                                Ticket.created_at >= end - timedelta(days=3),
+                            ),
+                            1,
+                        ),
+                        else_=0,
+                    )
+                ),
+            )
+            .where(open_then)
+            .group_by(Ticket.priority)
+        )
+        ages = {"<1d": 0, "1-3d": 0, ">3d": 0}
+        for priority, count, young, middle in backlog.all():
+            result.backlog[Priority(priority)] = count
+            ages["<1d"] += int(young or 0)
+            ages["1-3d"] += int(middle or 0)
+            ages[">3d"] += count - int(young or 0) - int(middle or 0)
+        result.backlog_age = ages
+
+        assignee = aliased(User)
+        per_assignee = await session.execute(
+            select(
+                assignee.first_name,
+                assignee.last_name,
+                func.sum(
+                    case((and_(Ticket.resolved_at >= start, Ticket.resolved_at < end), 1), else_=0)
+                ),
+                func.sum(case((Ticket.status.in_([s.value for s in OPEN_STATUSES]), 1), else_=0)),
+            )
+            .join(assignee, assignee.id == Ticket.assignee_id)
+            .where(
+                (Ticket.status.in_([s.value for s in OPEN_STATUSES]))
+                | (and_(Ticket.resolved_at >= start, Ticket.resolved_at < end))
+            )
+            .group_by(assignee.id, assignee.first_name, assignee.last_name)
+            .order_by(assignee.first_name)
+        )
+        result.assignees = [
+            AssigneeLine(" ".join(filter(None, (first, last))), int(done or 0), int(still or 0))
+            for first, last, done, still in per_assignee.all()
+        ]
+
+        ratings = await session.execute(
+            select(
+                func.count(),
+                func.avg(func.cast(TicketEvent.new, Ticket.rating.type)),
+                func.sum(case((func.cast(TicketEvent.new, Ticket.rating.type) <= 2, 1), else_=0)),
+            ).where(TicketEvent.type == "rating", TicketEvent.at >= start, TicketEvent.at < end)
+        )
+        count, average, low = ratings.one()
+        result.ratings = int(count or 0)
+        result.rating_average = float(average) if count else None
+        result.low_ratings = int(low or 0)
+        return result
+
+    async def _count_events(
+        self, session: AsyncSession, kind: str, start: datetime, end: datetime
+    ) -> int:
+        result = await session.execute(
+            select(func.count()).where(
+                TicketEvent.type == kind, TicketEvent.at >= start, TicketEvent.at < end
+            )
+        )
+        return int(result.scalar_one())
+
+    async def history(
+        self, session: AsyncSession, last_day: date, days: int = 14
+    ) -> list[DayPoint]:
+        """Opened and closed per day, and the backlog at each day's end."""
+        points = []
+        for offset in range(days - 1, -1, -1):
+            day = last_day - timedelta(days=offset)
+            start, end = self.day_bounds(day)
+            row = await session.execute(
+                select(
+                    func.sum(
+                        case(
+                            (and_(Ticket.created_at >= start, Ticket.created_at < end), 1), else_=0
+                        )
+                    ),
+                    func.sum(
+                        case((and_(Ticket.closed_at >= start, Ticket.closed_at < end), 1), else_=0)
+                    ),
+                    func.sum(
+                        case(
+                            (
+                                and_(
+                                    Ticket.created_at < end,
+                                    (Ticket.closed_at.is_(None)) | (Ticket.closed_at >= end),
+                                ),
+                                1,
+                            ),
+                            else_=0,
+                        )
+                    ),
+                ).where(Ticket.created_at < end)
+            )
+            opened, closed, backlog = row.one()
+            points.append(DayPoint(day, int(opened or 0), int(closed or 0), int(backlog or 0)))
+        return points
+
+    async def export_csv(
+        self, session: AsyncSession, first: date, last: date, header: Sequence[str]
+    ) -> bytes:
+        """Tickets opened in [first, last], UTF-8 with a BOM so that Excel reads it right."""
+        start, _ = self.day_bounds(first)
+        _, end = self.day_bounds(last)
+        assignee = aliased(User)
+        rows = await session.execute(
+            select(Ticket, assignee.first_name, assignee.last_name)
+            .outerjoin(assignee, assignee.id == Ticket.assignee_id)
+            .where(Ticket.created_at >= start, Ticket.created_at < end)
+            .order_by(Ticket.number)
+            .execution_options(yield_per=1000)
+        )
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(header)
+        tz = self.hours.tz
+
+        def stamp(moment: datetime | None) -> str:
+            return moment.astimezone(tz).strftime("%Y-%m-%d %H:%M") if moment else ""
+
+        def minutes(a: datetime, b: datetime | None) -> str:
+            if b is None:
+                return ""
+            return str(round(self.hours.working_time_between(a, b).total_seconds() / 60))
+
+        for ticket, first_name, last_name in rows.all():
+            writer.writerow(
+                [
+                    ticket.number,
+                    stamp(ticket.created_at),
+                    stamp(ticket.first_response_at),
+                    stamp(ticket.resolved_at),
+                    stamp(ticket.closed_at),
+                    ticket.kind.value,
+                    ticket.priority.name,
+                    ticket.status.value,
+                    ticket.close_reason.value if ticket.close_reason else "",
+                    " ".join(filter(None, (first_name, last_name))),
+                    ticket.line,
+                    minutes(ticket.created_at, ticket.first_response_at),
+                    minutes(ticket.created_at, ticket.resolved_at),
+                    ticket.rating or "",
+                ]
+            )
+        return ("\ufeff" + out.getvalue()).encode("utf-8")
+
+
+def chart_png(points: Sequence[DayPoint], *, title: str, labels: tuple[str, str, str]) -> bytes:
+    """Opened and closed per day as bars, the backlog as a line; big enough for a phone."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(8, 4.5), dpi=120)
+    try:
+        days = [p.day.strftime("%d.%m") for p in points]
+        x = list(range(len(points)))
+        axis.bar([i - 0.2 for i in x], [p.opened for p in points], 0.4, label=labels[0])
+        axis.bar([i + 0.2 for i in x], [p.closed for p in points], 0.4, label=labels[1])
+        axis.plot(x, [p.backlog for p in points], color="black", marker="o", label=labels[2])
+        axis.set_xticks(x, days, rotation=45, fontsize=9)
+        axis.set_title(title)
+        axis.legend(loc="upper left")
+        axis.grid(axis="y", alpha=0.3)
+        figure.tight_layout()
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png")
+        return buffer.getvalue()
+    finally:
+        plt.close(figure)
