@@ -272,7 +272,6 @@ class Reports:
             .outerjoin(assignee, assignee.id == Ticket.assignee_id)
             .where(Ticket.created_at >= start, Ticket.created_at < end)
             .order_by(Ticket.number)
-            .execution_options(yield_per=1000)
         )
         out = io.StringIO()
         writer = csv.writer(out)
