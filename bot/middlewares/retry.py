@@ -22,7 +22,8 @@ retrying_enabled: ContextVar[bool] = ContextVar("retrying_enabled", default=True
 
 
 class RetryMiddleware(BaseRequestMiddleware):
-    def __init__(self, attempts: int = 4, max_wait: float = 30.0) -> None:
+    # Short: a direct call runs inside an update whose transaction holds the database.
+    def __init__(self, attempts: int = 3, max_wait: float = 5.0) -> None:
         self.attempts = attempts
         self.max_wait = max_wait
 
