@@ -97,6 +97,31 @@ class Outbox:
         return delivery
 
 
+def to_customer(
+    outbox: Outbox,
+    session: AsyncSession,
+    ticket: Ticket,
+    text: str,
+    reply_markup: dict[str, Any] | None = None,
+    *,
+    purpose: str = "notice",
+) -> Delivery:
+    """A message to a ticket's customer: urgent, in their chat's stream, mapped to the ticket."""
+    payload: dict[str, Any] = {"chat_id": ticket.customer_id, "text": text}
+    if reply_markup is not None:
+        payload["reply_markup"] = reply_markup
+    return outbox.add(
+        session,
+        chat_id=ticket.customer_id,
+        method=methods.SendMessage,
+        payload=payload,
+        purpose=purpose,
+        ticket_number=ticket.number,
+        rank=RANK_CUSTOMER_WAITING,
+        context={"customer_chat_id": ticket.customer_id},
+    )
+
+
 def stream_of(chat_id: int, ticket_number: int | None) -> str:
     """Private chats: one stream per chat (a customer reads one conversation in order).
     Groups: one stream per ticket, so one busy ticket does not hold up the others."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from aiogram import html, methods
+from aiogram import html
 from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -12,7 +12,7 @@ from bot.clock import Clock
 from bot.db.models import Macro, User
 from bot.db.repositories import EventRepo, MacroRepo, UserRepo
 from bot.domain.tickets import is_open
-from bot.services.delivery import RANK_CUSTOMER_WAITING, Outbox
+from bot.services.delivery import Outbox, to_customer
 from bot.services.staff import Refusal, StaffService
 
 PLACEHOLDER = re.compile(r"\{(\w+)\}")
@@ -110,14 +110,5 @@ class MacroService:
             actor_role="staff",
             details={"macro": macro.title},
         )
-        self.outbox.add(
-            session,
-            chat_id=ticket.customer_id,
-            method=methods.SendMessage,
-            payload={"chat_id": ticket.customer_id, "text": text},
-            purpose="answer",
-            ticket_number=ticket.number,
-            rank=RANK_CUSTOMER_WAITING,
-            context={"customer_chat_id": ticket.customer_id},
-        )
+        to_customer(self.outbox, session, ticket, text, purpose="answer")
         return _("Sent “{title}” to #{number}.").format(title=macro.title, number=number)

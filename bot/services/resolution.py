@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
 
 from aiogram import methods
 from aiogram.types import InlineKeyboardMarkup
@@ -22,7 +21,7 @@ from bot.domain.sla import SlaState
 from bot.domain.tickets import Action, Status, TransitionRefused, is_open
 from bot.keyboards import customer as kb
 from bot.services.cards import Cards
-from bot.services.delivery import RANK_CUSTOMER_WAITING, Outbox
+from bot.services.delivery import RANK_CUSTOMER_WAITING, Outbox, to_customer
 from bot.services.desk_config import DeskConfig
 from bot.services.lifecycle import apply
 from bot.services.staff import Refusal
@@ -73,19 +72,8 @@ class ResolutionService:
         locale = await self._locale(session, ticket)
         with self.i18n.context(), self.i18n.use_locale(locale):
             text, markup = render(locale)
-        payload: dict[str, Any] = {"chat_id": ticket.customer_id, "text": text}
-        if markup is not None:
-            payload["reply_markup"] = markup.model_dump(mode="json", exclude_none=True)
-        self.outbox.add(
-            session,
-            chat_id=ticket.customer_id,
-            method=methods.SendMessage,
-            payload=payload,
-            purpose=purpose,
-            ticket_number=ticket.number,
-            rank=RANK_CUSTOMER_WAITING,
-            context={"customer_chat_id": ticket.customer_id},
-        )
+        dump = markup.model_dump(mode="json", exclude_none=True) if markup is not None else None
+        to_customer(self.outbox, session, ticket, text, dump, purpose=purpose)
 
     def _to_staff(self, session: AsyncSession, ticket: Ticket, render: Callable[[], str]) -> None:
         with self.i18n.context(), self.i18n.use_locale(self.config.default_locale):

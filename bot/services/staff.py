@@ -43,7 +43,7 @@ from bot.keyboards import staff as kb
 from bot.services.albums import merge_album
 from bot.services.cards import Cards, display_name
 from bot.services.copies import edit_copy
-from bot.services.delivery import ALBUM_GRACE, RANK_CUSTOMER_WAITING, Outbox, stream_of
+from bot.services.delivery import ALBUM_GRACE, RANK_CUSTOMER_WAITING, Outbox, stream_of, to_customer
 from bot.services.desk_config import DeskConfig
 from bot.services.lifecycle import apply
 from bot.views import resolution as resolution_views
@@ -303,16 +303,7 @@ class StaffService:
         locale = (customer.locale if customer and customer.locale else None) or ticket.locale
         with self.i18n.use_locale(locale):
             text = render()
-        self.outbox.add(
-            session,
-            chat_id=ticket.customer_id,
-            method=methods.SendMessage,
-            payload={"chat_id": ticket.customer_id, "text": text},
-            purpose="notice",
-            ticket_number=ticket.number,
-            rank=RANK_CUSTOMER_WAITING,
-            context={"customer_chat_id": ticket.customer_id},
-        )
+        to_customer(self.outbox, session, ticket, text)
 
     async def answer(
         self,

@@ -20,7 +20,7 @@ from bot.domain.tickets import Action, Kind, Status, default_priority, is_open
 from bot.services.albums import merge_album
 from bot.services.cards import Cards
 from bot.services.copies import edit_copy
-from bot.services.delivery import ALBUM_GRACE, RANK_CUSTOMER_WAITING, Outbox, stream_of
+from bot.services.delivery import ALBUM_GRACE, Outbox, stream_of, to_customer
 from bot.services.desk_config import DeskConfig
 from bot.services.lifecycle import apply
 from bot.views import tickets as views
@@ -165,15 +165,7 @@ class TicketService:
                 tz=self.config.tz,
                 locale=locale,
             )
-        self.outbox.add(
-            session,
-            chat_id=ticket.customer_id,
-            method=methods.SendMessage,
-            payload={"chat_id": ticket.customer_id, "text": text},
-            purpose="notice",
-            ticket_number=ticket.number,
-            rank=RANK_CUSTOMER_WAITING,
-        )
+        to_customer(self.outbox, session, ticket, text)
 
     # -- after registration ---------------------------------------------------------------------
 
@@ -267,15 +259,7 @@ class TicketService:
                     tz=self.config.tz,
                     locale=locale,
                 )
-            self.outbox.add(
-                session,
-                chat_id=customer.id,
-                method=methods.SendMessage,
-                payload={"chat_id": customer.id, "text": text},
-                purpose="notice",
-                ticket_number=ticket.number,
-                rank=RANK_CUSTOMER_WAITING,
-            )
+            to_customer(self.outbox, session, ticket, text)
         return result
 
     async def _relay_to_staff(
