@@ -236,6 +236,7 @@ async def run(settings: Settings, *, clock: Clock | None = None) -> None:
         config=desk,
         managers=settings.manager_ids,
         summary_time=settings.summary_time,
+        read_sessions=database.reader,
     )
     scheduler = Scheduler(
         session_factory=database.writer,

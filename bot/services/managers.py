@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import date, time, timedelta
 from typing import Any
 
@@ -36,7 +38,11 @@ class ManagerService:
         config: DeskConfig,
         managers: frozenset[int],
         summary_time: time,
+        read_sessions: async_sessionmaker[AsyncSession] | None = None,
     ) -> None:
+        # Figures are read on their own connection: on SQLite the writer is not held while
+        # a summary is computed.
+        self.read_sessions = read_sessions
         self.clock = clock
         self.outbox = outbox
         self.i18n = i18n
@@ -54,8 +60,9 @@ class ManagerService:
     async def send_summary(
         self, session: AsyncSession, chat_id: int, day: date, locale: str, thread: int | None = None
     ) -> None:
-        summary = await self.reports.summary(session, day)
-        points = await self.reports.history(session, day)
+        async with self._reader(session) as reader:
+            summary = await self.reports.summary(reader, day)
+            points = await self.reports.history(reader, day)
         with self.i18n.context(), self.i18n.use_locale(locale):
             text = views.summary_text(summary, locale)
             png = chart_png(
@@ -86,7 +93,8 @@ class ManagerService:
     ) -> None:
         with self.i18n.context(), self.i18n.use_locale(locale):
             header = views.export_header()
-        data = await self.reports.export_csv(session, first, last, header)
+        async with self._reader(session) as reader:
+            data = await self.reports.export_csv(reader, first, last, header)
         self.outbox.add(
             session,
             chat_id=chat_id,
@@ -97,6 +105,14 @@ class ManagerService:
             },
             purpose="export",
         )
+
+    @asynccontextmanager
+    async def _reader(self, session: AsyncSession) -> AsyncIterator[AsyncSession]:
+        if self.read_sessions is None:
+            yield session
+            return
+        async with self.read_sessions() as reader:
+            yield reader
 
     def due_day(self) -> date:
         """The day whose summary is due: today after SUMMARY_TIME, else yesterday."""
@@ -111,10 +127,13 @@ class ManagerService:
             return False
         day = self.due_day()
         key = f"summary_sent:{day.isoformat()}"
+        async with (self.read_sessions or session_factory)() as reader:
+            if await DeskSettings(reader).get(key) is not None:
+                return False  # the common case: nothing to do, no write lock taken
         async with session_factory() as session, session.begin():
             settings = DeskSettings(session)
             if await settings.get(key) is not None:
-                return False
+                return False  # another process was first
             await settings.put(key, self.clock.now().isoformat(timespec="seconds"))
             for manager in sorted(self.managers):
                 user = await UserRepo(session).get(manager)
