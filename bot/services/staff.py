@@ -546,6 +546,7 @@ class StaffService:
                 topic=ticket.topic,
                 assignee=display_name(assignee) if assignee else None,
                 age=now - ticket.created_at,
+                sla=self.cards.sla(ticket),
             )
             for ticket, assignee in rows
         ]

@@ -85,6 +85,7 @@ class QueueLine:
     topic: str
     assignee: str | None
     age: timedelta
+    sla: Sla | None = None
 
 
 def queue(rows: Sequence[QueueLine], *, page: int, pages: int, total: int, locale: str) -> str:
@@ -94,11 +95,14 @@ def queue(rows: Sequence[QueueLine], *, page: int, pages: int, total: int, local
     for row in rows:
         assignee = quote(row.assignee) if row.assignee else _("nobody")
         topic = quote(row.topic if len(row.topic) <= 50 else row.topic[:49] + "…")
-        lines.append(
+        line = (
             f"{STATUS_ICON[row.status]} <b>#{row.number}</b> {priority_label(row.priority)} · "
             f"{topic}\n    {status_label(row.status)} · {assignee} · "
             + _("waiting {age}").format(age=duration(row.age, locale))
         )
+        if row.sla is not None:
+            line += "\n    " + sla_line(row.sla, locale)
+        lines.append(line)
     return "\n".join(lines)
 
 
