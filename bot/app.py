@@ -306,7 +306,12 @@ async def _serve_webhook(settings: Settings, bot: Bot, dispatcher: Dispatcher) -
     app.router.add_get("/healthz", healthz)
     path = "/webhook"
     SimpleRequestHandler(
-        dispatcher=dispatcher, bot=bot, secret_token=settings.webhook_secret.get_secret_value()
+        dispatcher=dispatcher,
+        bot=bot,
+        secret_token=settings.webhook_secret.get_secret_value(),
+        # Answer Telegram only once the update is handled and committed: if the process dies
+        # first, Telegram sends the update again (and the update log makes it count once).
+        handle_in_background=False,
     ).register(app, path=path)
     setup_application(app, dispatcher, bot=bot)
     await bot.set_webhook(
