@@ -12,9 +12,14 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db.models import Ticket
-from bot.db.repositories import EventRepo
+from bot.db.repositories import EventRepo, UserRepo
 from bot.domain.hours import SupportHours
-from bot.domain.tickets import Action, Outcome, Status, transition
+from bot.domain.tickets import Action, Outcome, Status, TransitionRefused, transition
+from bot.views.labels import status_label
+
+
+class Refusal(Exception):  # noqa: N818 - an expected answer to a person, not a bug
+    """The action was not done; ``str()`` is what to tell the person who asked."""
 
 
 def apply(
@@ -66,3 +71,30 @@ def apply(
     ticket.status = outcome.status
     ticket.updated_at = now
     return outcome
+
+
+def apply_or_refuse(
+    session: AsyncSession,
+    ticket: Ticket,
+    action: Action,
+    *,
+    actor_id: int | None,
+    role: str,
+    now: datetime,
+    hours: SupportHours,
+    refusal: str,
+) -> Outcome:
+    """:func:`apply`, or a :class:`Refusal` saying ``refusal`` (with ``{number}`` and
+    ``{status}`` filled in) to the person who asked."""
+    try:
+        return apply(session, ticket, action, actor_id=actor_id, role=role, now=now, hours=hours)
+    except TransitionRefused:
+        raise Refusal(
+            refusal.format(number=ticket.number, status=status_label(ticket.status).lower())
+        ) from None
+
+
+async def customer_locale(session: AsyncSession, ticket: Ticket) -> str:
+    """The customer's own choice of language, else the one they wrote the request in."""
+    customer = await UserRepo(session).get(ticket.customer_id)
+    return (customer.locale if customer and customer.locale else None) or ticket.locale

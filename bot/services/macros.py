@@ -13,7 +13,8 @@ from bot.db.models import Macro, User
 from bot.db.repositories import EventRepo, MacroRepo, UserRepo
 from bot.domain.tickets import is_open
 from bot.services.delivery import Outbox, to_customer
-from bot.services.staff import Refusal, StaffService
+from bot.services.lifecycle import Refusal
+from bot.services.staff import StaffService
 
 PLACEHOLDER = re.compile(r"\{(\w+)\}")
 KNOWN = {"name", "number"}

@@ -16,15 +16,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.clock import Clock
 from bot.db.models import Ticket, User
-from bot.db.repositories import EventRepo, TicketRepo, UserRepo
+from bot.db.repositories import EventRepo, TicketRepo
 from bot.domain.sla import SlaState
-from bot.domain.tickets import Action, Status, TransitionRefused, is_open
+from bot.domain.tickets import Action, Status, is_open
 from bot.keyboards import customer as kb
 from bot.services.cards import Cards
 from bot.services.delivery import RANK_CUSTOMER_WAITING, Outbox, to_customer
 from bot.services.desk_config import DeskConfig
-from bot.services.lifecycle import apply
-from bot.services.staff import Refusal
+from bot.services.lifecycle import Refusal, apply, apply_or_refuse, customer_locale
 from bot.views import resolution as views
 from bot.views import staff as staff_views
 from bot.views.formatting import duration
@@ -57,10 +56,6 @@ class ResolutionService:
 
     # -- helpers -------------------------------------------------------------------------------
 
-    async def _locale(self, session: AsyncSession, ticket: Ticket) -> str:
-        customer = await UserRepo(session).get(ticket.customer_id)
-        return (customer.locale if customer and customer.locale else None) or ticket.locale
-
     async def _tell(
         self,
         session: AsyncSession,
@@ -69,7 +64,7 @@ class ResolutionService:
         purpose: str = "notice",
     ) -> None:
         """A message to the customer in their language (works outside updates too)."""
-        locale = await self._locale(session, ticket)
+        locale = await customer_locale(session, ticket)
         with self.i18n.context(), self.i18n.use_locale(locale):
             text, markup = render(locale)
         dump = markup.model_dump(mode="json", exclude_none=True) if markup is not None else None
@@ -90,22 +85,16 @@ class ResolutionService:
     def _apply(
         self, session: AsyncSession, ticket: Ticket, action: Action, actor_id: int | None, role: str
     ) -> None:
-        try:
-            apply(
-                session,
-                ticket,
-                action,
-                actor_id=actor_id,
-                role=role,
-                now=self.clock.now(),
-                hours=self.config.hours,
-            )
-        except TransitionRefused:
-            raise Refusal(
-                _("Request #{number} is {status} now.").format(
-                    number=ticket.number, status=status_label(ticket.status).lower()
-                )
-            ) from None
+        apply_or_refuse(
+            session,
+            ticket,
+            action,
+            actor_id=actor_id,
+            role=role,
+            now=self.clock.now(),
+            hours=self.config.hours,
+            refusal=_("Request #{number} is {status} now."),
+        )
 
     def _confirm_markup(self, ticket: Ticket) -> Callable[[str], tuple[str, InlineKeyboardMarkup]]:
         def render(locale: str) -> tuple[str, InlineKeyboardMarkup]:

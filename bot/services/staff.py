@@ -35,7 +35,6 @@ from bot.domain.tickets import (
     Action,
     Priority,
     Status,
-    TransitionRefused,
     can_reassign,
     is_open,
 )
@@ -45,16 +44,12 @@ from bot.services.cards import Cards, display_name
 from bot.services.copies import edit_copy
 from bot.services.delivery import ALBUM_GRACE, RANK_CUSTOMER_WAITING, Outbox, stream_of, to_customer
 from bot.services.desk_config import DeskConfig
-from bot.services.lifecycle import apply
+from bot.services.lifecycle import Refusal, apply_or_refuse, customer_locale
 from bot.views import resolution as resolution_views
 from bot.views import staff as views
 from bot.views.labels import status_label
 
 log = logging.getLogger(__name__)
-
-
-class Refusal(Exception):  # noqa: N818 - an expected answer to a person, not a bug
-    """The action was not done; ``str()`` is what to tell the person who asked."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,22 +268,16 @@ class StaffService:
     def _move(
         self, session: AsyncSession, ticket: Ticket, action: Action, actor: User, now: datetime
     ) -> None:
-        try:
-            apply(
-                session,
-                ticket,
-                action,
-                actor_id=actor.id,
-                role="staff",
-                now=now,
-                hours=self.config.hours,
-            )
-        except TransitionRefused:
-            raise Refusal(
-                _("#{number} is {status}: that is not possible now.").format(
-                    number=ticket.number, status=status_label(ticket.status).lower()
-                )
-            ) from None
+        apply_or_refuse(
+            session,
+            ticket,
+            action,
+            actor_id=actor.id,
+            role="staff",
+            now=now,
+            hours=self.config.hours,
+            refusal=_("#{number} is {status}: that is not possible now."),
+        )
 
     def _closed(self, ticket: Ticket) -> str:
         return _("#{number} is closed: nothing can change it.").format(number=ticket.number)
@@ -299,9 +288,7 @@ class StaffService:
         self, session: AsyncSession, ticket: Ticket, render: Callable[[], str]
     ) -> None:
         """A notice to the customer, in the customer's language."""
-        customer = await UserRepo(session).get(ticket.customer_id)
-        locale = (customer.locale if customer and customer.locale else None) or ticket.locale
-        with self.i18n.use_locale(locale):
+        with self.i18n.use_locale(await customer_locale(session, ticket)):
             text = render()
         to_customer(self.outbox, session, ticket, text)
 

@@ -14,8 +14,8 @@ from aiogram.utils.i18n import gettext as _
 from bot.handlers.customer.dialog import Dialog
 from bot.keyboards import customer as kb
 from bot.keyboards.customer import CloseMineCb, ConfirmCb, RateCb
+from bot.services.lifecycle import Refusal
 from bot.services.resolution import ResolutionService
-from bot.services.staff import Refusal
 from bot.states import Feedback
 from bot.views import resolution as views
 

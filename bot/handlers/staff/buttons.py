@@ -16,9 +16,10 @@ from bot.domain.tickets import Priority
 from bot.keyboards import staff as kb
 from bot.keyboards.staff import Op, StaffCb
 from bot.services.cards import display_name
+from bot.services.lifecycle import Refusal
 from bot.services.membership import Membership
 from bot.services.resolution import ResolutionService
-from bot.services.staff import Done, Refusal, StaffService
+from bot.services.staff import Done, StaffService
 
 log = logging.getLogger(__name__)
 router = Router(name=__name__)

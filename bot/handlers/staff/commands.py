@@ -16,9 +16,10 @@ from bot.handlers.staff.conversation import mark_note, ticket_of
 from bot.keyboards import staff as kb
 from bot.keyboards.staff import MacroCb, QueuePageCb
 from bot.services.desk_config import DeskConfig
+from bot.services.lifecycle import Refusal
 from bot.services.macros import MacroService
 from bot.services.messaging import Messenger
-from bot.services.staff import Refusal, StaffService
+from bot.services.staff import StaffService
 
 router = Router(name=__name__)
 

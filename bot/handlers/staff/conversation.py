@@ -15,8 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.db.models import Ticket, User
 from bot.handlers.customer.common import album_media
 from bot.services.desk_config import DeskConfig
+from bot.services.lifecycle import Refusal
 from bot.services.resolution import ResolutionService
-from bot.services.staff import Refusal, StaffService
+from bot.services.staff import StaffService
 
 log = logging.getLogger(__name__)
 router = Router(name=__name__)
