@@ -1,4 +1,5 @@
-"""``python -m bot`` runs the desk; ``python -m bot migrate`` only migrates the database."""
+"""``python -m bot`` runs the desk; ``python -m bot migrate`` only migrates the database;
+``python -m bot sandbox`` runs it against the built-in emulated Telegram with a web page."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import sys
 
 from bot.config import SettingsError, load_settings
 
-USAGE = "usage: python -m bot [run|migrate]"
+USAGE = "usage: python -m bot [run|migrate|sandbox [--port N] [--db PATH]]"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,6 +18,10 @@ def main(argv: list[str] | None = None) -> int:
     if command in {"-h", "--help"}:
         print(USAGE)
         return 0
+    if command == "sandbox":
+        from bot.sandbox.runner import main as sandbox
+
+        return sandbox(args[1:])
     if command not in {"run", "migrate"}:
         print(USAGE, file=sys.stderr)
         return 2

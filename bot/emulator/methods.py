@@ -788,7 +788,7 @@ class BotApi:
                 msg.data.pop(k, None)
             else:
                 msg.data[k] = copy.deepcopy(v)
-        msg.data["edit_date"] = int(time.time())
+        msg.data["edit_date"] = int(self.w.clock())
         self.w._pulse()
         return copy.deepcopy(msg.data)
 

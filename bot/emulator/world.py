@@ -15,7 +15,7 @@ import itertools
 import json
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -276,6 +276,8 @@ class World:
         self.chat_actions: list[tuple[int, str, int | None]] = []
         self._changed = asyncio.Event()
         self._file_counter = itertools.count(1)
+        # Seconds since the epoch for message dates; the sandbox points it at the bot's clock.
+        self.clock: Callable[[], float] = time.time
 
     # ------------------------------------------------------------------ notification
 
@@ -283,6 +285,54 @@ class World:
         """Wakes up everybody waiting for a change (new update, message, call, answer)."""
         self._changed.set()
         self._changed = asyncio.Event()
+
+    def notify_changed(self) -> None:
+        """Wakes up everybody waiting in :meth:`wait_changed` (the sandbox's clock moved)."""
+        self._pulse()
+
+    async def wait_changed(self, timeout: float) -> bool:
+        """Waits for the next change of anything (update, message, call, answer); False when
+        ``timeout`` seconds pass without one."""
+        try:
+            await asyncio.wait_for(self._changed.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    # ------------------------------------------------------------------ persistence
+
+    _KEPT = (
+        "users",
+        "groups",
+        "chats",
+        "files",
+        "files_by_path",
+        "updates",
+        "commands",
+        "callbacks",
+        "answers",
+        "allowed_updates",
+    )
+
+    def snapshot(self) -> JsonDict:
+        """Everything a person would see again after a restart (chats, files, topics, updates
+        not yet confirmed), as plain picklable data; the call log is not kept."""
+        state: JsonDict = {name: copy.deepcopy(getattr(self, name)) for name in self._KEPT}
+        state["next_update_id"] = self._peek("_update_ids")
+        state["next_file"] = self._peek("_file_counter")
+        return state
+
+    def restore(self, state: JsonDict) -> None:
+        for name in self._KEPT:
+            setattr(self, name, state[name])
+        self._update_ids = itertools.count(int(state["next_update_id"]))
+        self._file_counter = itertools.count(int(state["next_file"]))
+        self._pulse()
+
+    def _peek(self, counter: str) -> int:
+        value = next(getattr(self, counter))
+        setattr(self, counter, itertools.count(value))
+        return int(value)
 
     # ------------------------------------------------------------------ setup
 
@@ -444,7 +494,7 @@ class World:
             data["is_topic_message"] = True
         data["from"] = copy.deepcopy(sender)
         data["chat"] = self.chat_json(chat_id)
-        data["date"] = int(time.time())
+        data["date"] = int(self.clock())
         if reply_to is None and thread_id is not None and grp is not None and grp.is_forum:
             # Telegram quirk: messages in a topic reply to the topic's creation message.
             root = st.messages.get(thread_id)
@@ -744,7 +794,7 @@ class World:
         else:
             stored.data["caption"] = new_text
             stored.data.pop("caption_entities", None)
-        stored.data["edit_date"] = int(time.time())
+        stored.data["edit_date"] = int(self.clock())
         if self._bot_sees(chat_id, stored.data):
             self._enqueue("edited_message", stored.data)
         self._pulse()
@@ -848,6 +898,32 @@ class World:
     @staticmethod
     def buttons(msg: JsonDict) -> list[str]:
         return [str(b.get("text")) for row in _inline_rows(msg) for b in row]
+
+    def commands_for(self, user_id: int, chat_id: int | None = None) -> list[JsonDict]:
+        """The command menu ``user_id`` sees in ``chat_id`` (their private chat by default),
+        picked as Telegram does: the narrowest scope first, and within a scope the user's
+        language before the scope's default."""
+        user = self._user(user_id)
+        chat = user_id if chat_id is None else chat_id
+        if chat in self.groups:
+            grp = self.groups[chat]
+            admin = user_id in grp.admins or user_id == grp.owner
+            scopes: list[JsonDict] = [
+                {"type": "chat_member", "chat_id": chat, "user_id": user_id},
+                *([{"type": "chat_administrators", "chat_id": chat}] if admin else []),
+                {"type": "chat", "chat_id": chat},
+                *([{"type": "all_chat_administrators"}] if admin else []),
+                {"type": "all_group_chats"},
+            ]
+        else:
+            scopes = [{"type": "chat", "chat_id": chat}, {"type": "all_private_chats"}]
+        scopes.append({"type": "default"})
+        for scope in scopes:
+            for language in (user.language_code or "", ""):
+                found = self.commands.get((repr(sorted(scope.items())), language))
+                if found:
+                    return copy.deepcopy(found)
+        return []
 
     def pending_updates(self) -> list[JsonDict]:
         return copy.deepcopy(self.updates)

@@ -1,0 +1,175 @@
+"""``python -m bot sandbox``: the real bot, the emulated Telegram and the page, in one process.
+
+No token, no ``.env``: the bot talks to the built-in emulator on 127.0.0.1 exactly as it talks
+to Telegram (over HTTP), so what the page shows is what the product does."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import pickle
+import shutil
+import sys
+import tempfile
+import webbrowser
+from pathlib import Path
+
+from aiohttp import web
+
+from bot.clock import ShiftedClock
+from bot.config import LOCALES, SettingsError, load_settings
+from bot.emulator import FakeTelegram
+from bot.sandbox.web import SandboxPage
+from bot.sandbox.world import SANDBOX_TOKEN, STAFF_CHAT_ID, populate
+
+log = logging.getLogger("bot.sandbox")
+SAVE_EVERY = 5.0  # seconds between saves of the emulated world next to a --db database
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bot sandbox",
+        description="Try the whole desk in a browser: the real bot against an emulated Telegram.",
+    )
+    parser.add_argument("--port", type=int, default=8080, help="port of the page (0: any free)")
+    parser.add_argument("--host", default="127.0.0.1", help="address of the page")
+    parser.add_argument(
+        "--db",
+        type=Path,
+        help="keep the desk in this SQLite file (and its chats beside it); default: a temporary one",
+    )
+    parser.add_argument(
+        "--no-browser", action="store_true", help="do not open the page in a browser"
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    temporary: Path | None = None
+    if args.db is None:
+        temporary = Path(tempfile.mkdtemp(prefix="ecomet-sandbox-"))
+        database = temporary / "sandbox.sqlite3"
+    else:
+        database = args.db.resolve()
+        database.parent.mkdir(parents=True, exist_ok=True)
+    level = os.environ.get("LOG_LEVEL", "INFO").upper()
+    logging.basicConfig(
+        level=level if level in logging.getLevelNamesMapping() else "INFO",
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    # Every handled update is logged by aiogram at INFO; in the sandbox that drowns the rest.
+    logging.getLogger("aiogram.event").setLevel(logging.WARNING)
+    url = f"sqlite+aiosqlite:///{database}"
+    try:
+        from bot.db.engine import migrate
+
+        migrate(url)
+        asyncio.run(serve(args, url, database))
+    except SettingsError as error:
+        print(error, file=sys.stderr)
+        return 2
+    except OSError as error:
+        print(f"sandbox: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if temporary is not None:
+            shutil.rmtree(temporary, ignore_errors=True)
+    return 0
+
+
+async def serve(args: argparse.Namespace, database_url: str, database: Path) -> None:
+    from bot.app import create_i18n, run
+
+    fake = FakeTelegram(SANDBOX_TOKEN)
+    clock = ShiftedClock()
+    # Messages carry the bot's time, so moving the clock shows in the chats too.
+    fake.clock = lambda: clock.now().timestamp()
+    saved = database.with_name(database.name + ".world")
+    people = populate(fake)
+    if args.db is not None and saved.exists():
+        state = pickle.loads(saved.read_bytes())  # noqa: S301 - our own file, next to our DB
+        fake.restore(state["world"])
+        clock.offset = state["offset"]
+        log.info("sandbox: the chats of %s are back", saved)
+    api_url = await fake.start()
+    settings = load_settings(
+        _env_file=None,
+        bot_token=SANDBOX_TOKEN,
+        staff_chat_id=STAFF_CHAT_ID,
+        manager_ids=frozenset(p.id for p in people if p.role == "manager"),
+        telegram_api_url=api_url,
+        database_url=database_url,
+        webhook_url="",
+        # Timers are checked every second so a move of the clock shows at once.
+        scheduler_interval=1.0,
+    )
+    i18n = create_i18n(settings)
+    page = SandboxPage(
+        fake,
+        people,
+        clock=clock,
+        tz=settings.timezone,
+        hours=settings.hours,
+        translate=lambda text, locale: i18n.gettext(text, locale=locale),
+        locales=LOCALES,
+        default_locale=settings.default_locale,
+    )
+    runner = web.AppRunner(page.application(), access_log=None, shutdown_timeout=1)
+    await runner.setup()
+    bot = asyncio.create_task(run(settings, clock=clock), name="bot")
+    saver = asyncio.create_task(_keep_saving(fake, clock, saved)) if args.db else None
+    try:
+        site = web.TCPSite(runner, args.host, args.port)
+        await site.start()
+        port = runner.addresses[0][1]
+        address = f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '') else args.host}:{port}/"
+        print(f"Sandbox is ready: {address}", flush=True)
+        print(
+            "People: "
+            + ", ".join(f"{p.name} ({p.role})" for p in people)
+            + ". Stop with Ctrl+C.",
+            flush=True,
+        )
+        if not args.no_browser and _has_display():
+            webbrowser.open(address)
+        await bot
+    finally:
+        page.stopping.set()
+        fake.notify_changed()
+        if not bot.done():
+            bot.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await bot
+        if saver is not None:
+            saver.cancel()
+            _save(fake, clock, saved)
+        await runner.cleanup()
+        await fake.stop()
+
+
+async def _keep_saving(fake: FakeTelegram, clock: ShiftedClock, path: Path) -> None:
+    while True:
+        if await fake.wait_changed(3600):
+            await asyncio.sleep(SAVE_EVERY)  # at most one save per interval
+            _save(fake, clock, path)
+
+
+def _save(fake: FakeTelegram, clock: ShiftedClock, path: Path) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_bytes(pickle.dumps({"world": fake.snapshot(), "offset": clock.offset}))
+    temporary.replace(path)
+
+
+def _has_display() -> bool:
+    # On a machine without a screen webbrowser falls back to text browsers inside this
+    # terminal, which would take it over: only open a page where there is a screen.
+    if sys.platform in ("darwin", "win32"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))

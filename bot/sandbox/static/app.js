@@ -1,0 +1,486 @@
+// The sandbox page: draws what /api/view returns and sends what a person does to /api/*.
+// Plain JavaScript on purpose: no build step, nothing fetched from the internet.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const state = {
+  world: null,
+  texts: {},
+  person: null,
+  chat: null,
+  thread: null,
+  view: null,
+  reply: null, // {id, from, text}
+  edit: null, // {id}
+  files: [],
+  seen: {}, // "person:chat:thread" -> last message id seen
+  rendered: new Map(), // message id -> {key, el}
+  loading: false,
+  dirty: false,
+};
+
+const t = (key) => state.texts[key] || key;
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) {
+    if (value === null || value === undefined || value === false) continue;
+    if (name === "class") node.className = value;
+    else if (name === "html") node.innerHTML = value; // only server-escaped HTML comes here
+    else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
+    else node.setAttribute(name, value === true ? "" : value);
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+async function api(path, options = {}) {
+  const response = await fetch(path, options);
+  let body = {};
+  try {
+    body = await response.json();
+  } catch (error) {
+    body = {};
+  }
+  if (!response.ok) {
+    const message = body.error || response.statusText;
+    toast(`${t("error")}: ${message}`, true);
+    throw new Error(message);
+  }
+  return body;
+}
+
+const postJson = (path, body) =>
+  api(path, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+
+function toast(text, error = false) {
+  const node = el("div", { class: error ? "toast error" : "toast" }, text);
+  $("toasts").append(node);
+  setTimeout(() => node.remove(), error ? 6000 : 3500);
+}
+
+function alertBox(text) {
+  $("alert-text").textContent = text;
+  $("alert").showModal();
+}
+
+// ------------------------------------------------------------------ world and language
+
+async function loadWorld(lang) {
+  const query = lang ? `?lang=${encodeURIComponent(lang)}` : "";
+  state.world = await api(`/api/world${query}`);
+  state.texts = state.world.texts;
+  document.documentElement.lang = state.world.lang;
+  document.title = t("title");
+  for (const node of document.querySelectorAll("[data-text]")) node.textContent = t(node.dataset.text);
+  for (const node of document.querySelectorAll("[data-label]")) node.setAttribute("aria-label", t(node.dataset.label));
+  for (const node of document.querySelectorAll("[data-label]")) node.title = t(node.dataset.label);
+  for (const node of document.querySelectorAll("[data-title]")) node.title = t(node.dataset.title);
+  for (const node of document.querySelectorAll("[data-placeholder]")) node.placeholder = t(node.dataset.placeholder);
+  const people = $("person");
+  people.replaceChildren(
+    ...state.world.people.map((p) =>
+      el("option", { value: p.id }, `${p.name} — ${t("role_" + p.role)} (${p.language})`)
+    )
+  );
+  const langs = $("lang");
+  langs.replaceChildren(...state.world.locales.map((code) => el("option", { value: code }, code)));
+  langs.value = state.world.lang;
+  drawClock(state.world.clock);
+}
+
+function readHash() {
+  const params = new URLSearchParams(location.hash.slice(1));
+  const ids = state.world.people.map((p) => p.id);
+  const person = Number(params.get("person"));
+  state.person = ids.includes(person) ? person : ids[0];
+  state.chat = params.has("chat") ? Number(params.get("chat")) : null;
+  state.thread = params.get("thread") ? Number(params.get("thread")) : null;
+  $("person").value = state.person;
+}
+
+function writeHash() {
+  const params = new URLSearchParams({ person: state.person, chat: state.chat ?? "" });
+  if (state.thread !== null) params.set("thread", state.thread);
+  history.replaceState(null, "", `#${params}`);
+}
+
+function defaultChat() {
+  const me = state.world.people.find((p) => p.id === state.person);
+  if (me && me.role === "staff" && state.view) {
+    const general = state.view.chats.find((c) => c.kind === "general" || c.kind === "group");
+    if (general) return [general.chat, general.thread];
+  }
+  return [state.person, null];
+}
+
+// ------------------------------------------------------------------ drawing
+
+async function refresh() {
+  if (state.loading) {
+    state.dirty = true;
+    return;
+  }
+  state.loading = true;
+  try {
+    do {
+      state.dirty = false;
+      const params = new URLSearchParams({ person: state.person });
+      if (state.chat !== null) params.set("chat", state.chat);
+      if (state.thread !== null) params.set("thread", state.thread);
+      const view = await api(`/api/view?${params}`);
+      const firstLook = state.chat === null;
+      state.view = view;
+      if (firstLook) {
+        [state.chat, state.thread] = defaultChat();
+        if (state.chat !== view.chat || state.thread !== view.thread) {
+          state.dirty = true;
+          continue;
+        }
+      }
+      state.chat = view.chat;
+      state.thread = view.thread;
+      writeHash();
+      draw(view);
+    } while (state.dirty);
+  } catch (error) {
+    console.error(error);
+  } finally {
+    state.loading = false;
+  }
+}
+
+const seenKey = (chat, thread) => `${state.person}:${chat}:${thread ?? ""}`;
+
+function draw(view) {
+  drawClock(view.clock);
+  const current = view.chats.find((c) => c.chat === view.chat && c.thread === view.thread);
+  if (current) state.seen[seenKey(current.chat, current.thread)] = current.last_id;
+  const list = $("chat-list");
+  list.replaceChildren(
+    ...view.chats.map((c) => {
+      const isCurrent = c === current;
+      const unseen = c.last_id > (state.seen[seenKey(c.chat, c.thread)] ?? (c.last_id ? 0 : -1));
+      const kind = c.kind === "private" ? t("private") : c.kind === "topic" ? (c.closed ? "🔒 " + t("topic_closed") : "# " + t("topic")) : c.kind === "general" ? "# " + t("general") : "";
+      return el(
+        "li",
+        {},
+        el(
+          "button",
+          {
+            class: "chat " + c.kind,
+            type: "button",
+            "aria-current": isCurrent ? "true" : "false",
+            "data-chat": c.chat,
+            "data-thread": c.thread ?? "",
+            onclick: () => openChat(c.chat, c.thread),
+          },
+          el("span", { class: "title" }, c.title, " ", el("span", { class: "kind" }, kind)),
+          el("span", { class: "preview" }, c.preview),
+          unseen && !isCurrent ? el("span", { class: "badge", "aria-label": "new" }) : null
+        )
+      );
+    })
+  );
+  if (current) {
+    $("chat-title").textContent = current.title;
+    $("chat-sub").textContent =
+      current.kind === "private" ? t("private") : current.kind === "topic" ? `# ${t("topic")}` : current.kind === "general" ? `# ${t("general")}` : "";
+  }
+  drawMessages(view);
+}
+
+function drawMessages(view) {
+  const box = $("messages");
+  const nearBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 120;
+  const keep = new Map();
+  const nodes = [];
+  let newMine = false;
+  for (const message of view.messages) {
+    const key = JSON.stringify(message);
+    const old = state.rendered.get(message.id);
+    if (old && old.key === key) {
+      keep.set(message.id, old);
+      nodes.push(old.el);
+      continue;
+    }
+    const node = bubble(message);
+    if (!old && message.mine) newMine = true;
+    keep.set(message.id, { key, el: node });
+    nodes.push(node);
+  }
+  state.rendered = keep;
+  if (!nodes.length) {
+    nodes.push(el("p", { class: "empty" }, view.thread ? t("empty_topic") : t("empty_chat")));
+  }
+  // Only touch the DOM where something changed, so focus and scroll stay where they were.
+  const same = nodes.length === box.children.length && nodes.every((n, i) => box.children[i] === n);
+  if (!same) box.replaceChildren(...nodes);
+  if (nearBottom || newMine) box.scrollTop = box.scrollHeight;
+}
+
+function bubble(m) {
+  if (m.service) return el("div", { class: "msg service", id: `m-${m.id}` }, m.service);
+  const classes = ["msg", m.mine ? "mine" : "", m.by_bot ? "bot" : ""].join(" ");
+  const node = el("article", { class: classes, id: `m-${m.id}`, "data-id": m.id });
+  if (!m.mine) node.append(el("div", { class: "from" }, m.from));
+  if (m.reply) {
+    node.append(
+      el(
+        "button",
+        { class: "quote", type: "button", onclick: () => jumpTo(m.reply.id) },
+        el("b", {}, m.reply.from),
+        m.reply.text
+      )
+    );
+  }
+  if (m.photo) node.append(el("img", { class: "photo", src: m.photo, alt: m.html ? "" : "🖼", loading: "lazy" }));
+  if (m.document) {
+    if (m.document.image) node.append(el("img", { class: "photo", src: m.document.url, alt: m.document.name }));
+    node.append(el("a", { class: "doc", href: m.document.url, target: "_blank", rel: "noopener" }, `📄 ${m.document.name}`));
+  }
+  if (m.sticker) node.append(el("div", { class: "sticker", role: "img", "aria-label": "sticker" }, m.sticker));
+  if (m.voice !== undefined) {
+    const s = m.voice;
+    node.append(el("div", { class: "voice" }, `🎤 ${t("voice_note")} ${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`));
+  }
+  if (m.html) node.append(el("div", { class: "text", html: m.html }));
+  const foot = el(
+    "div",
+    { class: "foot" },
+    el("button", { type: "button", class: "reply-action", onclick: () => startReply(m) }, t("reply")),
+    m.editable ? el("button", { type: "button", class: "edit-action", onclick: () => startEdit(m) }, t("edit")) : null,
+    m.edited ? el("span", { class: "edited" }, t("edited")) : null,
+    el("time", {}, m.time)
+  );
+  node.append(foot);
+  if (m.keyboard) {
+    node.append(
+      el(
+        "div",
+        { class: "keyboard" },
+        m.keyboard.map((row) =>
+          el(
+            "div",
+            { class: "krow" },
+            row.map((b) =>
+              b.url
+                ? el("a", { href: b.url, target: "_blank", rel: "noopener noreferrer" }, b.text + " ↗")
+                : el("button", { type: "button", onclick: (event) => press(m, b, event.currentTarget) }, b.text)
+            )
+          )
+        )
+      )
+    );
+  }
+  for (const spoiler of node.querySelectorAll(".spoiler")) {
+    spoiler.addEventListener("click", () => spoiler.classList.add("shown"));
+  }
+  return node;
+}
+
+function jumpTo(id) {
+  const node = $(`m-${id}`);
+  if (!node) return;
+  node.scrollIntoView({ block: "center", behavior: "smooth" });
+  node.classList.remove("flash");
+  void node.offsetWidth;
+  node.classList.add("flash");
+}
+
+function drawClock(clock) {
+  $("clock-now").textContent = `${clock.now} (${clock.zone})`;
+  $("clock-now").title = clock.iso;
+  const pill = $("clock-state");
+  pill.textContent = `${clock.open ? t("open") : t("closed")} ${clock.hours}`;
+  pill.classList.toggle("off", !clock.open);
+  $("clock-shift").textContent = clock.shifted ? `${t("shifted")} ${clock.shifted}` : "";
+}
+
+// ------------------------------------------------------------------ acting
+
+function openChat(chat, thread) {
+  state.chat = chat;
+  state.thread = thread;
+  state.rendered = new Map();
+  cancelContext();
+  refresh().then(() => $("text").focus());
+}
+
+async function press(message, button, node) {
+  node.disabled = true;
+  try {
+    const { query_id } = await postJson("/api/press", {
+      person: state.person,
+      chat: state.chat,
+      message_id: message.id,
+      data: button.data,
+    });
+    const answer = await api(`/api/answer/${encodeURIComponent(query_id)}`);
+    if (answer.text) answer.alert ? alertBox(answer.text) : toast(answer.text);
+  } finally {
+    node.disabled = false;
+  }
+}
+
+function startReply(m) {
+  state.edit = null;
+  state.reply = m;
+  $("context-text").textContent = `${t("replying_to")} ${m.mine ? "" : m.from}: ${(m.text || "").slice(0, 80)}`;
+  $("context-bar").hidden = false;
+  $("text").focus();
+}
+
+function startEdit(m) {
+  state.reply = null;
+  state.edit = m;
+  $("context-text").textContent = t("editing");
+  $("context-bar").hidden = false;
+  $("text").value = m.text || "";
+  $("send").textContent = t("save");
+  $("text").focus();
+}
+
+function cancelContext() {
+  state.reply = null;
+  if (state.edit) $("text").value = "";
+  state.edit = null;
+  $("context-bar").hidden = true;
+  $("send").textContent = t("send");
+}
+
+function clearFiles() {
+  state.files = [];
+  $("file").value = "";
+  $("files-bar").hidden = true;
+}
+
+async function submit(extra = {}) {
+  const text = $("text").value;
+  if (state.edit) {
+    if (!text.trim()) return;
+    await postJson("/api/edit", { person: state.person, chat: state.chat, message_id: state.edit.id, text });
+    $("text").value = "";
+    cancelContext();
+    return;
+  }
+  if (!text.trim() && !state.files.length && !extra.kind) return;
+  const form = new FormData();
+  form.set("person", state.person);
+  form.set("chat", state.chat);
+  if (state.thread !== null) form.set("thread", state.thread);
+  if (state.reply) form.set("reply_to", state.reply.id);
+  if (extra.kind) form.set("kind", extra.kind);
+  else {
+    form.set("text", text);
+    for (const file of state.files) form.append("file", file, file.name);
+  }
+  await api("/api/send", { method: "POST", body: form });
+  if (!extra.kind) {
+    $("text").value = "";
+    clearFiles();
+  }
+  cancelContext();
+}
+
+function toggleCommands(show) {
+  const menu = $("command-menu");
+  const commands = (state.view && state.view.commands) || [];
+  const open = show ?? menu.hidden;
+  if (!open || !commands.length) {
+    menu.hidden = true;
+    return;
+  }
+  menu.replaceChildren(
+    ...commands.map((c) =>
+      el(
+        "button",
+        {
+          type: "button",
+          onclick: async () => {
+            menu.hidden = true;
+            $("text").value = `/${c.command}`;
+            await submit();
+            $("text").focus();
+          },
+        },
+        el("span", { class: "cmd" }, `/${c.command}`),
+        c.description
+      )
+    )
+  );
+  menu.hidden = false;
+  menu.querySelector("button").focus();
+}
+
+function connect() {
+  const source = new EventSource("/api/events");
+  source.onopen = () => {
+    $("offline").hidden = true;
+    refresh();
+  };
+  source.onmessage = () => refresh();
+  source.onerror = () => {
+    $("offline").hidden = false;
+  };
+}
+
+async function start() {
+  await loadWorld(localStorage.getItem("sandbox-lang"));
+  readHash();
+  $("person").addEventListener("change", () => {
+    state.person = Number($("person").value);
+    state.chat = null;
+    state.thread = null;
+    state.rendered = new Map();
+    cancelContext();
+    refresh();
+  });
+  $("lang").addEventListener("change", async () => {
+    localStorage.setItem("sandbox-lang", $("lang").value);
+    await loadWorld($("lang").value);
+    $("person").value = state.person;
+    state.rendered = new Map();
+    refresh();
+  });
+  for (const button of document.querySelectorAll("[data-step]")) {
+    button.addEventListener("click", async () => drawClock(await postJson("/api/clock", { step: button.dataset.step })));
+  }
+  $("composer").addEventListener("submit", (event) => {
+    event.preventDefault();
+    submit();
+  });
+  $("text").addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      submit();
+    } else if (event.key === "Escape") {
+      cancelContext();
+      toggleCommands(false);
+    }
+  });
+  $("context-cancel").addEventListener("click", cancelContext);
+  $("files-cancel").addEventListener("click", clearFiles);
+  $("file").addEventListener("change", () => {
+    state.files = Array.from($("file").files);
+    $("files-text").textContent = `${t("attached")}: ${state.files.map((f) => f.name).join(", ")}`;
+    $("files-bar").hidden = !state.files.length;
+    $("text").focus();
+  });
+  $("commands-button").addEventListener("click", () => toggleCommands());
+  $("command-menu").addEventListener("keydown", (event) => {
+    if (event.key === "Escape") {
+      toggleCommands(false);
+      $("commands-button").focus();
+    }
+  });
+  $("sticker-button").addEventListener("click", () => submit({ kind: "sticker" }));
+  $("voice-button").addEventListener("click", () => submit({ kind: "voice" }));
+  await refresh();
+  connect();
+}
+
+start();

@@ -1,0 +1,63 @@
+"""The sandbox's ready world: a staff forum, two customers, two agents and a manager."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bot.emulator import FakeTelegram, FakeUser
+
+STAFF_CHAT_ID = -1001000000001
+SANDBOX_TOKEN = "7000000001:SANDBOX-not-a-real-token"  # noqa: S105 - the emulator's own token
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    user: FakeUser
+    role: str  # customer, staff, manager
+
+    @property
+    def id(self) -> int:
+        return self.user.id
+
+    @property
+    def name(self) -> str:
+        return " ".join(filter(None, (self.user.first_name, self.user.last_name)))
+
+
+def populate(fake: FakeTelegram) -> list[Person]:
+    """Adds the people and the staff group; returns the people in the order the page lists
+    them."""
+    alice = fake.add_user(
+        1001, "Alice", last_name="Walker", username="alice", language_code="en"
+    )
+    boris = fake.add_user(1002, "Борис", last_name="Петров", username="boris", language_code="ru")
+    svetlana = fake.add_user(
+        2001, "Светлана", last_name="Орлова", username="sveta_support", language_code="ru"
+    )
+    paul = fake.add_user(
+        2002, "Paul", last_name="Meyer", username="paul_support", language_code="en"
+    )
+    # The manager has talked to the bot before, or the daily summary could not reach her.
+    marina = fake.add_user(
+        3001,
+        "Марина",
+        last_name="Соколова",
+        username="marina_lead",
+        language_code="ru",
+        started=True,
+    )
+    fake.add_group(
+        STAFF_CHAT_ID,
+        "e-Comet support",
+        is_forum=True,
+        owner=svetlana,
+        admins=[svetlana],
+        members=[paul, marina],
+    )
+    return [
+        Person(alice, "customer"),
+        Person(boris, "customer"),
+        Person(svetlana, "staff"),
+        Person(paul, "staff"),
+        Person(marina, "manager"),
+    ]
