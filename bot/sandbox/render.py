@@ -3,6 +3,7 @@ media turned into links to the emulator's files, keyboards into plain button lis
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from datetime import datetime
 from html import escape
@@ -75,7 +76,7 @@ def entities_to_html(text: str, entities: list[JsonDict] | None) -> str:
     stack: list[tuple[int, int, str, str]] = []
     pending = iter(spans)
     upcoming = next(pending, None)
-    for here, following in zip(cuts, cuts[1:], strict=False):
+    for here, following in itertools.pairwise(cuts):
         # Close what ends here; anything above it on the stack is closed and reopened.
         if any(span[1] <= here for span in stack):
             reopen = []

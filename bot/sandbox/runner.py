@@ -39,7 +39,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--db",
         type=Path,
-        help="keep the desk in this SQLite file (and its chats beside it); default: a temporary one",
+        help="keep the desk in this SQLite file and its chats beside it (default: a temporary one)",
     )
     parser.add_argument(
         "--no-browser", action="store_true", help="do not open the page in a browser"
@@ -132,9 +132,7 @@ async def serve(args: argparse.Namespace, database_url: str, database: Path) -> 
         address = f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '') else args.host}:{port}/"
         print(f"Sandbox is ready: {address}", flush=True)
         print(
-            "People: "
-            + ", ".join(f"{p.name} ({p.role})" for p in people)
-            + ". Stop with Ctrl+C.",
+            "People: " + ", ".join(f"{p.name} ({p.role})" for p in people) + ". Stop with Ctrl+C.",
             flush=True,
         )
         if not args.no_browser and _has_display():

@@ -51,7 +51,7 @@ def _sniff(content: bytes, declared: str | None) -> str:
     return declared or "application/octet-stream"
 
 
-class BadRequest(Exception):
+class Refused(Exception):  # noqa: N818 - a refusal, not an error of the sandbox
     """Something the page asked for that the world cannot do; shown to the visitor."""
 
 
@@ -135,7 +135,7 @@ class SandboxPage:
         try:
             return self.people[int(raw)]
         except (TypeError, ValueError, KeyError):
-            raise BadRequest("unknown person") from None
+            raise Refused("unknown person") from None
 
     def _chats(self, person: Person) -> list[JsonDict]:
         chats: list[JsonDict] = [
@@ -167,9 +167,7 @@ class SandboxPage:
             return [m for m in messages if "message_thread_id" not in m]
         return [m for m in messages if m.get("message_thread_id") == thread]
 
-    def _entry(
-        self, chat_id: int, thread: int | None, title: str, kind: str
-    ) -> JsonDict:
+    def _entry(self, chat_id: int, thread: int | None, title: str, kind: str) -> JsonDict:
         messages = self._thread_messages(chat_id, thread)
         last = messages[-1] if messages else None
         preview = snippet(last) if last is not None else ""
@@ -304,13 +302,13 @@ class SandboxPage:
                             )
                         )
             elif not text.strip():
-                raise BadRequest("empty message")
+                raise Refused("empty message")
             elif text.startswith("/"):
                 sent.append(self.fake.send_command(person.user, text, **place))
             else:
                 sent.append(self.fake.send_text(person.user, text, **place))
         except AssertionError as refused:
-            raise BadRequest(str(refused)) from None
+            raise Refused(str(refused)) from None
         return web.json_response({"sent": [m["message_id"] for m in sent]})
 
     async def edit(self, request: web.Request) -> web.Response:
@@ -318,12 +316,12 @@ class SandboxPage:
         person = self._person(body.get("person"))
         text = str(body.get("text") or "")
         if not text.strip():
-            raise BadRequest("empty message")
+            raise Refused("empty message")
         try:
             message = self.fake.message(int(body["chat"]), int(body["message_id"]))
             self.fake.edit_text(person.user, message, text)
         except (KeyError, ValueError, AssertionError) as refused:
-            raise BadRequest(str(refused)) from None
+            raise Refused(str(refused)) from None
         return web.json_response({"ok": True})
 
     async def press(self, request: web.Request) -> web.Response:
@@ -334,7 +332,7 @@ class SandboxPage:
                 person.user, int(body["chat"]), int(body["message_id"]), str(body["data"])
             )
         except (KeyError, ValueError, AssertionError) as refused:
-            raise BadRequest(str(refused)) from None
+            raise Refused(str(refused)) from None
         return web.json_response({"query_id": query_id})
 
     async def move_clock(self, request: web.Request) -> web.Response:
@@ -347,10 +345,10 @@ class SandboxPage:
             try:
                 at = time.fromisoformat(step[3:])
             except ValueError:
-                raise BadRequest(f"bad time {step[3:]!r}") from None
+                raise Refused(f"bad time {step[3:]!r}") from None
             self.clock.offset += next_local(now, at, self.tz) - now
         else:
-            raise BadRequest(f"unknown clock step {step!r}")
+            raise Refused(f"unknown clock step {step!r}")
         self.fake.notify_changed()
         return web.json_response(self._clock())
 
@@ -361,7 +359,7 @@ async def _errors(
 ) -> web.StreamResponse:
     try:
         response: web.StreamResponse = await handler(request)
-    except BadRequest as refused:
+    except Refused as refused:
         return web.json_response({"error": str(refused)}, status=400)
     return response
 
@@ -372,16 +370,16 @@ def _int(raw: Any, default: int | None) -> Any:
     try:
         return int(raw)
     except (TypeError, ValueError):
-        raise BadRequest(f"not a number: {raw!r}") from None
+        raise Refused(f"not a number: {raw!r}") from None
 
 
 async def _json(request: web.Request) -> JsonDict:
     try:
         body = await request.json()
     except ValueError:
-        raise BadRequest("expected a JSON body") from None
+        raise Refused("expected a JSON body") from None
     if not isinstance(body, dict):
-        raise BadRequest("expected a JSON object")
+        raise Refused("expected a JSON object")
     return body
 
 
@@ -397,13 +395,11 @@ async def _form(request: web.Request) -> tuple[dict[str, str], list[tuple[str, s
         if part.filename:
             content = bytes(await part.read())
             if content:
-                files.append(
-                    (part.filename, part.headers.get("Content-Type", ""), content)
-                )
+                files.append((part.filename, part.headers.get("Content-Type", ""), content))
         elif part.name:
             fields[part.name] = await part.text()
     if len(files) > 10:
-        raise BadRequest("at most 10 files at once")
+        raise Refused("at most 10 files at once")
     return fields, files
 
 
@@ -417,5 +413,5 @@ def _describe(offset: timedelta) -> str:
     days, rest = divmod(int(offset.total_seconds()), 86400)
     hours, rest = divmod(rest, 3600)
     minutes = rest // 60
-    parts = [f"{days}d" if days else "", f"{hours}h" if hours else "", f"{minutes}m" if minutes else ""]
-    return "+" + " ".join(p for p in parts if p)
+    parts = [(days, "d"), (hours, "h"), (minutes, "m")]
+    return "+" + " ".join(f"{value}{unit}" for value, unit in parts if value)

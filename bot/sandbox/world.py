@@ -27,9 +27,7 @@ class Person:
 def populate(fake: FakeTelegram) -> list[Person]:
     """Adds the people and the staff group; returns the people in the order the page lists
     them."""
-    alice = fake.add_user(
-        1001, "Alice", last_name="Walker", username="alice", language_code="en"
-    )
+    alice = fake.add_user(1001, "Alice", last_name="Walker", username="alice", language_code="en")
     boris = fake.add_user(1002, "Борис", last_name="Петров", username="boris", language_code="ru")
     svetlana = fake.add_user(
         2001, "Светлана", last_name="Орлова", username="sveta_support", language_code="ru"

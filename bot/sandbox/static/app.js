@@ -15,6 +15,7 @@ const state = {
   files: [],
   seen: {}, // "person:chat:thread" -> last message id seen
   rendered: new Map(), // message id -> {key, el}
+  stick: true, // the conversation is scrolled to its end and should stay there
   loading: false,
   dirty: false,
 };
@@ -195,7 +196,7 @@ function draw(view) {
 
 function drawMessages(view) {
   const box = $("messages");
-  const nearBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 120;
+  const nearBottom = state.stick;
   const keep = new Map();
   const nodes = [];
   let newMine = false;
@@ -219,7 +220,15 @@ function drawMessages(view) {
   // Only touch the DOM where something changed, so focus and scroll stay where they were.
   const same = nodes.length === box.children.length && nodes.every((n, i) => box.children[i] === n);
   if (!same) box.replaceChildren(...nodes);
-  if (nearBottom || newMine) box.scrollTop = box.scrollHeight;
+  if (nearBottom || newMine) {
+    box.scrollTop = box.scrollHeight;
+    state.stick = true;
+  }
+}
+
+function keepAtEnd() {
+  // Images arrive after the text: stay at the end if that is where the reader was.
+  if (state.stick) $("messages").scrollTop = $("messages").scrollHeight;
 }
 
 function bubble(m) {
@@ -237,9 +246,9 @@ function bubble(m) {
       )
     );
   }
-  if (m.photo) node.append(el("img", { class: "photo", src: m.photo, alt: m.html ? "" : "🖼", loading: "lazy" }));
+  if (m.photo) node.append(el("img", { class: "photo", src: m.photo, alt: m.html ? "" : "🖼", onload: keepAtEnd }));
   if (m.document) {
-    if (m.document.image) node.append(el("img", { class: "photo", src: m.document.url, alt: m.document.name }));
+    if (m.document.image) node.append(el("img", { class: "photo", src: m.document.url, alt: m.document.name, onload: keepAtEnd }));
     node.append(el("a", { class: "doc", href: m.document.url, target: "_blank", rel: "noopener" }, `📄 ${m.document.name}`));
   }
   if (m.sticker) node.append(el("div", { class: "sticker", role: "img", "aria-label": "sticker" }, m.sticker));
@@ -306,6 +315,7 @@ function openChat(chat, thread) {
   state.chat = chat;
   state.thread = thread;
   state.rendered = new Map();
+  state.stick = true;
   cancelContext();
   refresh().then(() => $("text").focus());
 }
@@ -449,6 +459,10 @@ async function start() {
   for (const button of document.querySelectorAll("[data-step]")) {
     button.addEventListener("click", async () => drawClock(await postJson("/api/clock", { step: button.dataset.step })));
   }
+  $("messages").addEventListener("scroll", () => {
+    const box = $("messages");
+    state.stick = box.scrollHeight - box.scrollTop - box.clientHeight < 60;
+  });
   $("composer").addEventListener("submit", (event) => {
     event.preventDefault();
     submit();

@@ -1,0 +1,113 @@
+"""The story of SPEC §1 played through the sandbox page in a real (headless) Chromium."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+from playwright.sync_api import Page, expect
+
+from tests.sandbox.ui import Ui
+
+
+def png(width: int = 64, height: int = 40, rgb: tuple[int, int, int] = (51, 144, 236)) -> bytes:
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    row = b"\x00" + bytes(rgb) * width
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(row * height))
+        + chunk(b"IEND", b"")
+    )
+
+
+def image_loaded(page: Page, selector: str) -> bool:
+    return bool(page.locator(selector).last.evaluate("img => img.complete && img.naturalWidth > 0"))
+
+
+def test_open_take_answer_confirm_and_summarise(page: Page) -> None:
+    ui = Ui(page)
+    # Deterministic support hours: the bot's clock goes to the next 09:00 first.
+    ui.move_clock("to 09:00")
+    expect(page.locator("#clock-now")).to_contain_text("09:0")
+    expect(page.locator("#clock-state")).to_contain_text("support is working")
+
+    # A customer opens a request through the dialog, with a screenshot.
+    ui.be("Alice")
+    number = ui.open_request("Cannot log in", screenshot=png())
+    page_text = ui.message("is registered").inner_text()
+    assert f"#{number}" in page_text
+    assert image_loaded(page, "#messages .msg.mine img.photo")
+
+    # Staff find the ticket's topic, take it and answer there.
+    ui.be("Светлана")
+    ui.open_chat(f"#{number}")
+    card = ui.card(number)
+    expect(page.locator("#messages img.photo").first).to_be_visible()  # the screenshot
+    ui.press("Взять", card)
+    expect(card).to_contain_text("Светлана")
+    ui.type("Please update the app to version 2.1 and log in again.")
+    ui.press("Решено", card)
+    prompt = ui.message("Ответьте на это сообщение")
+    ui.press("последнее сообщение", prompt)
+    expect(card).to_contain_text("ждёт подтверждения")
+
+    # The customer sees the answer with its formatting and confirms it.
+    ui.be("Alice")
+    ui.message("Please update the app to version 2.1")
+    question = ui.message("Is the problem solved?", f"#{number}")
+    ui.press("Solved", question)
+    ui.message(f"Request #{number} is closed")
+    rating = ui.message("How would you rate")
+    ui.press("⭐⭐⭐⭐⭐", rating)
+    ui.message("Anything to add?")
+    ui.type("Quick and clear, thanks!")
+    ui.message("Thank you for your rating!")
+
+    # The card in the staff topic followed the ticket to its end.
+    ui.be("Светлана")
+    ui.open_chat(f"#{number}")
+    expect(ui.card(number)).to_contain_text("Закрыт")
+
+    # The manager asks for today's summary and gets the figures with the chart.
+    ui.be("Марина")
+    ui.type("/summary")
+    summary = ui.message("Сводка поддержки", "Создано: 1")
+    expect(summary).to_contain_text("подтверждено клиентом: 1")
+    expect(page.locator("#messages .msg.bot img.photo").last).to_be_visible()
+    assert image_loaded(page, "#messages .msg.bot img.photo")
+
+
+def test_a_resolved_request_reminds_then_closes_itself_as_the_clock_moves(page: Page) -> None:
+    ui = Ui(page)
+    ui.move_clock("to 09:00")
+    ui.be("Борис")
+    ui.be("Alice")
+    number = ui.open_request("Invoice is wrong")
+
+    ui.be("Paul")
+    ui.open_chat(f"#{number}")
+    card = ui.card(number)
+    ui.type("We corrected the invoice; please check it.")
+    ui.press("Решено", card)
+    # The desk answers the one who pressed in their own language (Paul's is English).
+    ui.press("Use my last message", ui.message("Reply to this message"))
+    expect(card).to_contain_text("ждёт подтверждения")
+
+    ui.be("Alice")
+    ui.message("Is the problem solved?", f"#{number}")
+    ui.move_clock("+1 day")
+    ui.move_clock("+1 day")
+    reminder = ui.message("Is the problem of request", f"#{number}")
+    expect(reminder.locator(".keyboard button")).to_have_count(2)
+    ui.move_clock("+1 day")
+    ui.message("closed automatically", f"#{number}")
+    ui.message("How would you rate")
+    expect(page.locator("#clock-shift")).to_contain_text("3d")
+
+    ui.be("Paul")
+    ui.open_chat(f"#{number}")
+    expect(ui.card(number)).to_contain_text("Закрыт")
