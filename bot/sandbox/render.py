@@ -61,10 +61,20 @@ def entities_to_html(text: str, entities: list[JsonDict] | None) -> str:
         return units[2 * begin : 2 * end].decode("utf-16-le", errors="replace")
 
     total = len(units) // 2
+
+    def inside_pair(at: int) -> bool:
+        # A low surrogate is the second half of a character: a cut there would split it.
+        return (
+            0 < at < total
+            and 0xDC00 <= int.from_bytes(units[2 * at : 2 * at + 2], "little") <= 0xDFFF
+        )
+
     spans = []
     for entity in entities or []:
         begin = max(0, int(entity.get("offset", 0)))
         end = min(total, begin + max(0, int(entity.get("length", 0))))
+        begin -= inside_pair(begin)
+        end += inside_pair(end)
         if end > begin:
             opening, closing = _tags(entity, piece(begin, end))
             if opening:

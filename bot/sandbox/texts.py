@@ -29,7 +29,6 @@ def page_texts(_: Callable[[str], str]) -> dict[str, str]:
         "save": _("Save"),
         "attach": _("Attach files"),
         "commands": _("Commands"),
-        "more": _("Other kinds of message"),
         "sticker": _("Send a sticker"),
         "voice": _("Send a voice note"),
         "reply": _("Reply"),
@@ -53,4 +52,6 @@ def page_texts(_: Callable[[str], str]) -> dict[str, str]:
         "offline": _("Connection to the sandbox lost; reconnecting…"),
         "language": _("Page language"),
         "error": _("The sandbox refused this"),
+        "unread": _("new messages"),
+        "ok": _("OK"),
     }

@@ -47,13 +47,13 @@ def chromium_path() -> str | None:
 
 
 class Sandbox:
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *args: str) -> None:
         self.log_path = workdir / "sandbox.log"
         env = dict(os.environ)
         env.pop("DEFAULT_LOCALE", None)
-        self._log = self.log_path.open("wb")
+        self._log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bot", "sandbox", "--port", "0", "--no-browser"],
+            [sys.executable, "-m", "bot", "sandbox", "--port", "0", "--no-browser", *args],
             cwd=workdir,
             env=env,
             stdout=subprocess.PIPE,
@@ -92,6 +92,8 @@ class Sandbox:
                 self.proc.kill()
                 self.proc.wait(5)
         self._log.close()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
         return self.proc.returncode
 
 

@@ -181,7 +181,7 @@ function draw(view) {
           },
           el("span", { class: "title" }, c.title, " ", el("span", { class: "kind" }, kind)),
           el("span", { class: "preview" }, c.preview),
-          unseen && !isCurrent ? el("span", { class: "badge", "aria-label": "new" }) : null
+          unseen && !isCurrent ? el("span", { class: "badge", role: "img", "aria-label": t("unread") }) : null
         )
       );
     })
@@ -251,7 +251,7 @@ function bubble(m) {
     if (m.document.image) node.append(el("img", { class: "photo", src: m.document.url, alt: m.document.name, onload: keepAtEnd }));
     node.append(el("a", { class: "doc", href: m.document.url, target: "_blank", rel: "noopener" }, `📄 ${m.document.name}`));
   }
-  if (m.sticker) node.append(el("div", { class: "sticker", role: "img", "aria-label": "sticker" }, m.sticker));
+  if (m.sticker) node.append(el("div", { class: "sticker", role: "img", "aria-label": m.sticker }, m.sticker));
   if (m.voice !== undefined) {
     const s = m.voice;
     node.append(el("div", { class: "voice" }, `🎤 ${t("voice_note")} ${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`));
