@@ -149,6 +149,7 @@ class BotApi:
             "closeForumTopic": lambda p: self.close_reopen_topic(p, close=True),
             "reopenForumTopic": lambda p: self.close_reopen_topic(p, close=False),
             "deleteForumTopic": self.delete_forum_topic,
+            "setMessageReaction": self.set_message_reaction,
         }
 
     # ================================================================== entry point
@@ -823,6 +824,25 @@ class BotApi:
         inline, _kb = self.markup(p)
         _chat_id, msg = self._edit_target(p)
         return self._apply_edit(msg, {}, (), inline)
+
+    def set_message_reaction(self, p: JsonDict) -> bool:
+        chat_id = self.resolve_chat(p["chat_id"], send=False)
+        key = (chat_id, int(p["message_id"]))
+        if self.w._find(*key) is None:
+            raise bad_request("message to react not found")
+        emoji = []
+        for reaction in p.get("reaction") or []:
+            if reaction.get("type") != "emoji":
+                raise bad_request("REACTION_INVALID")
+            emoji.append(str(reaction.get("emoji")))
+        if len(emoji) > 1:
+            raise bad_request("REACTIONS_TOO_MANY")
+        if emoji:
+            self.w.reactions[key] = emoji
+        else:
+            self.w.reactions.pop(key, None)
+        self.w._pulse()
+        return True
 
     def _delete_one(self, chat_id: int, message_id: int) -> None:
         st = self.w._chat_state(chat_id)

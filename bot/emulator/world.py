@@ -274,6 +274,8 @@ class World:
         self.calls: list[Call] = []
         self.faults: list[Fault] = []
         self.chat_actions: list[tuple[int, str, int | None]] = []
+        # The bot's reactions by (chat id, message id): not part of a Message, as in Telegram.
+        self.reactions: dict[tuple[int, int], list[str]] = {}
         self._changed = asyncio.Event()
         self._file_counter = itertools.count(1)
         # Seconds since the epoch for message dates; the sandbox points it at the bot's clock.
@@ -312,6 +314,7 @@ class World:
         "callbacks",
         "answers",
         "allowed_updates",
+        "reactions",
     )
 
     def snapshot(self) -> JsonDict:

@@ -155,6 +155,7 @@ def message_view(
     viewer: int,
     tz: ZoneInfo,
     file_url: Callable[[str], str],
+    reactions: list[str] | None = None,
 ) -> JsonDict:
     """What the page needs to draw one message bubble."""
     sender = message.get("from") or {}
@@ -177,6 +178,8 @@ def message_view(
     }
     if "text" in message:
         view["text"] = message["text"]
+    if reactions:
+        view["reactions"] = reactions
     if "photo" in message:
         view["photo"] = file_url(message["photo"][-1]["file_id"])
     if "document" in message:

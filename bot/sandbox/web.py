@@ -192,7 +192,13 @@ class SandboxPage:
         if not any(c["chat"] == chat_id and c["thread"] == thread for c in chats):
             chat_id, thread = person.id, None
         messages = [
-            message_view(m, viewer=person.id, tz=self.tz, file_url=self._file_url)
+            message_view(
+                m,
+                viewer=person.id,
+                tz=self.tz,
+                file_url=self._file_url,
+                reactions=self.fake.reactions.get((chat_id, m["message_id"])),
+            )
             for m in self._thread_messages(chat_id, thread)
         ]
         return web.json_response(

@@ -621,3 +621,72 @@ async def test_private_rate_limit() -> None:
     finally:
         await close_bot(b)
         await fake.stop()
+
+
+# ------------------------------------------------------------------------------ sandbox support
+
+
+async def test_the_command_menu_a_user_sees_follows_telegrams_scope_order(
+    fake: FakeTelegram, bot: Bot, alice: FakeUser
+) -> None:
+    from aiogram.types import BotCommandScopeAllPrivateChats
+
+    boris = fake.add_user(1002, "Борис", language_code="ru")
+    carol = fake.add_user(1003, "Carol", language_code="de")
+    await bot.set_my_commands([BotCommand(command="start", description="Start")])
+    await bot.set_my_commands(
+        [BotCommand(command="new", description="New request")],
+        scope=BotCommandScopeAllPrivateChats(),
+    )
+    await bot.set_my_commands(
+        [BotCommand(command="new", description="Новая заявка")],
+        scope=BotCommandScopeAllPrivateChats(),
+        language_code="ru",
+    )
+    await bot.set_my_commands(
+        [BotCommand(command="language", description="Language")],
+        scope=BotCommandScopeChat(chat_id=alice.id),
+    )
+    assert [c["command"] for c in fake.commands_for(alice.id)] == ["language"]
+    assert fake.commands_for(boris.id)[0]["description"] == "Новая заявка"
+    assert fake.commands_for(carol.id)[0]["description"] == "New request"
+    fake.add_group(STAFF, "Staff", members=[carol])
+    assert [c["command"] for c in fake.commands_for(carol.id, STAFF)] == ["start"]
+
+
+async def test_reactions_are_kept_beside_the_message(
+    fake: FakeTelegram, bot: Bot, alice: FakeUser
+) -> None:
+    from aiogram.types import ReactionTypeEmoji
+
+    message = fake.send_text(alice, "a note")
+    assert await bot.set_message_reaction(
+        alice.id, message["message_id"], [ReactionTypeEmoji(emoji="✍")]
+    )
+    assert fake.reactions[(alice.id, message["message_id"])] == ["✍"]
+    assert "reactions" not in fake.message(alice.id, message["message_id"])
+    assert await bot.set_message_reaction(alice.id, message["message_id"], [])
+    assert (alice.id, message["message_id"]) not in fake.reactions
+    with pytest.raises(TelegramBadRequest, match="message to react not found"):
+        await bot.set_message_reaction(alice.id, 999, [ReactionTypeEmoji(emoji="✍")])
+
+
+async def test_a_snapshot_brings_the_world_back_and_new_ids_go_on(
+    fake: FakeTelegram, bot: Bot, alice: FakeUser
+) -> None:
+    import pickle
+
+    await bot.send_message(alice.id, "kept")
+    fake.send_text(alice, "pending update")
+    state = pickle.loads(pickle.dumps(fake.snapshot()))
+    before = [u["update_id"] for u in fake.updates]
+
+    again = FakeTelegram(token=TOKEN)
+    again.restore(state)
+    assert [m.get("text") for m in again.messages(alice.id)] == [
+        m.get("text") for m in fake.messages(alice.id)
+    ]
+    assert [u["update_id"] for u in again.updates] == before
+    later = again.send_text(alice, "after the restart")
+    assert later["message_id"] > fake.messages(alice.id)[-1]["message_id"]
+    assert again.updates[-1]["update_id"] > before[-1]

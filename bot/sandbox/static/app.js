@@ -262,6 +262,7 @@ function bubble(m) {
     { class: "foot" },
     el("button", { type: "button", class: "reply-action", onclick: () => startReply(m) }, t("reply")),
     m.editable ? el("button", { type: "button", class: "edit-action", onclick: () => startEdit(m) }, t("edit")) : null,
+    m.reactions ? el("span", { class: "reactions" }, m.reactions.join(" ")) : null,
     m.edited ? el("span", { class: "edited" }, t("edited")) : null,
     el("time", {}, m.time)
   );
