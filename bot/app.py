@@ -6,7 +6,9 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Callable
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 
 from aiogram import Bot, Dispatcher
@@ -17,13 +19,19 @@ from aiogram.enums import ParseMode
 from aiogram.exceptions import TelegramAPIError, TelegramMigrateToChat
 from aiogram.fsm.storage.base import BaseEventIsolation
 from aiogram.fsm.storage.memory import SimpleEventIsolation
-from aiogram.types import BotCommandScopeAllPrivateChats, ChatMember
+from aiogram.types import (
+    BotCommand,
+    BotCommandScopeAllPrivateChats,
+    BotCommandScopeChat,
+    BotCommandScopeChatMember,
+    ChatMember,
+)
 from aiogram.utils.i18n import I18n
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.clock import Clock, SystemClock
-from bot.commands import customer_commands
+from bot.commands import customer_commands, manager_commands, private_commands, staff_commands
 from bot.config import Settings
 from bot.db.dialog_storage import DatabaseStorage
 from bot.db.engine import Database
@@ -115,15 +123,38 @@ def create_dispatcher(
     return dispatcher
 
 
-async def set_commands(bot: Bot, i18n: I18n, default_locale: str) -> None:
-    """The command menu in each language, and in ``DEFAULT_LOCALE`` for everyone else."""
-    scope = BotCommandScopeAllPrivateChats()
+MenuScope = BotCommandScopeAllPrivateChats | BotCommandScopeChat | BotCommandScopeChatMember
+
+
+async def set_commands(
+    bot: Bot, i18n: I18n, default_locale: str, staff_chat_id: int, managers: frozenset[int]
+) -> None:
+    """The command menus in each language, and in ``DEFAULT_LOCALE`` for everyone else:
+    customers' in private chats, staff's in the staff group, and managers' own commands in
+    their private chats and, for them alone, in the staff group."""
+    menus: list[tuple[MenuScope, Callable[[], list[BotCommand]]]] = [
+        (BotCommandScopeAllPrivateChats(), customer_commands),
+        (BotCommandScopeChat(chat_id=staff_chat_id), staff_commands),
+    ]
+    for manager in sorted(managers):
+        menus.append(
+            (BotCommandScopeChat(chat_id=manager), partial(private_commands, manager=True))
+        )
+        menus.append(
+            (
+                BotCommandScopeChatMember(chat_id=staff_chat_id, user_id=manager),
+                lambda: staff_commands() + manager_commands(),
+            )
+        )
     with i18n.context():
-        for locale in i18n.available_locales:
-            with i18n.use_locale(locale):
-                await bot.set_my_commands(customer_commands(), scope=scope, language_code=locale)
-        with i18n.use_locale(default_locale):
-            await bot.set_my_commands(customer_commands(), scope=scope)
+        for scope, commands in menus:
+            for locale in (*i18n.available_locales, None):
+                with i18n.use_locale(locale or default_locale):
+                    try:
+                        await bot.set_my_commands(commands(), scope=scope, language_code=locale)
+                    except TelegramAPIError as error:
+                        # A manager who is not in the staff group, say: the menu is a comfort.
+                        log.warning("command menu for %s not set: %s", scope.type, error)
 
 
 async def check_staff_group(bot: Bot, database: Database, desk: DeskConfig, bot_id: int) -> None:
@@ -267,7 +298,9 @@ async def run(settings: Settings, *, clock: Clock | None = None) -> None:
         me = await bot.get_me()
         log.info("started as @%s (%s)", me.username, me.id)
         await check_staff_group(bot, database, desk, me.id)
-        await set_commands(bot, i18n, settings.default_locale)
+        await set_commands(
+            bot, i18n, settings.default_locale, desk.staff_chat_id, settings.manager_ids
+        )
         background.append(asyncio.create_task(sender.run(), name="sender"))
         background.append(asyncio.create_task(housekeeping(database.writer, clock)))
         background.append(asyncio.create_task(scheduler.run(), name="scheduler"))

@@ -54,3 +54,42 @@ async def test_the_daily_summary_goes_out_once_with_two_processes(
     await manager.expect("Сводка поддержки за", timeout=15)
     await fake.next_message(MANAGER)  # the chart
     await fake.expect_silence(MANAGER, within=3.0)
+
+
+async def test_each_audience_has_its_own_command_menu(
+    fake: FakeTelegram, alice: FakeUser, start_bot
+) -> None:
+    from tests.e2e.harness import STAFF_CHAT_ID
+
+    boss = fake.add_user(MANAGER, "Maria", username="boss", language_code="en")
+    agent = fake.add_user(2001, "Анна", language_code="ru")
+    fake.add_member(STAFF_CHAT_ID, agent)
+    fake.add_member(STAFF_CHAT_ID, boss)
+    await start_bot(MANAGER_IDS=str(MANAGER), SUMMARY_TIME="23:59:59")
+
+    def menu(user: FakeUser, chat: int | None = None) -> list[str]:
+        return [c["command"] for c in fake.commands_for(user.id, chat)]
+
+    assert menu(alice) == ["new", "my", "cancel", "language", "help"]
+    assert menu(boss) == ["new", "my", "cancel", "language", "help", "summary", "export"]
+    assert menu(agent, STAFF_CHAT_ID) == ["queue", "ticket", "find", "note", "macros"]
+    assert menu(boss, STAFF_CHAT_ID)[-2:] == ["summary", "export"]
+    assert fake.commands_for(agent.id, STAFF_CHAT_ID)[0]["description"].startswith("Открытые")
+    # The manager's own language choice keeps the manager's commands.
+    manager = Customer(fake, boss)
+    manager.command("/language")
+    while "Choose the language" not in fake.text_of(choice := await fake.next_message(MANAGER)):
+        pass  # yesterday's summary, due since this manager has written to the bot
+    since = len(fake.calls)
+    manager.press("Русский", choice)
+    await fake.wait_for_call(
+        "setMyCommands",
+        lambda call: (
+            call.params.get("scope", {}).get("chat_id") == MANAGER
+            and call.params.get("language_code") is None
+            and call.ok
+            and any(c["command"] == "summary" for c in call.params["commands"])
+            and call.params["commands"][0]["description"] == "Новое обращение"
+        ),
+        since=since,
+    )

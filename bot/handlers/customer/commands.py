@@ -11,12 +11,13 @@ from aiogram.types import BotCommandScopeChat, CallbackQuery, Message
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
-from bot.commands import customer_commands
+from bot.commands import private_commands
 from bot.domain.tickets import is_open
 from bot.handlers.customer.dialog import Dialog
 from bot.keyboards import customer as kb
 from bot.keyboards.customer import LanguageCb
 from bot.services.desk_config import DeskConfig
+from bot.services.managers import ManagerService
 from bot.services.tickets import TicketService
 from bot.states import STEPS
 from bot.views.tickets import TicketLine, my_tickets
@@ -75,7 +76,12 @@ async def language_command(message: Message, dialog: Dialog) -> None:
 
 @router.callback_query(LanguageCb.filter())
 async def language_chosen(
-    callback: CallbackQuery, callback_data: LanguageCb, bot: Bot, dialog: Dialog, i18n: I18n
+    callback: CallbackQuery,
+    callback_data: LanguageCb,
+    bot: Bot,
+    dialog: Dialog,
+    i18n: I18n,
+    managers: ManagerService,
 ) -> None:
     code = callback_data.code
     if code not in kb.LANGUAGE_NAMES or code not in i18n.available_locales:
@@ -94,5 +100,6 @@ async def language_chosen(
         with contextlib.suppress(TelegramAPIError):
             # The command menu of this chat follows the chosen language.
             await bot.set_my_commands(
-                customer_commands(), scope=BotCommandScopeChat(chat_id=dialog.user.id)
+                private_commands(manager=managers.is_manager(dialog.user.id)),
+                scope=BotCommandScopeChat(chat_id=dialog.user.id),
             )
