@@ -127,7 +127,13 @@ async def serve(args: argparse.Namespace, database_url: str, database: Path) -> 
     saver = asyncio.create_task(_keep_saving(fake, clock, saved)) if args.db else None
     try:
         site = web.TCPSite(runner, args.host, args.port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as error:
+            raise OSError(
+                f"cannot open the page on {args.host}:{args.port} ({error.strerror}); "
+                "choose another port with --port"
+            ) from None
         port = runner.addresses[0][1]
         address = f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '') else args.host}:{port}/"
         print(f"Sandbox is ready: {address}", flush=True)

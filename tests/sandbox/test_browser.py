@@ -141,3 +141,28 @@ def test_a_resolved_request_reminds_then_closes_itself_as_the_clock_moves(page: 
     ui.be("Paul")
     ui.open_chat(f"#{number}")
     expect(ui.card(number)).to_contain_text("Закрыт")
+
+    # At 21:00 by the bot's clock the manager gets the day's summary without asking.
+    ui.be("Марина")
+    ui.move_clock("to 21:00")
+    day = page.locator("#clock-now").get_attribute("title") or ""
+    year, month, date = day[:10].split("-")
+    title = f"Сводка поддержки за {int(date)} {RU_MONTHS[int(month) - 1]} {year}"
+    ui.message(title)
+    expect(page.locator("#clock-state")).to_contain_text("support is off")
+
+
+RU_MONTHS = [
+    "января",
+    "февраля",
+    "марта",
+    "апреля",
+    "мая",
+    "июня",
+    "июля",
+    "августа",
+    "сентября",
+    "октября",
+    "ноября",
+    "декабря",
+]
