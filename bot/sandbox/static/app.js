@@ -14,6 +14,7 @@ const state = {
   edit: null, // {id}
   files: [],
   seen: {}, // "person:chat:thread" -> last message id seen
+  met: new Set(), // people whose chats the page has shown at least once
   rendered: new Map(), // message id -> {key, el}
   stick: true, // the conversation is scrolled to its end and should stay there
   loading: false,
@@ -21,6 +22,8 @@ const state = {
 };
 
 const t = (key) => state.texts[key] || key;
+// Each language by its own name, as language pickers do.
+const LANGUAGE_NAMES = { ru: "Русский", en: "English" };
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -88,7 +91,9 @@ async function loadWorld(lang) {
     )
   );
   const langs = $("lang");
-  langs.replaceChildren(...state.world.locales.map((code) => el("option", { value: code }, code)));
+  langs.replaceChildren(
+    ...state.world.locales.map((code) => el("option", { value: code }, LANGUAGE_NAMES[code] || code))
+  );
   langs.value = state.world.lang;
   drawClock(state.world.clock);
 }
@@ -159,12 +164,17 @@ const seenKey = (chat, thread) => `${state.person}:${chat}:${thread ?? ""}`;
 function draw(view) {
   drawClock(view.clock);
   const current = view.chats.find((c) => c.chat === view.chat && c.thread === view.thread);
+  if (!state.met.has(state.person)) {
+    // What was there before this person first looked is not news to them.
+    state.met.add(state.person);
+    for (const c of view.chats) state.seen[seenKey(c.chat, c.thread)] = c.last_id;
+  }
   if (current) state.seen[seenKey(current.chat, current.thread)] = current.last_id;
   const list = $("chat-list");
   list.replaceChildren(
     ...view.chats.map((c) => {
       const isCurrent = c === current;
-      const unseen = c.last_id > (state.seen[seenKey(c.chat, c.thread)] ?? (c.last_id ? 0 : -1));
+      const unseen = c.last_id > (state.seen[seenKey(c.chat, c.thread)] ?? 0);
       const kind = c.kind === "private" ? t("private") : c.kind === "topic" ? (c.closed ? "🔒 " + t("topic_closed") : "# " + t("topic")) : c.kind === "general" ? "# " + t("general") : "";
       return el(
         "li",
@@ -215,7 +225,8 @@ function drawMessages(view) {
   }
   state.rendered = keep;
   if (!nodes.length) {
-    nodes.push(el("p", { class: "empty" }, view.thread ? t("empty_topic") : t("empty_chat")));
+    const privateChat = view.chat === view.person;
+    nodes.push(el("p", { class: "empty" }, privateChat ? t("empty_chat") : t("empty_topic")));
   }
   // Only touch the DOM where something changed, so focus and scroll stay where they were.
   const same = nodes.length === box.children.length && nodes.every((n, i) => box.children[i] === n);
@@ -302,7 +313,17 @@ function jumpTo(id) {
 }
 
 function drawClock(clock) {
-  $("clock-now").textContent = `${clock.now} (${clock.zone})`;
+  let now = clock.now;
+  try {
+    // The bot's time in the service's zone, written the way the page's language writes dates.
+    now = new Intl.DateTimeFormat(state.world ? state.world.lang : undefined, {
+      weekday: "short", day: "numeric", month: "short", year: "numeric",
+      hour: "2-digit", minute: "2-digit", hourCycle: "h23", timeZone: clock.zone,
+    }).format(new Date(clock.iso));
+  } catch (error) {
+    // A browser without that zone keeps the server's own wording.
+  }
+  $("clock-now").textContent = `${now} (${clock.zone})`;
   $("clock-now").title = clock.iso;
   const pill = $("clock-state");
   pill.textContent = `${clock.open ? t("open") : t("closed")} ${clock.hours}`;
