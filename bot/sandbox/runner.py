@@ -34,11 +34,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         prog="python -m bot sandbox",
         description="Try the whole desk in a browser: the real bot against an emulated Telegram.",
     )
-    parser.add_argument("--port", type=int, default=8080, help="port of the page (0: any free)")
+    parser.add_argument(
+        "--port", type=int, default=8080, metavar="N", help="port of the page (0: any free)"
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address of the page")
     parser.add_argument(
         "--db",
         type=Path,
+        metavar="PATH",
         help="keep the desk in this SQLite file and its chats beside it (default: a temporary one)",
     )
     parser.add_argument(
@@ -87,7 +90,7 @@ def main(argv: list[str]) -> int:
 async def serve(args: argparse.Namespace, database_url: str, database: Path) -> None:
     from bot.app import create_i18n, run
 
-    fake = FakeTelegram(SANDBOX_TOKEN)
+    fake = FakeTelegram(SANDBOX_TOKEN, bot_name="e-Comet Support")
     clock = ShiftedClock()
     # Messages carry the bot's time, so moving the clock shows in the chats too.
     fake.clock = lambda: clock.now().timestamp()
