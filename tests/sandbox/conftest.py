@@ -105,8 +105,10 @@ def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
     assert code == 0, f"the sandbox exited with {code}:\n{running.log()}"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def browser() -> Iterator[object]:
+    # Per test, not per session: Playwright's sync API runs an event loop in this thread while
+    # it is open, and the asyncio tests that come after need the thread without one.
     executable = chromium_path()
     if executable is None:
         if os.environ.get("SANDBOX_BROWSER_REQUIRED") == "1":
