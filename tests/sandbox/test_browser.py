@@ -46,6 +46,11 @@ def test_open_take_answer_confirm_and_summarise(page: Page) -> None:
     ui.be("Светлана")
     ui.open_chat(f"#{number}")
     card = ui.card(number)
+    # The card's HTML formatting is drawn, not shown as tags.
+    expect(card.locator(".text strong").first).to_be_visible()
+    expect(card.locator(".text blockquote")).to_contain_text("The login page shows an error")
+    expect(card.locator(".text code").first).to_be_visible()
+    expect(card).not_to_contain_text("<b>")
     expect(page.locator("#messages img.photo").first).to_be_visible()  # the screenshot
     ui.press("Взять", card)
     expect(card).to_contain_text("Светлана")
