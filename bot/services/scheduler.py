@@ -74,9 +74,16 @@ class Scheduler:
         for number in due:
             async with self.session_factory() as session, session.begin():
                 alerts += await self.resolution.check_sla(session, number)
+        summaries = 0
         if self.managers is not None and await self.managers.daily(self.session_factory):
-            alerts += 1
-        if closed or reminded or alerts:
-            log.info("timers: %d auto-closed, %d reminded, %d SLA alerts", closed, reminded, alerts)
+            summaries = 1
+        if closed or reminded or alerts or summaries:
+            log.info(
+                "timers: %d auto-closed, %d reminded, %d SLA alerts, %d daily summaries",
+                closed,
+                reminded,
+                alerts,
+                summaries,
+            )
             self.after_commit()
         return closed, reminded

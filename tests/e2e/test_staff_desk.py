@@ -215,7 +215,7 @@ async def test_staff_commands(
     queue = fake.text_of(await fake.next_message(STAFF_CHAT_ID))
     assert queue.index("Urgent one") < queue.index("Low one")  # P1 before P4
     assert "Открытых обращений: 2" in queue
-    assert queue.count("SLA: ⏱ до первого ответа осталось") == 2  # the SLA state of each
+    assert queue.count("SLA: ⏱ до первого ответа:") == 2  # the SLA state of each
     fake.send_command(anna, "/find urgent", chat_id=STAFF_CHAT_ID)
     found = fake.text_of(await fake.next_message(STAFF_CHAT_ID))
     assert f"#{number}" in found and "Low one" not in found
