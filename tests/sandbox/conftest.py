@@ -114,7 +114,10 @@ def browser() -> Iterator[object]:
         if os.environ.get("SANDBOX_BROWSER_REQUIRED") == "1":
             pytest.fail("Chromium is not installed (apt-get install chromium)")
         pytest.skip("Chromium is not installed (apt-get install chromium); browser tests skipped")
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
+
+    # A loaded CI machine answers slower than a laptop; a wrong page still fails, later.
+    expect.set_options(timeout=20_000)
 
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
@@ -138,6 +141,7 @@ def page(browser, sandbox: Sandbox, request: pytest.FixtureRequest) -> Iterator[
     )
     opened.set_default_timeout(20_000)
     opened.goto(sandbox.url)
+    opened.wait_for_selector("body[data-ready=true]")  # the page has drawn what it was given
     yield opened
     failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
     if failed:

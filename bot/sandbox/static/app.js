@@ -460,9 +460,7 @@ function connect() {
   };
 }
 
-async function start() {
-  await loadWorld(localStorage.getItem("sandbox-lang"));
-  readHash();
+function wire() {
   $("person").addEventListener("change", () => {
     state.person = Number($("person").value);
     state.chat = null;
@@ -515,8 +513,16 @@ async function start() {
   });
   $("sticker-button").addEventListener("click", () => submit({ kind: "sticker" }));
   $("voice-button").addEventListener("click", () => submit({ kind: "voice" }));
+}
+
+async function start() {
+  // Controls answer from the first moment; what they need arrives before they can be used.
+  wire();
+  await loadWorld(localStorage.getItem("sandbox-lang"));
+  readHash();
   await refresh();
   connect();
+  document.body.dataset.ready = "true";
 }
 
 start();
