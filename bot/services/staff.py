@@ -212,12 +212,13 @@ class StaffService:
         self._move(session, ticket, Action.ASK_INFO, actor, self.clock.now())
         await self.cards.refresh(session, ticket)
         await self._tell_customer(session, ticket, lambda: views.ask_info_notice(ticket.number))
-        return Done(
-            ticket,
-            _(
+        if self.config.staff_is_forum:
+            hint = _("#{number} waits for the customer. Write your question in this topic.")
+        else:
+            hint = _(
                 "#{number} waits for the customer. Write your question as a reply to the card."
-            ).format(number=number),
-        )
+            )
+        return Done(ticket, hint.format(number=number))
 
     async def resolve_prompt(self, session: AsyncSession, number: int, actor: User) -> Done:
         """Resolve asks for the answer in the ticket's thread (or takes the last one)."""

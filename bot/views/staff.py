@@ -130,7 +130,7 @@ def taken_notice(number: int, agent: str) -> str:
 def ask_info_notice(number: int) -> str:
     return _(
         "❔ Support needs more information about your request #{number}. "
-        "Please answer the question above in this chat."
+        "Please answer support's question in this chat."
     ).format(number=number)
 
 

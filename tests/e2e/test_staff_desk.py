@@ -84,7 +84,8 @@ async def test_card_buttons_change_the_ticket_and_the_card(
     await _card_shows(fake, card, "Исполнитель: Boris")
     await c.expect("Boris", "#1")
     # Ask info: the customer is asked; their answer brings the ticket back to work.
-    fake.press(anna, card, "Запросить данные")
+    asked = fake.press(anna, card, "Запросить данные")
+    assert "ответом на карточку" in (await fake.wait_for_answer(asked))["text"]
     await _card_shows(fake, card, "Ждёт ответа клиента")
     await c.expect("more information", "#1")
     c.say("Here is the extra information you asked for.")

@@ -102,6 +102,11 @@ async def test_closing_closes_the_topic(
     c = Customer(fake, alice)
     number = await c.open_request(topic="Duplicate")
     card = await next_post(fake)
+    # In a forum the question is written in the ticket's topic, and the hint says so.
+    asked = fake.press(anna, card, "Запросить данные")
+    assert "в этой теме" in (await fake.wait_for_answer(asked))["text"]
+    await c.expect("is now working on your request")  # asking takes a new ticket
+    await c.expect("more information", "support's question")
     fake.press(anna, card, "Закрыть")
     await c.expect("closed by support", f"#{number}")
     await _eventually(lambda: topics(fake)[0].closed, "topic not closed")
