@@ -250,6 +250,7 @@ async def run(settings: Settings, *, clock: Clock | None = None) -> None:
     tickets = TicketService(clock=clock, outbox=outbox, i18n=i18n, config=desk, cards=cards)
     staff = StaffService(clock=clock, outbox=outbox, i18n=i18n, config=desk, cards=cards)
     sender.on_undelivered = staff.undelivered
+    sender.on_topic_recreated = cards.repost
     resolution = ResolutionService(
         clock=clock,
         outbox=outbox,

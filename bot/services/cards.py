@@ -100,6 +100,24 @@ class Cards:
         for group in media:
             self.add_media(session, ticket, group, {"reply_to_delivery": card.id}, "card_media")
 
+    async def repost(self, session: AsyncSession, ticket: Ticket) -> None:
+        """The card again, as the ticket's card from now on (its topic was deleted with the
+        old one): later edits go to this one."""
+        staff = self.config.staff_chat_id
+        # Called from the sender, outside any update: the i18n context is ours to set.
+        with self.i18n.context():
+            text, markup = await self.render(session, ticket)
+        self.outbox.add(
+            session,
+            chat_id=staff,
+            method=methods.SendMessage,
+            payload={"chat_id": staff, "text": text, "reply_markup": markup},
+            purpose="card",
+            ticket_number=ticket.number,
+            rank=int(ticket.priority),
+            context={"customer_chat_id": ticket.customer_id},
+        )
+
     async def refresh(self, session: AsyncSession, ticket: Ticket) -> None:
         """Edit the card in place; it follows the card in the same stream, so it finds it."""
         staff = self.config.staff_chat_id

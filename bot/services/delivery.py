@@ -171,6 +171,7 @@ class _Outcome:
     result: Any = None
     failure: _Failure | None = None
     topic: int | None = None  # a forum topic created for the ticket on the way
+    recreated: bool = False  # ... in place of one somebody deleted
 
 
 class Sender:
@@ -204,6 +205,7 @@ class Sender:
         self._topics: dict[int, int] = {}  # ticket -> topic created, until it is recorded
         self._moved: dict[int, int] = {}  # old chat id -> new one (group upgrades)
         self.on_undelivered: Callable[[AsyncSession, Delivery], Awaitable[None]] | None = None
+        self.on_topic_recreated: Callable[[AsyncSession, Ticket], Awaitable[None]] | None = None
         self.poll_interval = poll_interval
         self.concurrency = concurrency
         self._in_flight: dict[int, str] = {}  # delivery id -> stream, until its outcome is kept
@@ -354,6 +356,7 @@ class Sender:
                 # Someone deleted the ticket's topic: a new one, and the message goes there.
                 log.warning("topic of ticket %s is gone; creating it again", delivery.ticket_number)
                 outcome.topic = await self._topic_of(delivery, recreate=True)
+                outcome.recreated = True
                 call.message_thread_id = outcome.topic  # type: ignore[attr-defined]
                 if "reply_parameters" in type(call).model_fields:
                     call.reply_parameters = None  # type: ignore[attr-defined]  # was in the old topic
@@ -510,6 +513,14 @@ class Sender:
                     if ticket is not None:
                         ticket.staff_thread_id = outcome.topic
                         ticket.staff_chat_id = row.chat_id
+                        if outcome.recreated and self.on_topic_recreated is not None:
+                            # The card went with the old topic: staff need its buttons here.
+                            # It must never cost the record of what was sent.
+                            try:
+                                async with session.begin_nested():
+                                    await self.on_topic_recreated(session, ticket)
+                            except Exception:
+                                log.exception("ticket %s: card not posted again", ticket.number)
                 if outcome.failure is None:
                     await self._succeeded(session, row, outcome.result, now, link=link)
                 else:

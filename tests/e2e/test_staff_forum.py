@@ -90,9 +90,25 @@ async def test_a_topic_per_ticket_and_the_conversation_inside(
         new_topic.thread_id != topic.thread_id
         and relayed["message_thread_id"] == new_topic.thread_id
     )
+    # The card is posted again in the new topic, with its buttons, and is the card from now on.
+    new_card = await next_post(fake)
+    assert new_card["message_thread_id"] == new_topic.thread_id
+    assert f"#{number}" in fake.text_of(new_card) and "📜 История" in fake.buttons(new_card)
     await asyncio.sleep(0.5)  # a person reads before answering; the new topic is recorded
     fake.send_text(anna, "Yes, here.", chat_id=STAFF_CHAT_ID, thread_id=new_topic.thread_id)
     await c.expect("Yes, here.")
+    fake.press(anna, new_card, "Приоритет")
+    await _eventually(
+        lambda: any(
+            "P4" in b for b in fake.buttons(fake.message(STAFF_CHAT_ID, new_card["message_id"]))
+        ),
+        "the new card did not show the priority menu",
+    )
+    fake.press(anna, fake.message(STAFF_CHAT_ID, new_card["message_id"]), "P4")
+    await _eventually(
+        lambda: "P4" in fake.text_of(fake.message(STAFF_CHAT_ID, new_card["message_id"])),
+        "the new card was not edited",
+    )
 
 
 async def test_closing_closes_the_topic(
