@@ -189,6 +189,12 @@ class BotApi:
             return chat_id
         if chat_id in self.w.groups:
             grp = self.w.groups[chat_id]
+            if grp.migrated_to is not None:
+                raise ApiError(
+                    400,
+                    "Bad Request: group chat was upgraded to a supergroup chat",
+                    migrate_to_chat_id=grp.migrated_to,
+                )
             if not grp.bot_is_member:
                 raise ApiError(403, "Forbidden: bot is not a member of the supergroup chat")
             self.w._chat_state(chat_id)

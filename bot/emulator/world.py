@@ -146,6 +146,7 @@ class FakeChat:
     bot_rights: dict[str, bool] | None = field(default_factory=lambda: dict(DEFAULT_BOT_RIGHTS))
     bot_is_member: bool = True
     topics: dict[int, Topic] = field(default_factory=dict)
+    migrated_to: int | None = None  # upgraded to a supergroup with this id
 
     def to_chat(self) -> JsonDict:
         d: JsonDict = {"id": self.id, "title": self.title, "type": self.type}
@@ -407,6 +408,40 @@ class World:
         # Message 1 of a group is its creation (and, in a forum, the General topic's id).
         st.next_id = max(st.next_id, 2)
         return grp
+
+    def upgrade_group(
+        self, chat_id: int, new_chat_id: int, *, by: int | FakeUser, notify: bool = True
+    ) -> FakeChat:
+        """Telegram upgrades a group to a supergroup with a new id: the same people and rights
+        there; the old id answers 400 with ``migrate_to_chat_id`` from now on. With ``notify``
+        the bot gets the service messages (``migrate_to_chat_id`` in the old chat,
+        ``migrate_from_chat_id`` in the new one), as a member that sees the group does."""
+        old = self._group(chat_id)
+        user = self._user(by)
+        new = FakeChat(
+            new_chat_id,
+            old.title,
+            is_forum=old.is_forum,
+            username=old.username,
+            members=set(old.members),
+            admins=set(old.admins),
+            owner=old.owner,
+            bot_rights=dict(old.bot_rights) if old.bot_rights is not None else None,
+            bot_is_member=old.bot_is_member,
+        )
+        self.groups[new_chat_id] = new
+        self._chat_state(new_chat_id).next_id = 2
+        moved = self._store_message(
+            chat_id, user.to_user(), {"migrate_to_chat_id": new_chat_id}, by_bot=False
+        )
+        old.migrated_to = new_chat_id
+        arrived = self._store_message(
+            new_chat_id, user.to_user(), {"migrate_from_chat_id": chat_id}, by_bot=False
+        )
+        if notify:
+            self._enqueue("message", moved.data)
+            self._enqueue("message", arrived.data)
+        return new
 
     def add_member(self, chat_id: int, user: int | FakeUser, *, admin: bool = False) -> None:
         grp = self._group(chat_id)

@@ -213,6 +213,8 @@ class Sender:
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
+        self._loop_done = asyncio.Event()  # set while run() is not looping
+        self._loop_done.set()
         self.instance_id = uuid.uuid4().hex
         self._last_beat: datetime | None = None
 
@@ -229,27 +231,37 @@ class Sender:
         # This task and the sends it starts handle their own retries without blocking.
         retrying_enabled.set(False)
         log.info("delivery sender started")
-        while not self._stopping:
-            wait = self.poll_interval
-            try:
-                await self._record_outcomes()
-                wait = min(wait, await self._dispatch_due())
-            except Exception:
-                log.exception("delivery sweep failed; retrying")
-                wait = 1.0
-            self._wake.clear()
-            if self._outcomes:
-                continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=max(wait, 0.005))
+        self._loop_done.clear()
+        try:
+            while not self._stopping:
+                wait = self.poll_interval
+                try:
+                    await self._record_outcomes()
+                    wait = min(wait, await self._dispatch_due())
+                except Exception:
+                    log.exception("delivery sweep failed; retrying")
+                    wait = 1.0
+                self._wake.clear()
+                if self._outcomes:
+                    continue
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=max(wait, 0.005))
+        finally:
+            self._loop_done.set()
 
     async def stop(self, timeout: float = 10.0) -> None:
+        """Finish what is in hand and record it. The loop is let finish its turn rather than
+        cancelled: cancelled while recording, a sent message would be sent again later."""
         self._stopping = True
         self._wake.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._loop_done.wait(), timeout)
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=timeout)
-        with contextlib.suppress(Exception):
+        try:
             await self._record_outcomes()
+        except Exception:
+            log.exception("the last delivery outcomes could not be recorded")
         if self._last_beat is not None and not self._in_flight:
             async with self.session_factory() as session, session.begin():
                 await SenderRepo(session).forget(self.instance_id)

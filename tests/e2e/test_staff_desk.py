@@ -278,3 +278,40 @@ async def test_albums_edits_and_a_blocked_customer(
     note = await fake.next_message(STAFF_CHAT_ID)
     assert "не доставлено" in fake.text_of(note) and "заблокировал" in fake.text_of(note)
     assert note["reply_to_message"]["message_id"] == card["message_id"]
+
+
+async def test_the_desk_follows_the_group_when_telegram_upgrades_it(
+    fake: FakeTelegram, alice: FakeUser, anna: FakeUser, start_bot
+) -> None:
+    upgraded, again = -1002000000002, -1003000000003
+    bot = await start_bot()
+    c = Customer(fake, alice)
+    await _new_ticket(fake, c, topic="Before the upgrade")
+    # Telegram upgrades the group; the bot sees the service message and follows the new id.
+    fake.upgrade_group(STAFF_CHAT_ID, upgraded, by=anna)
+    await fake.wait_updates_consumed()
+    number = await c.open_request(topic="After the upgrade")
+    card = await fake.next_message(upgraded)
+    assert f"#{number}" in fake.text_of(card)
+    await asyncio.sleep(0.2)
+    fake.press(anna, card, "Взять")
+    await c.expect("Anna", f"#{number}")
+    # A restart keeps following it (STAFF_CHAT_ID still names the old group).
+    await bot.stop()
+    await bot.start()
+    c.say("Still there?", reply_to=c.last)
+    relayed = await fake.next_message(upgraded)
+    assert fake.text_of(relayed) == "Still there?"
+    # The stop recorded what had been sent: nothing is sent again after the restart.
+    taken = [m for m in fake.bot_messages(alice.id) if "is now working" in fake.text_of(m)]
+    assert len(taken) == 1, [fake.text_of(m) for m in taken]
+    # An upgrade the bot did not see: the first send that meets it follows it too.
+    fake.upgrade_group(upgraded, again, by=anna, notify=False)
+    third = await c.open_request(topic="Unseen upgrade")
+    moved_card = await fake.next_message(again)
+    assert f"#{third}" in fake.text_of(moved_card)
+    assert any(
+        call.error_code == 400 and "upgraded" in (call.error or "")
+        for call in fake.calls
+        if call.method == "sendMessage"
+    )

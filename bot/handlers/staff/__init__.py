@@ -29,6 +29,9 @@ async def _members_only(
     event: TelegramObject,
     data: dict[str, Any],
 ) -> Any:
+    if isinstance(event, Message) and event.migrate_to_chat_id:
+        # Telegram's own service message (no client can send one): the group has a new id.
+        return await handler(event, data)
     membership: Membership = data["membership"]
     user = data.get("user")
     if user is None or not await membership.is_member(user.id):
