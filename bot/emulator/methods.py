@@ -526,7 +526,10 @@ class BotApi:
         if not url:
             self.w.webhook = None
             return True
-        if not url.lower().startswith("https://"):
+        local_http = self.w.allow_http_webhooks and re.match(
+            r"^http://(127\.0\.0\.1|localhost)(:\d+)?/", url, re.IGNORECASE
+        )
+        if not url.lower().startswith("https://") and not local_http:
             raise bad_request("bad webhook: An HTTPS URL must be provided for webhook")
         if p.get("drop_pending_updates"):
             self.w.updates.clear()
@@ -553,6 +556,9 @@ class BotApi:
         }
         if self.w.webhook:
             info["max_connections"] = self.w.webhook["max_connections"]
+            if self.w.webhook.get("last_error_date"):
+                info["last_error_date"] = self.w.webhook["last_error_date"]
+                info["last_error_message"] = self.w.webhook["last_error_message"]
         return info
 
     def _scope_key(self, p: JsonDict) -> tuple[str, str]:

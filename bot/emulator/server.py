@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from aiohttp import BodyPartReader, web
+from aiohttp import BodyPartReader, ClientError, ClientSession, ClientTimeout, web
 
 from .methods import BotApi, RateLimits, _allowed
 from .schema import ApiError, UploadedFile, bad_request, load_schema
@@ -34,6 +34,8 @@ _DEFAULT_DESCRIPTIONS = {
     502: "Bad Gateway",
     503: "Service Unavailable",
 }
+WEBHOOK_TIMEOUT = 10.0
+WEBHOOK_RETRY_FIRST, WEBHOOK_RETRY_MAX = 0.2, 5.0
 _CONFLICT = "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running"  # noqa: E501
 
 
@@ -64,9 +66,11 @@ class FakeTelegram(World):
         self.api = BotApi(self, self.schema, enforce_limits=enforce_limits, rate_limits=rate_limits)
         self.url: str | None = None
         self._runner: web.AppRunner | None = None
+        self._pusher: asyncio.Task[None] | None = None
         self._poller: asyncio.Future[None] | None = None
         self._closing = False
         self.internal_errors: list[BaseException] = []
+        self.webhook_errors: list[str] = []
 
     @property
     def enforce_limits(self) -> bool:
@@ -93,11 +97,17 @@ class FakeTelegram(World):
         real_port = server.sockets[0].getsockname()[1]
         self._closing = False
         self.url = f"http://{host}:{real_port}"
+        self._pusher = asyncio.create_task(self._push_webhooks())
         return self.url
 
     async def stop(self) -> None:
         self._closing = True
         self._pulse()
+        if self._pusher is not None:
+            self._pusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pusher
+            self._pusher = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -318,6 +328,49 @@ class FakeTelegram(World):
         finally:
             if self._poller is me:
                 self._poller = None
+
+    # ================================================================== webhooks
+
+    async def _push_webhooks(self) -> None:
+        """With a webhook set, Telegram POSTs each update to it, in order, until it answers
+        2xx (then the update is confirmed); an error or a timeout is retried with a growing
+        pause and shown in getWebhookInfo."""
+        pause = WEBHOOK_RETRY_FIRST
+        async with ClientSession() as client:
+            while not self._closing:
+                hook = self.webhook
+                if hook is None or not self.updates:
+                    await self.wait_changed(1.0)
+                    continue
+                update = self.updates[0]
+                headers = {"Content-Type": "application/json"}
+                if hook.get("secret_token"):
+                    headers["X-Telegram-Bot-Api-Secret-Token"] = str(hook["secret_token"])
+                error: str | None = None
+                try:
+                    async with client.post(
+                        hook["url"],
+                        data=_dumps(update),
+                        headers=headers,
+                        timeout=ClientTimeout(total=WEBHOOK_TIMEOUT),
+                    ) as response:
+                        if not 200 <= response.status < 300:
+                            error = "Wrong response from the webhook: " + (
+                                f"{response.status} {response.reason}"
+                            )
+                except (ClientError, TimeoutError, OSError) as exc:
+                    error = f"Connection failed: {type(exc).__name__}"
+                if error is None:
+                    if self.updates and self.updates[0]["update_id"] == update["update_id"]:
+                        self.updates.pop(0)
+                    pause = WEBHOOK_RETRY_FIRST
+                    self._pulse()
+                    continue
+                hook["last_error_date"] = int(time.time())
+                hook["last_error_message"] = error
+                self.webhook_errors.append(error)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, WEBHOOK_RETRY_MAX)
 
     # ================================================================== driver: waiting
 

@@ -269,6 +269,8 @@ class World:
         self._update_ids = itertools.count(700_000_001)
         self.allowed_updates: frozenset[str] = DEFAULT_ALLOWED
         self.webhook: JsonDict | None = None
+        # Telegram sends webhooks to HTTPS only; a test may let it POST to http://127.0.0.1.
+        self.allow_http_webhooks = False
         self.commands: dict[tuple[str, str], list[JsonDict]] = {}
         self.callbacks: dict[str, JsonDict] = {}  # pending callback queries
         self.answers: dict[str, JsonDict] = {}

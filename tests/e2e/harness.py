@@ -26,6 +26,8 @@ class BotProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = workdir / "bot.log"
         self.starts = 0
+        # What the bot logs once it takes updates: it polls, or it listens for webhooks.
+        self.ready = "webhook mode: listening" if self.env.get("WEBHOOK_URL") else "Run polling"
 
     async def start(self, wait_polling: bool = True) -> None:
         self.starts += 1
@@ -51,7 +53,7 @@ class BotProcess:
         while loop.time() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(f"bot exited with {self.proc.returncode}:\n{self.log()}")
-            if "Run polling" in self.log().rpartition(marker)[2]:
+            if self.ready in self.log().rpartition(marker)[2]:
                 return
             await asyncio.sleep(0.05)
         raise TimeoutError(f"bot did not start polling in {timeout}s:\n{self.log()}")

@@ -1,0 +1,60 @@
+"""Webhook mode end to end: the emulated Telegram POSTs updates to the bot as Telegram does,
+retries while the bot is down, and the bot refuses requests without the secret."""
+
+from __future__ import annotations
+
+import socket
+
+import aiohttp
+
+from bot.emulator import FakeTelegram, FakeUser
+from tests.e2e.driver import Customer
+from tests.e2e.harness import STAFF_CHAT_ID
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def test_webhook_mode_takes_updates_survives_a_kill_and_checks_the_secret(
+    fake: FakeTelegram, alice: FakeUser, start_bot
+) -> None:
+    fake.allow_http_webhooks = True  # Telegram itself would insist on HTTPS
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    bot = await start_bot(
+        WEBHOOK_URL=base, WEBHOOK_SECRET="s3cret-token", WEB_HOST="127.0.0.1", WEB_PORT=str(port)
+    )
+    assert fake.webhook is not None
+    assert fake.webhook["url"] == f"{base}/webhook"
+    c = Customer(fake, alice)
+    number = await c.open_request(topic="Over a webhook")
+    card = await fake.next_message(STAFF_CHAT_ID)
+    assert f"#{number}" in fake.text_of(card)
+
+    async with aiohttp.ClientSession() as client:
+        async with client.get(f"{base}/healthz") as health:
+            assert health.status == 200
+        forged = {
+            "update_id": 1,
+            "message": {"message_id": 1, "date": 0, "chat": {"id": 1, "type": "private"}},
+        }
+        async with client.post(f"{base}/webhook", json=forged) as no_secret:
+            assert no_secret.status == 401
+        async with client.post(
+            f"{base}/webhook", json=forged, headers={"X-Telegram-Bot-Api-Secret-Token": "wrong"}
+        ) as wrong:
+            assert wrong.status == 401
+
+    # The bot dies; Telegram keeps the update and retries until the bot is back.
+    bot.kill()
+    c.say("Are you still there?")
+    while not fake.webhook_errors:
+        await fake.wait_changed(0.2)
+    assert fake.webhook_errors[-1].startswith("Connection failed")
+    await bot.start()
+    relayed = await fake.next_message(STAFF_CHAT_ID, timeout=20)
+    assert fake.text_of(relayed) == "Are you still there?"
+    await fake.wait_updates_consumed()
