@@ -58,9 +58,14 @@ class FakeTelegram(World):
         bot_name: str = "Ecomet Support",
         privacy_mode: bool = True,
         rate_limits: RateLimits | None = None,
+        first_update_id: int = 700_000_001,
     ) -> None:
         super().__init__(
-            token, bot_username=bot_username, bot_name=bot_name, privacy_mode=privacy_mode
+            token,
+            bot_username=bot_username,
+            bot_name=bot_name,
+            privacy_mode=privacy_mode,
+            first_update_id=first_update_id,
         )
         self.schema = load_schema()
         self.api = BotApi(self, self.schema, enforce_limits=enforce_limits, rate_limits=rate_limits)

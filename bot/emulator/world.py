@@ -244,6 +244,7 @@ class World:
         bot_username: str = "ecomet_support_bot",
         bot_name: str = "Ecomet Support",
         privacy_mode: bool = True,
+        first_update_id: int = 700_000_001,
     ) -> None:
         self.token = token
         bot_id = int(token.split(":")[0])
@@ -266,7 +267,7 @@ class World:
         self.files_by_path: dict[str, FileRecord] = {}
         self.updates: list[JsonDict] = []
         self.update_history: list[JsonDict] = []  # every update ever queued, for redeliver()
-        self._update_ids = itertools.count(700_000_001)
+        self._update_ids = itertools.count(first_update_id)
         self.allowed_updates: frozenset[str] = DEFAULT_ALLOWED
         self.webhook: JsonDict | None = None
         # Telegram sends webhooks to HTTPS only; a test may let it POST to http://127.0.0.1.

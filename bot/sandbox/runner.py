@@ -14,6 +14,7 @@ import pickle
 import shutil
 import sys
 import tempfile
+import time
 import webbrowser
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from bot.clock import ShiftedClock
 from bot.config import LOCALES, SettingsError, load_settings
 from bot.emulator import FakeTelegram
 from bot.sandbox.web import SandboxPage
-from bot.sandbox.world import SANDBOX_TOKEN, STAFF_CHAT_ID, populate
+from bot.sandbox.world import SANDBOX_TOKEN, STAFF_CHAT_ID, Person, populate
 
 log = logging.getLogger("bot.sandbox")
 SAVE_EVERY = 5.0  # seconds between saves of the emulated world next to a --db database
@@ -90,17 +91,18 @@ def main(argv: list[str]) -> int:
 async def serve(args: argparse.Namespace, database_url: str, database: Path) -> None:
     from bot.app import create_i18n, run
 
-    fake = FakeTelegram(SANDBOX_TOKEN, bot_name="e-Comet Support")
     clock = ShiftedClock()
-    # Messages carry the bot's time, so moving the clock shows in the chats too.
-    fake.clock = lambda: clock.now().timestamp()
+    fake, people = _new_world(clock)
     saved = database.with_name(database.name + ".world")
-    people = populate(fake)
     if args.db is not None and saved.exists():
-        state = pickle.loads(saved.read_bytes())  # noqa: S301 - our own file, next to our DB
-        fake.restore(state["world"])
-        clock.offset = state["offset"]
-        log.info("sandbox: the chats of %s are back", saved)
+        try:
+            state = pickle.loads(saved.read_bytes())  # noqa: S301 - our own file, by our DB
+            fake.restore(state["world"])
+            clock.offset = state["offset"]
+            log.info("sandbox: the chats of %s are back", saved)
+        except Exception as error:  # noqa: BLE001 - a damaged file costs the chats, not the desk
+            log.warning("sandbox: the saved chats in %s cannot be read (%s)", saved, error)
+            fake, people = _new_world(clock)
     api_url = await fake.start()
     settings = load_settings(
         _env_file=None,
@@ -159,6 +161,17 @@ async def serve(args: argparse.Namespace, database_url: str, database: Path) -> 
             _save(fake, clock, saved)
         await runner.cleanup()
         await fake.stop()
+
+
+def _new_world(clock: ShiftedClock) -> tuple[FakeTelegram, list[Person]]:
+    # Update ids go on growing from run to run (the bot skips ids it has already handled),
+    # also when a kept database meets a world that could not be brought back.
+    fake = FakeTelegram(
+        SANDBOX_TOKEN, bot_name="e-Comet Support", first_update_id=int(time.time() * 1000)
+    )
+    # Messages carry the bot's time, so moving the clock shows in the chats too.
+    fake.clock = lambda: clock.now().timestamp()
+    return fake, populate(fake)
 
 
 async def _keep_saving(fake: FakeTelegram, clock: ShiftedClock, path: Path) -> None:

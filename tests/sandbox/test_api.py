@@ -98,3 +98,22 @@ def test_the_clock_only_moves_forward(sandbox: Sandbox) -> None:
         before = clock
     assert before["now"].endswith("21:00")
     assert before["open"] is False  # 21:00 is the end of the support day
+
+
+def test_damaged_saved_chats_cost_the_chats_not_the_desk(tmp_path: Path) -> None:
+    database = tmp_path / "sandbox.sqlite3"
+    first = Sandbox(tmp_path, "--db", str(database))
+    try:
+        call(first, "/api/send", {"person": ALICE, "text": "/start"})
+        wait_view(first, ALICE, lambda v: bot_texts(v))
+    finally:
+        assert first.stop() == 0, first.log()
+    database.with_name("sandbox.sqlite3.world").write_bytes(b"not a pickle")
+    second = Sandbox(tmp_path, "--db", str(database))
+    try:
+        assert "cannot be read" in second.log()
+        # The bot still answers: new update ids are not mistaken for ones it handled before.
+        call(second, "/api/send", {"person": ALICE, "text": "/start"})
+        wait_view(second, ALICE, lambda v: bot_texts(v))
+    finally:
+        assert second.stop() == 0, second.log()
