@@ -1208,7 +1208,131 @@ async def measure(
         + ("under" if base.summary.median < TARGET_S else "OVER")
         + " the 1 s target."
     )
+
+    # ---------------------------------------------------------------- timer sweeps
+    print("\ntimer sweeps (the real Scheduler.sweep, as every SCHEDULER_INTERVAL) ...", flush=True)
+    empty = path.with_name(path.name + ".empty")
+    await asyncio.to_thread(migrate, f"sqlite+aiosqlite:///{empty}")
+    try:
+        idle = await run_sweeps(f"sqlite+aiosqlite:///{empty}", args.repeat * 4)
+    finally:
+        for leftover in empty.parent.glob(empty.name + "*"):
+            leftover.unlink()
+    full = await run_sweeps(url, args.repeat * 4)
+    rows = [("timer sweep", "runs", "min, ms", "median, ms", "SELECTs", "< 1 s")]
+    for label, sweep in (
+        ("empty database (baseline)", idle),
+        (f"{seeded.tickets:,} tickets", full),
+    ):
+        rows.append(
+            (
+                label,
+                str(len(sweep.steady.runs)),
+                ms1(sweep.steady.best),
+                ms1(sweep.steady.median),
+                str(len(sweep.statements)),
+                verdict(sweep.steady.median),
+            )
+        )
+    print(render(rows))
+    print(
+        "first sweep on the seeded desk did the work that was due: "
+        f"{full.first_s * 1000:,.0f} ms, {full.closed:,} auto-closed, {full.reminded:,} "
+        "reminded; the steady sweeps find nothing due"
+    )
+    for label, (statement, _) in zip(full.labels, full.statements, strict=True):
+        print(f"  {label}: WHERE {where_clause(statement)}")
+    sweep_profiles = profile_statements(path, full.statements, full.labels)
+    for profile in sweep_profiles:
+        print(
+            f"  {profile.label}: {ms1(profile.seconds)} ms, {profile.rows:,} rows; "
+            + "; ".join(profile.plan)
+        )
     return 0
+
+
+class FixedClock:
+    def __init__(self, at: datetime) -> None:
+        self.at = at
+
+    def now(self) -> datetime:
+        return self.at
+
+
+@dataclass
+class SweepRun:
+    first_s: float
+    closed: int
+    reminded: int
+    steady: Timing
+    statements: list[tuple[str, tuple[Any, ...]]]
+    labels: list[str]
+
+
+async def run_sweeps(url: str, repeat: int) -> SweepRun:
+    """The bot's own Scheduler, wired as ``bot.app.run`` wires it, at the end of the seeded
+    year: one sweep does what is due, then the steady sweeps (nothing due) are timed."""
+    from bot.app import create_desk_config, create_i18n
+    from bot.config import load_settings
+    from bot.services.cards import Cards
+    from bot.services.delivery import Outbox
+    from bot.services.managers import ManagerService
+    from bot.services.resolution import ResolutionService
+    from bot.services.scheduler import Scheduler
+
+    settings = load_settings(
+        _env_file=None,
+        bot_token="1:benchmark",
+        staff_chat_id=-1001,
+        manager_ids=frozenset({1}),
+        timezone=str(TZ),
+        database_url=url,
+    )
+    clock = FixedClock(datetime.combine(LAST_DAY, clock_time(23, 0), TZ))
+    db = Database(url)
+    log = StatementLog(db)
+    i18n = create_i18n(settings)
+    desk = create_desk_config(settings)
+    outbox = Outbox(clock)
+    cards = Cards(outbox=outbox, i18n=i18n, config=desk, clock=clock)
+    resolution = ResolutionService(
+        clock=clock,
+        outbox=outbox,
+        i18n=i18n,
+        config=desk,
+        cards=cards,
+        reminder_after=settings.confirm_reminder_after,
+        auto_close_after=settings.auto_close_after,
+    )
+    managers = ManagerService(
+        clock=clock,
+        outbox=outbox,
+        i18n=i18n,
+        config=desk,
+        managers=settings.manager_ids,
+        summary_time=settings.summary_time,
+        read_sessions=db.reader,
+    )
+    scheduler = Scheduler(
+        session_factory=db.writer,
+        read_session_factory=db.reader,
+        clock=clock,
+        resolution=resolution,
+        interval=settings.scheduler_interval,
+        managers=managers,
+        after_commit=lambda: None,
+    )
+    try:
+        started = time.perf_counter()
+        closed, reminded = await scheduler.sweep()
+        first_s = time.perf_counter() - started
+        with log.record() as statements:
+            await scheduler.sweep()
+        steady, _ = await timed("Scheduler.sweep", scheduler.sweep, repeat, 60)
+    finally:
+        await db.dispose()
+    labels = [f"sweep #{n}" for n in range(1, len(statements) + 1)]
+    return SweepRun(first_s, closed, reminded, steady, list(statements), labels)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
