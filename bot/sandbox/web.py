@@ -219,7 +219,8 @@ class SandboxPage:
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
         )
         await response.prepare(request)
-        with contextlib.suppress(ConnectionResetError, asyncio.CancelledError):
+        # A closed tab ends the stream; a cancellation (shutdown) goes on up as it should.
+        with contextlib.suppress(ConnectionResetError):
             while not self.stopping.is_set():
                 changed = await self.fake.wait_changed(15)
                 if changed:
