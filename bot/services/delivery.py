@@ -37,7 +37,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.clock import Clock
 from bot.db.models import Delivery, MessageLink, Ticket
-from bot.db.repositories import DeliveryRepo, EventRepo, SenderRepo, TicketRepo, UserRepo
+from bot.db.repositories import (
+    DeliveryRepo,
+    DeskSettings,
+    EventRepo,
+    SenderRepo,
+    TicketRepo,
+    UserRepo,
+)
 from bot.middlewares.retry import retrying_enabled
 from bot.services.desk_config import DeskConfig
 from bot.services.ratelimit import RateLimiter
@@ -213,6 +220,7 @@ class Sender:
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
+        self._staff_moved: int | None = None
         self._loop_done = asyncio.Event()  # set while run() is not looping
         self._loop_done.set()
         self.instance_id = uuid.uuid4().hex
@@ -484,6 +492,7 @@ class Sender:
             self._moved[delivery.chat_id] = exc.migrate_to_chat_id
             if self.desk is not None and self.desk.staff_chat_id == delivery.chat_id:
                 self.desk.staff_chat_id = exc.migrate_to_chat_id
+                self._staff_moved = exc.migrate_to_chat_id  # kept with the next outcomes
             return _Failure(0.0, f"chat migrated to {exc.migrate_to_chat_id}")
         if isinstance(exc, TelegramServerError | TelegramNetworkError | TimeoutError):
             return _Failure(backoff, f"{type(exc).__name__}: {exc}")
@@ -515,6 +524,10 @@ class Sender:
     async def _keep(self, outcomes: Sequence[_Outcome], *, link: bool) -> None:
         now = self.clock.now()
         async with self.session_factory() as session, session.begin():
+            if self._staff_moved is not None:
+                # The staff group was upgraded to a supergroup: every process follows it.
+                await DeskSettings(session).put("staff_chat_id", str(self._staff_moved))
+                self._staff_moved = None
             rows = await DeliveryRepo(session).get_many([o.delivery.id for o in outcomes])
             for outcome in outcomes:
                 row = rows.get(outcome.delivery.id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 
@@ -281,7 +282,7 @@ async def test_albums_edits_and_a_blocked_customer(
 
 
 async def test_the_desk_follows_the_group_when_telegram_upgrades_it(
-    fake: FakeTelegram, alice: FakeUser, anna: FakeUser, start_bot
+    fake: FakeTelegram, alice: FakeUser, anna: FakeUser, start_bot, tmp_path
 ) -> None:
     upgraded, again = -1002000000002, -1003000000003
     bot = await start_bot()
@@ -315,3 +316,17 @@ async def test_the_desk_follows_the_group_when_telegram_upgrades_it(
         for call in fake.calls
         if call.method == "sendMessage"
     )
+    # ... and keeps it for every process of the desk, not only in its own memory.
+    import sqlite3
+
+    def kept() -> str | None:
+        with contextlib.closing(sqlite3.connect(tmp_path / "support.sqlite3")) as db:
+            row = db.execute("SELECT value FROM desk_settings WHERE key = 'staff_chat_id'")
+            found = row.fetchone()
+        return found[0] if found else None
+
+    for _ in range(100):
+        if kept() == str(again):
+            break
+        await asyncio.sleep(0.05)
+    assert kept() == str(again)
