@@ -1272,13 +1272,8 @@ class SweepRun:
 async def run_sweeps(url: str, repeat: int) -> SweepRun:
     """The bot's own Scheduler, wired as ``bot.app.run`` wires it, at the end of the seeded
     year: one sweep does what is due, then the steady sweeps (nothing due) are timed."""
-    from bot.app import create_desk_config, create_i18n
+    from bot.app import create_desk_config, create_i18n, create_scheduler, create_services
     from bot.config import load_settings
-    from bot.services.cards import Cards
-    from bot.services.delivery import Outbox
-    from bot.services.managers import ManagerService
-    from bot.services.resolution import ResolutionService
-    from bot.services.scheduler import Scheduler
 
     settings = load_settings(
         _env_file=None,
@@ -1291,37 +1286,10 @@ async def run_sweeps(url: str, repeat: int) -> SweepRun:
     clock = FixedClock(datetime.combine(LAST_DAY, clock_time(23, 0), TZ))
     db = Database(url)
     log = StatementLog(db)
-    i18n = create_i18n(settings)
-    desk = create_desk_config(settings)
-    outbox = Outbox(clock)
-    cards = Cards(outbox=outbox, i18n=i18n, config=desk, clock=clock)
-    resolution = ResolutionService(
-        clock=clock,
-        outbox=outbox,
-        i18n=i18n,
-        config=desk,
-        cards=cards,
-        reminder_after=settings.confirm_reminder_after,
-        auto_close_after=settings.auto_close_after,
+    services = create_services(
+        settings, db, clock, create_i18n(settings), create_desk_config(settings)
     )
-    managers = ManagerService(
-        clock=clock,
-        outbox=outbox,
-        i18n=i18n,
-        config=desk,
-        managers=settings.manager_ids,
-        summary_time=settings.summary_time,
-        read_sessions=db.reader,
-    )
-    scheduler = Scheduler(
-        session_factory=db.writer,
-        read_session_factory=db.reader,
-        clock=clock,
-        resolution=resolution,
-        interval=settings.scheduler_interval,
-        managers=managers,
-        after_commit=lambda: None,
-    )
+    scheduler = create_scheduler(settings, db, clock, services, after_commit=lambda: None)
     try:
         started = time.perf_counter()
         closed, reminded = await scheduler.sweep()

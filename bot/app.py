@@ -7,6 +7,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
@@ -223,6 +224,71 @@ async def housekeeping(session_factory: async_sessionmaker[AsyncSession], clock:
         await asyncio.sleep(3600)
 
 
+@dataclass(frozen=True, slots=True)
+class Services:
+    """The desk's use cases, wired to one outbox; what handlers and timers are given."""
+
+    outbox: Outbox
+    cards: Cards
+    tickets: TicketService
+    staff: StaffService
+    resolution: ResolutionService
+    managers: ManagerService
+
+
+def create_services(
+    settings: Settings, database: Database, clock: Clock, i18n: I18n, desk: DeskConfig
+) -> Services:
+    outbox = Outbox(clock)
+    cards = Cards(outbox=outbox, i18n=i18n, config=desk, clock=clock)
+    staff = StaffService(clock=clock, outbox=outbox, i18n=i18n, config=desk, cards=cards)
+    resolution = ResolutionService(
+        clock=clock,
+        outbox=outbox,
+        i18n=i18n,
+        config=desk,
+        cards=cards,
+        reminder_after=settings.confirm_reminder_after,
+        auto_close_after=settings.auto_close_after,
+    )
+    staff.after_close = resolution.ask_rating
+    return Services(
+        outbox=outbox,
+        cards=cards,
+        tickets=TicketService(clock=clock, outbox=outbox, i18n=i18n, config=desk, cards=cards),
+        staff=staff,
+        resolution=resolution,
+        managers=ManagerService(
+            clock=clock,
+            outbox=outbox,
+            i18n=i18n,
+            config=desk,
+            managers=settings.manager_ids,
+            summary_time=settings.summary_time,
+            read_sessions=database.reader,
+        ),
+    )
+
+
+def create_scheduler(
+    settings: Settings,
+    database: Database,
+    clock: Clock,
+    services: Services,
+    *,
+    after_commit: Callable[[], None],
+) -> Scheduler:
+    return Scheduler(
+        session_factory=database.writer,
+        read_session_factory=database.reader,
+        clock=clock,
+        resolution=services.resolution,
+        interval=settings.scheduler_interval,
+        managers=services.managers,
+        after_commit=after_commit,
+    )
+
+
 async def run(settings: Settings, *, clock: Clock | None = None) -> None:
     clock = clock or SystemClock()
     database = Database(settings.database_url)
@@ -245,53 +311,23 @@ async def run(settings: Settings, *, clock: Clock | None = None) -> None:
         staff_chat_id=settings.staff_chat_id,
         desk=desk,
     )
-    outbox = Outbox(clock)
-    cards = Cards(outbox=outbox, i18n=i18n, config=desk, clock=clock)
-    tickets = TicketService(clock=clock, outbox=outbox, i18n=i18n, config=desk, cards=cards)
-    staff = StaffService(clock=clock, outbox=outbox, i18n=i18n, config=desk, cards=cards)
-    sender.on_undelivered = staff.undelivered
-    sender.on_topic_recreated = cards.repost
-    resolution = ResolutionService(
-        clock=clock,
-        outbox=outbox,
-        i18n=i18n,
-        config=desk,
-        cards=cards,
-        reminder_after=settings.confirm_reminder_after,
-        auto_close_after=settings.auto_close_after,
-    )
-    staff.after_close = resolution.ask_rating
-    managers = ManagerService(
-        clock=clock,
-        outbox=outbox,
-        i18n=i18n,
-        config=desk,
-        managers=settings.manager_ids,
-        summary_time=settings.summary_time,
-        read_sessions=database.reader,
-    )
-    scheduler = Scheduler(
-        session_factory=database.writer,
-        read_session_factory=database.reader,
-        clock=clock,
-        resolution=resolution,
-        interval=settings.scheduler_interval,
-        managers=managers,
-        after_commit=sender.wake,
-    )
+    services = create_services(settings, database, clock, i18n, desk)
+    sender.on_undelivered = services.staff.undelivered
+    sender.on_topic_recreated = services.cards.repost
+    scheduler = create_scheduler(settings, database, clock, services, after_commit=sender.wake)
     dispatcher = create_dispatcher(
         settings,
         database=database,
         clock=clock,
         sender=sender,
         i18n=i18n,
-        tickets=tickets,
-        staff=staff,
-        resolution=resolution,
-        managers=managers,
-        macros=MacroService(clock=clock, outbox=outbox, staff=staff),
+        tickets=services.tickets,
+        staff=services.staff,
+        resolution=services.resolution,
+        managers=services.managers,
+        macros=MacroService(clock=clock, outbox=services.outbox, staff=services.staff),
         membership=Membership(bot, desk, clock),
-        messenger=Messenger(outbox),
+        messenger=Messenger(services.outbox),
         desk=desk,
     )
     background: list[asyncio.Task[None]] = []

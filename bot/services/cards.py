@@ -11,7 +11,7 @@ from aiogram.utils.i18n import I18n
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.clock import Clock
-from bot.db.models import Ticket, User
+from bot.db.models import Delivery, Ticket, User
 from bot.db.repositories import TicketRepo, UserRepo
 from bot.domain.sla import Sla, first_response
 from bot.domain.tickets import Status
@@ -84,18 +84,7 @@ class Cards:
         self, session: AsyncSession, ticket: Ticket, media: Sequence[Sequence[dict[str, Any]]]
     ) -> None:
         """The card, then the screenshots as replies to it."""
-        staff = self.config.staff_chat_id
-        text, markup = await self.render(session, ticket)
-        card = self.outbox.add(
-            session,
-            chat_id=staff,
-            method=methods.SendMessage,
-            payload={"chat_id": staff, "text": text, "reply_markup": markup},
-            purpose="card",
-            ticket_number=ticket.number,
-            rank=int(ticket.priority),
-            context={"customer_chat_id": ticket.customer_id},
-        )
+        card = self._send_card(session, ticket, *await self.render(session, ticket))
         await session.flush()  # the card's id: the screenshots reply to it
         for group in media:
             self.add_media(session, ticket, group, {"reply_to_delivery": card.id}, "card_media")
@@ -103,11 +92,17 @@ class Cards:
     async def repost(self, session: AsyncSession, ticket: Ticket) -> None:
         """The card again, as the ticket's card from now on (its topic was deleted with the
         old one): later edits go to this one."""
-        staff = self.config.staff_chat_id
         # Called from the sender, outside any update: the i18n context is ours to set.
         with self.i18n.context():
             text, markup = await self.render(session, ticket)
-        self.outbox.add(
+        self._send_card(session, ticket, text, markup)
+
+    def _send_card(
+        self, session: AsyncSession, ticket: Ticket, text: str, markup: dict[str, Any]
+    ) -> Delivery:
+        """A card message: the sender makes it the ticket's card (``purpose="card"``)."""
+        staff = self.config.staff_chat_id
+        return self.outbox.add(
             session,
             chat_id=staff,
             method=methods.SendMessage,
