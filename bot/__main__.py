@@ -1,5 +1,6 @@
 """``python -m bot`` runs the desk; ``python -m bot migrate`` only migrates the database;
-``python -m bot sandbox`` runs it against the built-in emulated Telegram with a web page."""
+``python -m bot sandbox`` runs it against the built-in emulated Telegram with a web page;
+``python -m bot failed ...`` lists the updates whose handling failed and replays them."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ import sys
 
 from bot.config import SettingsError, load_settings
 
-USAGE = "usage: python -m bot [run|migrate|sandbox [--port N] [--db PATH]]"
+USAGE = (
+    "usage: python -m bot [run|migrate|sandbox [--port N] [--db PATH]"
+    "|failed {list,show,retry,resolve} ...]"
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,6 +26,11 @@ def main(argv: list[str] | None = None) -> int:
         from bot.sandbox.runner import main as sandbox
 
         return sandbox(args[1:])
+    if command == "failed":
+        # Only the database is needed: the running bot does the replaying (bot/failures.py).
+        from bot.failures import main as failed
+
+        return failed(args[1:])
     if command not in {"run", "migrate"}:
         print(USAGE, file=sys.stderr)
         return 2

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
@@ -19,15 +20,17 @@ from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
 from aiogram.exceptions import TelegramAPIError, TelegramMigrateToChat
 from aiogram.fsm.storage.base import BaseEventIsolation
-from aiogram.fsm.storage.memory import SimpleEventIsolation
+from aiogram.methods import TelegramMethod
 from aiogram.types import (
     BotCommand,
     BotCommandScopeAllPrivateChats,
     BotCommandScopeChat,
     BotCommandScopeChatMember,
     ChatMember,
+    Update,
 )
 from aiogram.utils.i18n import I18n
+from aiogram.webhook.aiohttp_server import SimpleRequestHandler
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -37,18 +40,21 @@ from bot.config import Settings
 from bot.db.dialog_storage import DatabaseStorage
 from bot.db.engine import Database
 from bot.db.repositories import DeliveryRepo, DeskSettings, UpdateLog
+from bot.failures import FailureKeeper, PoisonGuard, Replayer
 from bot.handlers import create_root_router
 from bot.middlewares.database import UnitOfWorkMiddleware
-from bot.middlewares.retry import RetryMiddleware
+from bot.middlewares.retry import RetryMiddleware, StaleCallbackAnswers
 from bot.middlewares.user import LocaleMiddleware, UserMiddleware
 from bot.polling import Poller
 from bot.services.cards import Cards
 from bot.services.delivery import Outbox, Sender
 from bot.services.desk_config import DeskConfig
+from bot.services.isolation import KeyedEventIsolation
 from bot.services.macros import MacroService
 from bot.services.managers import ManagerService
 from bot.services.membership import Membership
 from bot.services.messaging import Messenger
+from bot.services.pace import CustomerPace
 from bot.services.ratelimit import Limits, RateLimiter
 from bot.services.resolution import ResolutionService
 from bot.services.scheduler import Scheduler
@@ -63,6 +69,7 @@ LOCALES_DIR = Path(__file__).resolve().parent.parent / "locales"
 def create_bot(settings: Settings) -> Bot:
     session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url))
     session.middleware(RetryMiddleware())
+    session.middleware(StaleCallbackAnswers())
     return Bot(
         token=settings.bot_token.get_secret_value(),
         session=session,
@@ -105,7 +112,7 @@ def create_dispatcher(
     dispatcher = Dispatcher(
         storage=DatabaseStorage(database.writer, clock, database.reader),
         # One update at a time per chat: the parts of an album arrive in order.
-        events_isolation=events_isolation or SimpleEventIsolation(),
+        events_isolation=events_isolation or KeyedEventIsolation(),
         tickets=tickets,
         staff=staff,
         resolution=resolution,
@@ -116,6 +123,16 @@ def create_dispatcher(
         desk=desk,
         clock=clock,
         account_pattern=settings.account_number_pattern,
+        pace=CustomerPace(settings.customer_messages_per_minute),
+        # The error handler keeps what failed every attempt (bot/failures.py).
+        failures=FailureKeeper(
+            session_factory=database.writer,
+            clock=clock,
+            messenger=messenger,
+            i18n=i18n,
+            desk=desk,
+            after_commit=sender.wake,
+        ),
     )
     dispatcher.update.outer_middleware(UnitOfWorkMiddleware(database.writer, clock, sender))
     dispatcher.update.outer_middleware(UserMiddleware(clock))
@@ -255,7 +272,14 @@ def create_services(
     return Services(
         outbox=outbox,
         cards=cards,
-        tickets=TicketService(clock=clock, outbox=outbox, i18n=i18n, config=desk, cards=cards),
+        tickets=TicketService(
+            clock=clock,
+            outbox=outbox,
+            i18n=i18n,
+            config=desk,
+            cards=cards,
+            max_open_tickets=settings.max_open_tickets,
+        ),
         staff=staff,
         resolution=resolution,
         managers=ManagerService(
@@ -341,15 +365,30 @@ async def run(settings: Settings, *, clock: Clock | None = None) -> None:
         background.append(asyncio.create_task(sender.run(), name="sender"))
         background.append(asyncio.create_task(housekeeping(database.writer, clock)))
         background.append(asyncio.create_task(scheduler.run(), name="scheduler"))
+        batch_sessions = (
+            database.writer if database.single_writer and not settings.webhook_url else None
+        )
+        replayer = Replayer(
+            bot=bot,
+            dispatcher=dispatcher,
+            sessions=database.writer,
+            read_sessions=database.reader,
+            # As the poller feeds updates: SQLite's batches take the database before a chat.
+            batch_sessions=batch_sessions,
+            after_commit=sender.wake,
+        )
+        background.append(asyncio.create_task(replayer.run(), name="replayer"))
+        guard = PoisonGuard(dispatcher["failures"])
         if settings.webhook_url:
-            await _serve_webhook(settings, bot, dispatcher)
+            await _serve_webhook(settings, bot, dispatcher, guard)
         else:
             await bot.delete_webhook(drop_pending_updates=False)
             poller = Poller(
                 bot,
                 dispatcher,
-                batch_sessions=database.writer if database.single_writer else None,
+                batch_sessions=batch_sessions,
                 after_commit=sender.wake,
+                guard=guard,
             )
             poller.install_signal_handlers()
             await poller.run(dispatcher.resolve_used_update_types())
@@ -365,8 +404,35 @@ async def run(settings: Settings, *, clock: Clock | None = None) -> None:
         log.info("stopped")
 
 
-async def _serve_webhook(settings: Settings, bot: Bot, dispatcher: Dispatcher) -> None:
-    from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
+class KeepingRequestHandler(SimpleRequestHandler):
+    """Answers Telegram 200 for an update that was handled or kept as failed, and 500 (send it
+    again) for one that could not be kept, until its ``PoisonGuard`` writes it down: Telegram
+    delivers a webhook's updates in order, so one stuck update would hold up all the others."""
+
+    def __init__(self, *, guard: PoisonGuard, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.guard = guard
+
+    async def _handle_request(self, bot: Bot, request: web.Request) -> web.Response:
+        update = Update.model_validate(
+            await request.json(loads=bot.session.json_loads), context={"bot": bot}
+        )
+        result: TelegramMethod[Any] | None
+        try:
+            result = await self.dispatcher.feed_webhook_update(bot, update, **self.data)
+        except Exception as exc:  # noqa: BLE001 - whatever it was, the update is not kept
+            if not await self.guard.failed(bot, update, exc):
+                return web.Response(status=500, text="not kept; send it again")
+            result = None
+        else:
+            self.guard.succeeded(update.update_id)
+        return web.Response(body=self._build_response_writer(bot=bot, result=result))
+
+
+async def _serve_webhook(
+    settings: Settings, bot: Bot, dispatcher: Dispatcher, guard: PoisonGuard
+) -> None:
+    from aiogram.webhook.aiohttp_server import setup_application
 
     app = web.Application()
 
@@ -375,7 +441,8 @@ async def _serve_webhook(settings: Settings, bot: Bot, dispatcher: Dispatcher) -
 
     app.router.add_get("/healthz", healthz)
     path = "/webhook"
-    SimpleRequestHandler(
+    KeepingRequestHandler(
+        guard=guard,
         dispatcher=dispatcher,
         bot=bot,
         secret_token=settings.webhook_secret.get_secret_value(),

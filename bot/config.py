@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     delivery_global_per_second: float = Field(default=30.0, gt=0)
     delivery_private_per_second: float = Field(default=1.0, gt=0)
     delivery_group_per_minute: float = Field(default=20.0, gt=0)
+    # Limits per customer (SPEC §4): open tickets at once, and the pace above which a customer
+    # is asked to slow down (nothing is dropped: the extra messages reach staff joined).
+    max_open_tickets: int = Field(default=5, ge=1, le=1000)
+    customer_messages_per_minute: int = Field(default=20, ge=1, le=10_000)
 
     @field_validator("bot_token")
     @classmethod

@@ -5,6 +5,11 @@ which confirms the previous one (Telegram forgets every update below the new ``o
 while its handlers may still be running: a kill at that moment loses the customer's message.
 Here a batch is handled concurrently and confirmed only when all of it is done; a redelivered
 update is then skipped by the unit of work (``processed_updates``), so each takes effect once.
+
+An update whose handler fails is retried and then kept as failed (``bot/failures.py``): it is
+confirmed like any other. Only one that could not even be kept leaves its batch unconfirmed;
+the :class:`~bot.failures.PoisonGuard` writes it down unhandled after a few deliveries, so one
+bad update never holds up the rest for good.
 """
 
 from __future__ import annotations
@@ -22,17 +27,25 @@ from aiogram.utils.backoff import Backoff, BackoffConfig
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.db.dialog_storage import current_session
+from bot.failures import PoisonGuard
 
 log = logging.getLogger(__name__)
 
 BACKOFF = BackoffConfig(min_delay=0.5, max_delay=10.0, factor=1.5, jitter=0.1)
 
 
+class UpdatesNotKeptError(Exception):
+    """Some updates of the batch were neither handled nor kept: the batch is not confirmed."""
+
+
 class Poller:
     """With ``batch_sessions`` (SQLite: one writer at a time anyway), a batch of updates is
     handled one after another in one transaction, each update in a savepoint, and committed
     once: a commit per batch instead of per update. Without it, the updates of a batch are
-    handled concurrently, each in its own transaction."""
+    handled concurrently, each in its own transaction.
+
+    A batch whose transaction fails as a whole is handled again at once, one transaction per
+    update, so that the one update at fault is found and the others are kept."""
 
     def __init__(
         self,
@@ -42,12 +55,14 @@ class Poller:
         timeout: int = 25,
         batch_sessions: async_sessionmaker[AsyncSession] | None = None,
         after_commit: Callable[[], None] = lambda: None,
+        guard: PoisonGuard | None = None,
     ) -> None:
         self.bot = bot
         self.dispatcher = dispatcher
         self.timeout = timeout
         self.batch_sessions = batch_sessions
         self.after_commit = after_commit
+        self.guard = guard
         self.stopping = asyncio.Event()
 
     def install_signal_handlers(self) -> None:
@@ -94,10 +109,53 @@ class Poller:
         log.info("polling stopped")
 
     async def _handle_batch(self, updates: list[Update]) -> None:
+        outcomes: list[BaseException | None]
         if self.batch_sessions is None:
-            await asyncio.gather(*(self._handle(update) for update in updates))
-            return
+            outcomes = list(
+                await asyncio.gather(
+                    *(self._handle(update) for update in updates), return_exceptions=True
+                )
+            )
+        else:
+            try:
+                await self._in_transaction(updates)
+                outcomes = [None] * len(updates)
+            except Exception as exc:  # noqa: BLE001 - whatever it was, the update is not kept
+                if len(updates) == 1:
+                    outcomes = [exc]
+                else:
+                    log.warning(
+                        "a batch of %d updates was not kept (%s); one transaction per update",
+                        len(updates),
+                        exc,
+                    )
+                    outcomes = [await self._alone(update) for update in updates]
+        unkept = 0
+        for update, outcome in zip(updates, outcomes, strict=True):
+            if outcome is None:
+                if self.guard is not None:
+                    self.guard.succeeded(update.update_id)
+                continue
+            if not isinstance(outcome, Exception):
+                raise outcome  # cancelled
+            if self.guard is None or not await self.guard.failed(self.bot, update, outcome):
+                unkept += 1
+        if unkept:
+            raise UpdatesNotKeptError(f"{unkept} of {len(updates)} updates were not kept")
+
+    async def _alone(self, update: Update) -> Exception | None:
+        try:
+            await self._in_transaction([update])
+        except Exception as exc:  # noqa: BLE001 - whatever it was, the update is not kept
+            return exc
+        return None
+
+    async def _in_transaction(self, updates: list[Update]) -> None:
+        assert self.batch_sessions is not None
         async with self.batch_sessions() as session:
+            # The database first, the chats' locks (events isolation) second, as the replays of
+            # failed updates do (bot/failures.py Replayer): the two never wait for each other.
+            await session.connection()
             token = current_session.set(session)
             try:
                 for update in updates:
@@ -120,8 +178,6 @@ class Poller:
         return None
 
     async def _handle(self, update: Update) -> None:
-        try:
-            await self.dispatcher.feed_update(self.bot, update)
-        except Exception:
-            # The error router has already logged and answered; nothing else to do here.
-            log.debug("update %s ended with an error", update.update_id, exc_info=True)
+        # A failure of the handler is retried and kept by the error router; what comes out
+        # here is an update that could not be kept either: its batch stays unconfirmed.
+        await self.dispatcher.feed_update(self.bot, update)

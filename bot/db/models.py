@@ -218,7 +218,10 @@ class MessageLink(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     ticket_number: Mapped[int] = mapped_column(BigInteger, ForeignKey("tickets.number"))
-    direction: Mapped[str] = mapped_column(String(16))  # to_staff / to_customer / card / notice
+    # What the message is: the purpose of the delivery that made it (card, card_copy,
+    # card_media, relay, resolve_prompt, staff_note, hint, answer, notice, ...) or "note" for a
+    # staff note. A reply to it is an answer only for some (bot/services/staff.py).
+    direction: Mapped[str] = mapped_column(String(16))
     customer_chat_id: Mapped[int] = mapped_column(BigInteger)
     customer_message_id: Mapped[int | None] = mapped_column(BigInteger)
     staff_chat_id: Mapped[int | None] = mapped_column(BigInteger)
@@ -287,6 +290,31 @@ class ProcessedUpdate(Base):
 
     update_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     at: Mapped[datetime] = mapped_column(index=True)
+
+
+class FailedUpdate(Base):
+    """An update whose handling failed every attempt: kept (its whole JSON) with its error until
+    an operator replays it (``python -m bot failed retry``). ``status``: ``pending`` (waits),
+    ``retried`` (a replay was asked for; the running bot replays it), ``resolved`` (done)."""
+
+    __tablename__ = "failed_updates"
+    __table_args__ = (Index("ix_failed_updates_status", "status", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    update_id: Mapped[int] = mapped_column(BigInteger, unique=True)
+    event_type: Mapped[str] = mapped_column(String(32))  # message / callback_query / ...
+    chat_id: Mapped[int | None] = mapped_column(BigInteger)
+    user_id: Mapped[int | None] = mapped_column(BigInteger)
+    payload: Mapped[dict[str, Any]]  # the update as Telegram sent it
+    error: Mapped[str] = mapped_column(Text)  # the last error: "TypeName: message"
+    traceback: Mapped[str] = mapped_column(Text)  # its last frames
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    first_failed_at: Mapped[datetime]
+    last_failed_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(16), default="pending", server_default="pending")
+    retry_requested_at: Mapped[datetime | None]
+    resolved_at: Mapped[datetime | None]
+    resolution: Mapped[str | None] = mapped_column(Text)  # replayed / already applied / ...
 
 
 class Macro(Base):

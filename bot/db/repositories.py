@@ -17,6 +17,7 @@ from bot.db.models import (
     Delivery,
     DeskSetting,
     DialogState,
+    FailedUpdate,
     Macro,
     MessageLink,
     ProcessedUpdate,
@@ -25,6 +26,7 @@ from bot.db.models import (
     TicketEvent,
     User,
 )
+from bot.domain.ids import parse_id
 from bot.domain.tickets import OPEN_STATUSES, Status
 
 
@@ -101,6 +103,10 @@ class TicketRepo:
     async def by_intake_key(self, key: str) -> Ticket | None:
         result = await self.session.execute(select(Ticket).where(Ticket.intake_key == key))
         return result.scalar_one_or_none()
+
+    async def first_created_at(self) -> datetime | None:
+        """When the oldest ticket was opened (answered from the index on created_at)."""
+        return await self.session.scalar(select(func.min(Ticket.created_at)))
 
     async def add(self, ticket: Ticket) -> Ticket:
         self.session.add(ticket)
@@ -220,9 +226,10 @@ class StaffQueries:
                 )
             ),
         ]
-        if text.isdigit():
-            conditions.append(Ticket.number == int(text))
-            conditions.append(Ticket.customer_id == int(text))
+        number = parse_id(text)  # a 20-digit "number" would overflow the database's integer
+        if number is not None:
+            conditions.append(Ticket.number == number)
+            conditions.append(Ticket.customer_id == number)
         result = await self.session.execute(
             select(Ticket).where(or_(*conditions)).order_by(Ticket.number.desc()).limit(limit)
         )
@@ -262,13 +269,21 @@ class EventRepo:
         """The last staff message copied to the customer (its staff-side id)."""
         result = await self.session.execute(
             select(TicketEvent)
-            .where(TicketEvent.ticket_number == ticket_number, TicketEvent.type == "staff_message")
+            .where(
+                TicketEvent.ticket_number == ticket_number,
+                TicketEvent.type.in_(("staff_message", "answer_withdrawn")),
+            )
             .order_by(TicketEvent.id.desc())
-            .limit(5)
+            .limit(20)
         )
+        withdrawn: set[int] = set()  # parts of an album that turned out to be a note
         for event in result.scalars():
-            message_id = (event.details or {}).get("message_id")
-            if message_id is not None:
+            details = event.details or {}
+            if event.type == "answer_withdrawn":
+                withdrawn.update(int(i) for i in details.get("message_ids") or [])
+                continue
+            message_id = details.get("message_id")
+            if message_id is not None and int(message_id) not in withdrawn:
                 return int(message_id)
         return None
 
@@ -279,6 +294,9 @@ class EventRepo:
             .order_by(TicketEvent.id)
         )
         return result.scalars().all()
+
+    async def get(self, event_id: int) -> TicketEvent | None:
+        return await self.session.get(TicketEvent, event_id)
 
 
 class LinkRepo:
@@ -310,6 +328,14 @@ class LinkRepo:
     async def ticket_of_staff_message(self, chat_id: int, message_id: int) -> int | None:
         result = await self.session.execute(
             select(MessageLink.ticket_number)
+            .where(MessageLink.staff_chat_id == chat_id, MessageLink.staff_message_id == message_id)
+            .limit(1)
+        )
+        return result.scalar_one_or_none()
+
+    async def of_staff_message(self, chat_id: int, message_id: int) -> MessageLink | None:
+        result = await self.session.execute(
+            select(MessageLink)
             .where(MessageLink.staff_chat_id == chat_id, MessageLink.staff_message_id == message_id)
             .limit(1)
         )
@@ -463,6 +489,22 @@ class DeliveryRepo:
             delete(Delivery).where(Delivery.status == "sent", Delivery.sent_at < moment)
         )
 
+    async def last_unclaimed(self, stream: str) -> Delivery | None:
+        """The stream's last pending delivery if no sender has touched it yet, locked (on
+        PostgreSQL) until the caller commits, so a message can join it and none is lost: a
+        sender's claim waits for the lock, and reads what was joined."""
+        result = await self.session.execute(
+            select(Delivery)
+            .where(Delivery.stream == stream, Delivery.status == "pending")
+            .order_by(Delivery.id.desc())
+            .limit(1)
+            .with_for_update()
+        )
+        last = result.scalar_one_or_none()
+        if last is None or last.claimed_until is not None or last.attempts:
+            return None
+        return last
+
     async def pending_album(self, stream: str, media_group_id: str) -> Delivery | None:
         """An album relay not yet claimed, so a further album part can join it."""
         # Album deliveries wait ALBUM_GRACE before they are due, so this is a short list.
@@ -477,6 +519,8 @@ class DeliveryRepo:
                 Delivery.method == "SendMediaGroup",
             )
             .order_by(Delivery.id.desc())
+            # Locked until the part joins (PostgreSQL): a sender's claim waits, then sends it.
+            .with_for_update()
         )
         for delivery in result.scalars():
             if (delivery.context or {}).get("media_group_id") == media_group_id:
@@ -565,6 +609,15 @@ class DialogRepo:
         else:
             row.state, row.data, row.updated_at = state, data, now
 
+    async def forget_before(self, prefix: str, moment: datetime) -> None:
+        """Drop the rows under ``prefix`` last written before ``moment``."""
+        await self.session.execute(
+            delete(DialogState).where(
+                DialogState.key.startswith(prefix, autoescape=True),
+                DialogState.updated_at < moment,
+            )
+        )
+
 
 class UpdateLog:
     def __init__(self, session: AsyncSession) -> None:
@@ -582,4 +635,124 @@ class UpdateLog:
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
     async def forget_before(self, moment: datetime) -> None:
-        await self.session.execute(delete(ProcessedUpdate).where(ProcessedUpdate.at < moment))
+        # Not the ids of failed updates: a replay of one must still find it already applied.
+        await self.session.execute(
+            delete(ProcessedUpdate).where(
+                ProcessedUpdate.at < moment,
+                ProcessedUpdate.update_id.not_in(select(FailedUpdate.update_id)),
+            )
+        )
+
+
+class FailedUpdates:
+    """Updates kept after every attempt to handle them failed (``bot/failures.py``)."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def keep(
+        self,
+        *,
+        update_id: int,
+        event_type: str,
+        chat_id: int | None,
+        user_id: int | None,
+        payload: dict[str, Any],
+        error: str,
+        traceback: str,
+        attempts: int,
+        now: datetime,
+    ) -> FailedUpdate:
+        """One row per update: a later failure of the same update (a replay, a redelivery)
+        adds its attempts, replaces the error and puts the row back to ``pending``."""
+        row = await self.by_update_id(update_id)
+        if row is None:
+            row = FailedUpdate(
+                update_id=update_id,
+                event_type=event_type,
+                chat_id=chat_id,
+                user_id=user_id,
+                payload=payload,
+                error=error,
+                traceback=traceback,
+                attempts=attempts,
+                first_failed_at=now,
+                last_failed_at=now,
+                status="pending",
+            )
+            self.session.add(row)
+        else:
+            row.error, row.traceback, row.last_failed_at = error, traceback, now
+            row.attempts += attempts
+            row.status, row.resolved_at, row.resolution = "pending", None, None
+        await self.session.flush()
+        return row
+
+    async def get(self, row_id: int) -> FailedUpdate | None:
+        return await self.session.get(FailedUpdate, row_id)
+
+    async def by_update_id(self, update_id: int) -> FailedUpdate | None:
+        return await self.session.scalar(
+            select(FailedUpdate).where(FailedUpdate.update_id == update_id)
+        )
+
+    async def listing(
+        self, statuses: Sequence[str] | None = None, *, limit: int = 200
+    ) -> Sequence[FailedUpdate]:
+        query = select(FailedUpdate).order_by(FailedUpdate.id).limit(limit)
+        if statuses is not None:
+            query = query.where(FailedUpdate.status.in_(statuses))
+        return (await self.session.scalars(query)).all()
+
+    async def request_retry(self, ids: Sequence[int] | None, now: datetime) -> list[int]:
+        """``pending`` → ``retried`` (all pending ones without ``ids``): the running bot
+        replays them. The ids actually marked."""
+        query = select(FailedUpdate.id).where(FailedUpdate.status == "pending")
+        if ids is not None:
+            query = query.where(FailedUpdate.id.in_(ids))
+        marked = list((await self.session.scalars(query.order_by(FailedUpdate.id))).all())
+        if marked:
+            await self.session.execute(
+                update(FailedUpdate)
+                .where(FailedUpdate.id.in_(marked), FailedUpdate.status == "pending")
+                .values(status="retried", retry_requested_at=now)
+            )
+        return marked
+
+    async def due_for_replay(self, limit: int = 50) -> Sequence[FailedUpdate]:
+        query = (
+            select(FailedUpdate)
+            .where(FailedUpdate.status == "retried")
+            .order_by(FailedUpdate.id)
+            .limit(limit)
+        )
+        return (await self.session.scalars(query)).all()
+
+    async def resolve(
+        self,
+        now: datetime,
+        resolution: str,
+        *,
+        row_id: int | None = None,
+        update_id: int | None = None,
+    ) -> bool:
+        """Mark a row (by id or by update id) resolved; False when there was none to mark."""
+        if row_id is None and update_id is None:
+            raise ValueError("which row? pass row_id or update_id")
+        query = update(FailedUpdate).where(FailedUpdate.status != "resolved")
+        if row_id is not None:
+            query = query.where(FailedUpdate.id == row_id)
+        if update_id is not None:
+            query = query.where(FailedUpdate.update_id == update_id)
+        result = await self.session.execute(
+            query.values(status="resolved", resolved_at=now, resolution=resolution)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def back_to_pending(self, row_id: int) -> None:
+        """A replay that could not even be kept as failed again: not retried in a loop."""
+        await self.session.execute(
+            update(FailedUpdate)
+            .where(FailedUpdate.id == row_id, FailedUpdate.status == "retried")
+            .values(status="pending")
+        )

@@ -58,6 +58,9 @@ class Action(StrEnum):
     AUTO_CLOSE = "auto_close"  # no answer from the customer for AUTO_CLOSE_AFTER
     CLOSE_BY_STAFF = "close_by_staff"
     CLOSE_BY_CUSTOMER = "close_by_customer"
+    # Staff's album that took the ticket turned out to be a note (Telegram put its "!" caption
+    # on a later part): the take it caused is given back before anything reached the customer.
+    TAKE_BACK = "take_back"
 
 
 class CloseReason(StrEnum):
@@ -79,6 +82,7 @@ TRANSITIONS: dict[tuple[Status, Action], Status] = {
     (Status.NEW, Action.TAKE): Status.IN_PROGRESS,
     (Status.NEW, Action.CLOSE_BY_STAFF): Status.CLOSED,
     (Status.NEW, Action.CLOSE_BY_CUSTOMER): Status.CLOSED,
+    (Status.IN_PROGRESS, Action.TAKE_BACK): Status.NEW,
     (Status.IN_PROGRESS, Action.ASK_INFO): Status.WAITING_CUSTOMER,
     (Status.IN_PROGRESS, Action.RESOLVE): Status.RESOLVED,
     (Status.IN_PROGRESS, Action.CLOSE_BY_STAFF): Status.CLOSED,

@@ -135,8 +135,12 @@ class FakeTelegram(World):
         rec = self.files_by_path.get(request.match_info["path"])
         if rec is None:
             return _json_error(_NOT_FOUND)
+        # Like Telegram's file server: bytes to download, never a page the browser would run
+        # (an uploaded HTML or SVG file must not execute on this origin).
         return web.Response(
-            body=rec.content, content_type=rec.mime_type or "application/octet-stream"
+            body=rec.content,
+            content_type="application/octet-stream",
+            headers={"Content-Disposition": "attachment", "X-Content-Type-Options": "nosniff"},
         )
 
     async def _read(self, request: web.Request) -> tuple[JsonDict, dict[str, UploadedFile]]:

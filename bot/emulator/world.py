@@ -16,7 +16,7 @@ import json
 import secrets
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .html_parser import find_auto_entities, utf16_len
@@ -147,6 +147,9 @@ class FakeChat:
     bot_is_member: bool = True
     topics: dict[int, Topic] = field(default_factory=dict)
     migrated_to: int | None = None  # upgraded to a supergroup with this id
+    # A public group (with a username) can be read, and its inline buttons pressed, by people
+    # who are not members; with join_to_send_messages off they may write there too.
+    join_to_send_messages: bool = True
 
     def to_chat(self) -> JsonDict:
         d: JsonDict = {"id": self.id, "title": self.title, "type": self.type}
@@ -341,6 +344,131 @@ class World:
         setattr(self, counter, itertools.count(value))
         return int(value)
 
+    # A JSON form of the snapshot, for a world kept in a file: plain data only (reading it back
+    # builds nothing but this module's dataclasses, unlike unpickling). Bump the version when
+    # the form changes; restore_json() refuses other versions.
+    JSON_VERSION = 1
+
+    def snapshot_json(self) -> JsonDict:
+        """:meth:`snapshot` as JSON-serialisable data (``json.dumps`` takes it as it is)."""
+        # One copy of all parts, so a record shared by them (a file) stays one record.
+        state: JsonDict = copy.deepcopy({name: getattr(self, name) for name in self._KEPT})
+        state["next_update_id"] = self._peek("_update_ids")
+        state["next_file"] = self._peek("_file_counter")
+        records: list[FileRecord] = []
+        index: dict[int, int] = {}  # id(record) -> its place in records (photo sizes share one)
+
+        def ref(record: FileRecord) -> int:
+            if id(record) not in index:
+                index[id(record)] = len(records)
+                records.append(record)
+            return index[id(record)]
+
+        files = {file_id: ref(record) for file_id, record in state["files"].items()}
+        by_path = {path: ref(record) for path, record in state["files_by_path"].items()}
+        return {
+            "version": self.JSON_VERSION,
+            "next_update_id": state["next_update_id"],
+            "next_file": state["next_file"],
+            "users": [_plain(user) for user in state["users"].values()],
+            "groups": [
+                _plain(group)
+                | {
+                    "members": sorted(group.members),
+                    "admins": sorted(group.admins),
+                    "topics": [_plain(topic) for topic in group.topics.values()],
+                }
+                for group in state["groups"].values()
+            ],
+            "chats": [
+                {
+                    "chat_id": chat.chat_id,
+                    "next_id": chat.next_id,
+                    "messages": [{"id": i} | _plain(m) for i, m in chat.messages.items()],
+                    "deleted": [{"id": i} | _plain(m) for i, m in chat.deleted.items()],
+                    "consumed": sorted(chat.consumed),
+                    "bot_ids": list(chat.bot_ids),
+                }
+                for chat in state["chats"].values()
+            ],
+            "file_records": [
+                _plain(record) | {"content": base64.b64encode(record.content).decode("ascii")}
+                for record in records
+            ],
+            "files": files,
+            "files_by_path": by_path,
+            "updates": state["updates"],
+            "commands": [
+                {"scope": scope, "language": language, "commands": commands}
+                for (scope, language), commands in state["commands"].items()
+            ],
+            "callbacks": state["callbacks"],
+            "answers": state["answers"],
+            "allowed_updates": sorted(state["allowed_updates"]),
+            "reactions": [
+                {"chat_id": chat_id, "message_id": message_id, "emoji": emoji}
+                for (chat_id, message_id), emoji in state["reactions"].items()
+            ],
+        }
+
+    def restore_json(self, state: JsonDict) -> None:
+        """Brings back what :meth:`snapshot_json` gave. Raises ``ValueError`` (or ``KeyError``,
+        ``TypeError``) for another version or a damaged state, before changing anything."""
+        if not isinstance(state, dict) or state.get("version") != self.JSON_VERSION:
+            found = state.get("version") if isinstance(state, dict) else None
+            raise ValueError(f"world version {found!r}, expected {self.JSON_VERSION}")
+        records = [
+            FileRecord(**(raw | {"content": base64.b64decode(raw["content"], validate=True)}))
+            for raw in state["file_records"]
+        ]
+        groups = {}
+        for raw in state["groups"]:
+            group = FakeChat(
+                **(
+                    raw
+                    | {
+                        "members": {int(m) for m in raw["members"]},
+                        "admins": {int(a) for a in raw["admins"]},
+                        "topics": {},
+                    }
+                )
+            )
+            group.topics = {int(t["thread_id"]): Topic(**t) for t in raw["topics"]}
+            groups[group.id] = group
+        chats = {}
+        for raw in state["chats"]:
+            chat = ChatState(
+                int(raw["chat_id"]),
+                next_id=int(raw["next_id"]),
+                messages=_stored(raw["messages"]),
+                deleted=_stored(raw["deleted"]),
+                consumed={int(i) for i in raw["consumed"]},
+                bot_ids=[int(i) for i in raw["bot_ids"]],
+            )
+            chats[chat.chat_id] = chat
+        kept: JsonDict = {
+            "users": {int(u["id"]): FakeUser(**u) for u in state["users"]},
+            "groups": groups,
+            "chats": chats,
+            "files": {str(k): records[int(i)] for k, i in state["files"].items()},
+            "files_by_path": {str(k): records[int(i)] for k, i in state["files_by_path"].items()},
+            "updates": list(state["updates"]),
+            "commands": {
+                (str(c["scope"]), str(c["language"])): list(c["commands"])
+                for c in state["commands"]
+            },
+            "callbacks": dict(state["callbacks"]),
+            "answers": dict(state["answers"]),
+            "allowed_updates": frozenset(str(u) for u in state["allowed_updates"]),
+            "reactions": {
+                (int(r["chat_id"]), int(r["message_id"])): list(r["emoji"])
+                for r in state["reactions"]
+            },
+            "next_update_id": int(state["next_update_id"]),
+            "next_file": int(state["next_file"]),
+        }
+        self.restore(kept)
+
     # ------------------------------------------------------------------ setup
 
     def add_user(
@@ -446,16 +574,74 @@ class World:
             self._enqueue("message", arrived.data)
         return new
 
-    def add_member(self, chat_id: int, user: int | FakeUser, *, admin: bool = False) -> None:
+    def add_member(
+        self,
+        chat_id: int,
+        user: int | FakeUser,
+        *,
+        admin: bool = False,
+        by: int | FakeUser | None = None,
+    ) -> None:
+        """Joins (``by`` None) or is added by ``by``; ``admin``: promoted. An administrator
+        bot that asked for ``chat_member`` updates gets one, as in Telegram."""
         grp = self._group(chat_id)
+        old = self._member_json(grp, _uid(user))
         grp.members.add(_uid(user))
         if admin:
             grp.admins.add(_uid(user))
+        self._member_changed(grp, _uid(user), old, by)
 
-    def remove_member(self, chat_id: int, user: int | FakeUser) -> None:
+    def remove_member(
+        self, chat_id: int, user: int | FakeUser, *, by: int | FakeUser | None = None
+    ) -> None:
+        """Leaves (``by`` None: status "left") or is removed by ``by`` ("kicked")."""
         grp = self._group(chat_id)
+        old = self._member_json(grp, _uid(user))
         grp.members.discard(_uid(user))
         grp.admins.discard(_uid(user))
+        self._member_changed(grp, _uid(user), old, by, kicked=by is not None)
+
+    def _member_json(self, grp: FakeChat, user_id: int, *, kicked: bool = False) -> JsonDict:
+        """The ChatMember getChatMember would return (without the bot's own)."""
+        from .methods import DEFAULT_RIGHTS_ADMIN, _admin
+
+        user = self.users[user_id].to_user() if user_id in self.users else {"id": user_id}
+        if grp.owner == user_id:
+            return {"status": "creator", "user": user, "is_anonymous": False}
+        if user_id in grp.admins:
+            return _admin(user, dict(DEFAULT_RIGHTS_ADMIN), can_be_edited=False)
+        if user_id in grp.members:
+            return {"status": "member", "user": user}
+        if kicked:
+            return {"status": "kicked", "user": user, "until_date": 0}
+        return {"status": "left", "user": user}
+
+    def _member_changed(
+        self,
+        grp: FakeChat,
+        user_id: int,
+        old: JsonDict,
+        by: int | FakeUser | None,
+        *,
+        kicked: bool = False,
+    ) -> None:
+        """A ``chat_member`` update: Telegram sends them to administrator bots only."""
+        if grp.bot_rights is None or not grp.bot_is_member or user_id not in self.users:
+            return
+        new = self._member_json(grp, user_id, kicked=kicked)
+        if new == old:
+            return
+        actor = self._user(by) if by is not None else self.users[user_id]
+        self._enqueue(
+            "chat_member",
+            {
+                "chat": grp.to_chat(),
+                "from": actor.to_user(),
+                "date": int(self.clock()),
+                "old_chat_member": old,
+                "new_chat_member": new,
+            },
+        )
 
     def block(self, user: int | FakeUser) -> None:
         self._user(user).blocked = True
@@ -607,7 +793,7 @@ class World:
         if chat_id not in self.groups:
             raise AssertionError(f"unknown chat {chat_id}")
         grp = self.groups[chat_id]
-        if user.id not in grp.members:
+        if user.id not in grp.members and (grp.username is None or grp.join_to_send_messages):
             raise AssertionError(
                 f"user {user.id} is not a member of {chat_id}; use add_group(members=...) "
                 "or fake.add_member()"
@@ -747,15 +933,18 @@ class World:
         chat_id: int | None = None,
         reply_to: JsonDict | int | None = None,
         thread_id: int | None = None,
+        *,
+        caption_on: int = 0,
     ) -> list[JsonDict]:
         """``n`` (2..10) photos/documents sharing a media_group_id; the caption goes on the
-        first item (as Telegram clients do)."""
+        first item (as Telegram clients mostly do), or on item ``caption_on`` (0-based; a
+        client may put it elsewhere, e.g. under the last file of a document album)."""
         if not 2 <= n <= 10:
             raise ValueError("an album has 2-10 items")
         group_id = str(13_000_000_000_000_000 + secrets.randbelow(10**15))
         out: list[JsonDict] = []
         for i in range(n):
-            cap = caption if i == 0 else None
+            cap = caption if i == caption_on else None
             if kind == "photo":
                 out.append(self.send_photo(user, cap, group_id, chat_id, reply_to, thread_id))
             elif kind == "document":
@@ -844,7 +1033,8 @@ class World:
     def _callback(self, user: FakeUser, stored: StoredMessage, data: str) -> str:
         chat_id = int(stored.data["chat"]["id"])
         if chat_id in self.groups:
-            if user.id not in self.groups[chat_id].members:
+            grp = self.groups[chat_id]
+            if user.id not in grp.members and grp.username is None:  # public: anyone sees it
                 raise AssertionError(f"user {user.id} is not a member of chat {chat_id}")
         elif chat_id != user.id:
             raise AssertionError(f"user {user.id} can't see private chat {chat_id}")
@@ -1141,6 +1331,16 @@ def _inline_rows(msg: JsonDict) -> list[list[JsonDict]]:
 
 def _fake_jpeg() -> bytes:
     return b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + secrets.token_bytes(64) + b"\xff\xd9"
+
+
+def _plain(record: Any) -> JsonDict:
+    """A dataclass's fields by name (shallow: the caller turns sets, bytes and nested
+    dataclasses into JSON)."""
+    return {f.name: getattr(record, f.name) for f in fields(record)}
+
+
+def _stored(raw: list[JsonDict]) -> dict[int, StoredMessage]:
+    return {int(m["id"]): StoredMessage(**{k: v for k, v in m.items() if k != "id"}) for m in raw}
 
 
 def dumps(obj: Any) -> str:

@@ -1,34 +1,39 @@
-"""The last line: log what no handler expected, with the update id, and tell the user."""
+"""The last line: an update that failed every attempt (the unit of work retries it) is kept
+with its error, and the person is told that nothing is lost (``bot/failures.py``)."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 
 from aiogram import Bot, Router
-from aiogram.exceptions import TelegramAPIError
 from aiogram.types import ErrorEvent
-from aiogram.utils.i18n import gettext as _
+
+from bot.failures import FailureKeeper, UpdateNotKeptError
 
 log = logging.getLogger(__name__)
 router = Router(name=__name__)
 
 
 @router.errors()
-async def unexpected_error(event: ErrorEvent, bot: Bot) -> None:
+async def unexpected_error(
+    event: ErrorEvent,
+    bot: Bot,
+    failures: FailureKeeper,
+    update_attempts: int = 1,
+    replay_of: int | None = None,
+) -> None:
     update = event.update
-    log.error("update %s failed: %r", update.update_id, event.exception, exc_info=event.exception)
-    chat = None
-    if update.message is not None and update.message.chat.type == "private":
-        chat = update.message.chat.id
-    elif update.callback_query is not None:
-        with contextlib.suppress(TelegramAPIError):
-            await update.callback_query.answer()
-        message = update.callback_query.message
-        if message is not None and message.chat.type == "private":
-            chat = message.chat.id
-    if chat is not None:
-        with contextlib.suppress(TelegramAPIError):
-            await bot.send_message(
-                chat, _("Sorry, something went wrong on our side. Please try again in a minute.")
-            )
+    log.error(
+        "update %s failed after %d attempt(s): %r",
+        update.update_id,
+        update_attempts,
+        event.exception,
+        exc_info=event.exception,
+    )
+    try:
+        await failures.keep(
+            bot, update, event.exception, attempts=update_attempts, replay=replay_of is not None
+        )
+    except Exception as exc:
+        # Not confirmed, then: Telegram delivers the update again (bot/polling.py, webhook).
+        raise UpdateNotKeptError(f"update {update.update_id} could not be kept") from exc

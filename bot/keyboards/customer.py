@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from enum import StrEnum
+from typing import Annotated
 
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import InlineKeyboardMarkup
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.keyboard import InlineKeyboardBuilder
+from pydantic import Field
 
 from bot.domain.tickets import Kind
+from bot.keyboards import Id, Score, Step
 from bot.views.labels import kind_button
 
 
@@ -25,20 +28,20 @@ class Nav(StrEnum):
 
 class DialogCb(CallbackData, prefix="dlg"):
     action: Nav
-    q: int = 0  # which question the button belongs to; 0: valid at any time (New request)
+    q: Step = 0  # which question the button belongs to; 0: valid at any time (New request)
 
 
 class KindCb(CallbackData, prefix="kind"):
     kind: Kind
-    q: int
+    q: Step
 
 
 class PickTicketCb(CallbackData, prefix="pick"):
-    number: int
+    number: Id
 
 
 class LanguageCb(CallbackData, prefix="lang"):
-    code: str
+    code: Annotated[str, Field(max_length=8)]
 
 
 LANGUAGE_NAMES = {"ru": "Русский", "en": "English"}
@@ -117,17 +120,17 @@ def languages() -> InlineKeyboardMarkup:
 
 
 class ConfirmCb(CallbackData, prefix="ok"):
-    number: int
+    number: Id
     solved: bool
 
 
 class RateCb(CallbackData, prefix="rate"):
-    number: int
-    score: int  # 1..5; 0: no comment, thanks
+    number: Id
+    score: Score  # 1..5; 0: no comment, thanks
 
 
 class CloseMineCb(CallbackData, prefix="cm"):
-    number: int
+    number: Id
 
 
 def confirm_solution(number: int) -> InlineKeyboardMarkup:

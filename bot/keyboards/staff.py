@@ -11,6 +11,7 @@ from aiogram.utils.i18n import gettext as _
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.domain.tickets import Priority, Status
+from bot.keyboards import Arg, Id, Page
 from bot.views.labels import priority_label
 
 
@@ -32,17 +33,17 @@ class Op(StrEnum):
 
 class StaffCb(CallbackData, prefix="st"):
     op: Op
-    number: int
-    arg: int = 0
+    number: Id
+    arg: Arg = 0
 
 
 class QueuePageCb(CallbackData, prefix="q"):
-    page: int
+    page: Page
 
 
 class MacroCb(CallbackData, prefix="mc"):
-    macro: int
-    number: int  # the ticket to send it to
+    macro: Id
+    number: Id  # the ticket to send it to
 
 
 def card(number: int, status: Status) -> InlineKeyboardMarkup:

@@ -1,32 +1,80 @@
-"""One unit of work per update: a session, committed once after the handler returns."""
+"""One unit of work per update: a session, committed once after the handler returns.
+
+An attempt that raises is rolled back whole and the update is handled again, up to
+``attempts`` times (a lock, a hiccup of Telegram's on a direct call: the next try usually
+passes). Only then does the exception go on to the error handler, which keeps the update as
+failed (``bot/failures.py``), with ``update_attempts`` telling it how many tries were made.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiogram import BaseMiddleware
+from aiogram.dispatcher.event.bases import CancelHandler, SkipHandler
 from aiogram.types import TelegramObject, Update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.clock import Clock
 from bot.db.dialog_storage import current_session
-from bot.db.repositories import UpdateLog
+from bot.db.repositories import FailedUpdates, UpdateLog
 from bot.services.delivery import Sender
 
 log = logging.getLogger(__name__)
 
+ATTEMPTS = 3
+PAUSE = 0.2  # seconds before the second try; twice that before the third
+
 
 class UnitOfWorkMiddleware(BaseMiddleware):
     def __init__(
-        self, session_factory: async_sessionmaker[AsyncSession], clock: Clock, sender: Sender
+        self,
+        session_factory: async_sessionmaker[AsyncSession],
+        clock: Clock,
+        sender: Sender,
+        *,
+        attempts: int = ATTEMPTS,
+        pause: float = PAUSE,
     ) -> None:
         self.session_factory = session_factory
         self.clock = clock
         self.sender = sender
+        self.attempts = attempts
+        self.pause = pause
 
     async def __call__(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:
+        attempt = 1
+        while True:
+            try:
+                # A fresh copy each time: nothing an attempt put in the data (its session,
+                # the user row it loaded) leaks into the next one.
+                return await self._attempt(handler, event, dict(data))
+            except (SkipHandler, CancelHandler):
+                raise
+            except Exception as exc:
+                data["update_attempts"] = attempt
+                if attempt >= self.attempts:
+                    raise
+                log.warning(
+                    "update %s failed (attempt %d of %d: %s: %s); rolled back, trying again",
+                    getattr(event, "update_id", "?"),
+                    attempt,
+                    self.attempts,
+                    type(exc).__name__,
+                    exc,
+                )
+            await asyncio.sleep(self.pause * attempt)
+            attempt += 1
+
+    async def _attempt(
         self,
         handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
         event: TelegramObject,
@@ -55,11 +103,22 @@ class UnitOfWorkMiddleware(BaseMiddleware):
         event: TelegramObject,
         data: dict[str, Any],
     ) -> Any:
+        # A failed update replayed by the running bot (bot/failures.py): its row is resolved
+        # in the same transaction as its effects.
+        replay_of: int | None = data.get("replay_of")
         if isinstance(event, Update) and not await UpdateLog(session).first_time(
             event.update_id, self.clock.now()
         ):
             # Redelivered after a restart: its effects are already committed.
             log.info("update %s was already handled; skipped", event.update_id)
+            if replay_of is not None:
+                await FailedUpdates(session).resolve(
+                    self.clock.now(), "already applied", row_id=replay_of
+                )
             return None
         data["session"] = session
-        return await handler(event, data)
+        result = await handler(event, data)
+        if replay_of is not None:
+            await FailedUpdates(session).resolve(self.clock.now(), "replayed", row_id=replay_of)
+            log.info("failed update #%s replayed", replay_of)
+        return result

@@ -12,8 +12,13 @@ from contextvars import ContextVar
 
 from aiogram import Bot
 from aiogram.client.session.middlewares.base import BaseRequestMiddleware, NextRequestMiddlewareType
-from aiogram.exceptions import TelegramNetworkError, TelegramRetryAfter, TelegramServerError
-from aiogram.methods import GetUpdates, Response, TelegramMethod
+from aiogram.exceptions import (
+    TelegramBadRequest,
+    TelegramNetworkError,
+    TelegramRetryAfter,
+    TelegramServerError,
+)
+from aiogram.methods import AnswerCallbackQuery, GetUpdates, Response, TelegramMethod
 from aiogram.methods.base import TelegramType
 
 log = logging.getLogger(__name__)
@@ -51,3 +56,24 @@ class RetryMiddleware(BaseRequestMiddleware):
                 log.warning("%s failed (%s); retry %d", type(method).__name__, exc, attempt)
             await asyncio.sleep(wait)
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+class StaleCallbackAnswers(BaseRequestMiddleware):
+    """The answer to a button press that is too old to answer has nothing left to do: the
+    spinner stopped long ago. It happens when an update is handled again: the next attempt
+    after a failed one (the first may have answered already), or a replay of a failed update
+    hours later (``bot/failures.py``). Such an answer must not fail the update."""
+
+    async def __call__(
+        self,
+        make_request: NextRequestMiddlewareType[TelegramType],
+        bot: Bot,
+        method: TelegramMethod[TelegramType],
+    ) -> Response[TelegramType]:
+        try:
+            return await make_request(bot, method)
+        except TelegramBadRequest as exc:
+            if not isinstance(method, AnswerCallbackQuery) or "query is too old" not in str(exc):
+                raise
+            log.info("a button press answered too late; nothing to do (%s)", exc.message)
+            return Response[TelegramType](ok=True, result=True)

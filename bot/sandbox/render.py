@@ -30,6 +30,22 @@ _TAGS: dict[str, tuple[str, str]] = {
     "bot_command": ('<span class="command">', "</span>"),
 }
 _SAFE_SCHEMES = ("http://", "https://", "mailto:", "tg://")
+# Images a browser shows without running anything (not SVG: it can carry script).
+INLINE_IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
+
+
+def image_type(content: bytes) -> str | None:
+    """The type of a raster image the browser may show inline, by its first bytes (what the
+    uploader declared does not count: an HTML or SVG file can claim to be image/png)."""
+    if content.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if content.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if content.startswith((b"GIF87a", b"GIF89a")):
+        return "image/gif"
+    if content[:4] == b"RIFF" and content[8:12] == b"WEBP":
+        return "image/webp"
+    return None
 
 
 def _link(href: str) -> tuple[str, str]:
@@ -155,9 +171,11 @@ def message_view(
     viewer: int,
     tz: ZoneInfo,
     file_url: Callable[[str], str],
+    shown_inline: Callable[[str], bool] | None = None,
     reactions: list[str] | None = None,
 ) -> JsonDict:
-    """What the page needs to draw one message bubble."""
+    """What the page needs to draw one message bubble. ``shown_inline`` tells whether a file
+    is served as a picture (by its bytes); without it the declared type decides."""
     sender = message.get("from") or {}
     text = message.get("text")
     entities = message.get("entities")
@@ -187,7 +205,11 @@ def message_view(
         view["document"] = {
             "name": document.get("file_name") or "file",
             "url": file_url(document["file_id"]),
-            "image": str(document.get("mime_type", "")).startswith("image/"),
+            "image": (
+                shown_inline(document["file_id"])
+                if shown_inline is not None
+                else document.get("mime_type") in INLINE_IMAGE_TYPES
+            ),
         }
     if "sticker" in message:
         view["sticker"] = message["sticker"].get("emoji") or "🙂"

@@ -8,26 +8,33 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ipaddress
+import json
 import logging
 import os
-import pickle
+import secrets
 import shutil
+import socket
 import sys
 import tempfile
 import time
 import webbrowser
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
 from bot.clock import ShiftedClock
 from bot.config import LOCALES, SettingsError, load_settings
 from bot.emulator import FakeTelegram
-from bot.sandbox.web import SandboxPage
+from bot.sandbox.web import SandboxPage, is_loopback_name
 from bot.sandbox.world import SANDBOX_TOKEN, STAFF_CHAT_ID, Person, populate
 
 log = logging.getLogger("bot.sandbox")
 SAVE_EVERY = 5.0  # seconds between saves of the emulated world next to a --db database
+WORLD_FORMAT = "ecomet-sandbox-world"  # the kept world file: JSON, never pickle
+WORLD_VERSION = 1
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -38,7 +45,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--port", type=int, default=8080, metavar="N", help="port of the page (0: any free)"
     )
-    parser.add_argument("--host", default="127.0.0.1", help="address of the page")
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address of the page (a loopback address unless --allow-remote is given)",
+    )
+    parser.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow a --host other machines can reach; the page then asks for an access token "
+        "(printed in its address)",
+    )
     parser.add_argument(
         "--db",
         type=Path,
@@ -51,8 +68,45 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address or a name) is only reachable from this machine."""
+    name = host.strip("[]")
+    if is_loopback_name(name):
+        return True
+    if not name or _is_address(name):
+        return False  # "" and 0.0.0.0 are every address of the machine
+    try:
+        found = socket.getaddrinfo(name, None, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError):
+        return False
+    return bool(found) and all(is_loopback_name(str(info[4][0])) for info in found)
+
+
+def _is_address(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def host_refusal(host: str, allow_remote: bool) -> str | None:
+    """Why the page may not be opened on ``host`` (one line), or None when it may."""
+    if allow_remote or is_loopback(host):
+        return None
+    return (
+        f"sandbox: --host {host or repr(host)} is reachable from other machines, and anyone "
+        "who opens the page acts as every person in it; use 127.0.0.1, or add --allow-remote "
+        "to protect the page with an access token"
+    )
+
+
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
+    refusal = host_refusal(args.host, args.allow_remote)
+    if refusal is not None:
+        print(refusal, file=sys.stderr)
+        return 2
     temporary: Path | None = None
     if args.db is None:
         temporary = Path(tempfile.mkdtemp(prefix="ecomet-sandbox-"))
@@ -94,15 +148,8 @@ async def serve(args: argparse.Namespace, database_url: str, database: Path) -> 
     clock = ShiftedClock()
     fake, people = _new_world(clock)
     saved = database.with_name(database.name + ".world")
-    if args.db is not None and saved.exists():
-        try:
-            state = pickle.loads(saved.read_bytes())  # noqa: S301 - our own file, by our DB
-            fake.restore(state["world"])
-            clock.offset = state["offset"]
-            log.info("sandbox: the chats of %s are back", saved)
-        except Exception as error:  # noqa: BLE001 - a damaged file costs the chats, not the desk
-            log.warning("sandbox: the saved chats in %s cannot be read (%s)", saved, error)
-            fake, people = _new_world(clock)
+    if args.db is not None and saved.exists() and not load_world(fake, clock, saved):
+        fake, people = _new_world(clock)
     api_url = await fake.start()
     settings = load_settings(
         _env_file=None,
@@ -116,9 +163,14 @@ async def serve(args: argparse.Namespace, database_url: str, database: Path) -> 
         scheduler_interval=1.0,
     )
     i18n = create_i18n(settings)
+    # Off this machine the page needs a token (in the address it prints): the page lets its
+    # visitor act as every person and send files, so nobody else on the network may open it.
+    token = secrets.token_urlsafe(24) if args.allow_remote else None
     page = SandboxPage(
         fake,
         people,
+        token=token,
+        hosts=None if args.allow_remote else (args.host,),
         clock=clock,
         tz=settings.timezone,
         hours=settings.hours,
@@ -140,8 +192,14 @@ async def serve(args: argparse.Namespace, database_url: str, database: Path) -> 
                 "choose another port with --port"
             ) from None
         port = runner.addresses[0][1]
-        address = f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '') else args.host}:{port}/"
+        address = page_address(args.host, port, token)
         print(f"Sandbox is ready: {address}", flush=True)
+        if token is not None:
+            print(
+                "The page asks for its token: share this address only with whom you let in; "
+                "from another machine use this machine's address with the same ?token=.",
+                flush=True,
+            )
         print(
             "People: " + ", ".join(f"{p.name} ({p.role})" for p in people) + ". Stop with Ctrl+C.",
             flush=True,
@@ -158,9 +216,21 @@ async def serve(args: argparse.Namespace, database_url: str, database: Path) -> 
                 await bot
         if saver is not None:
             saver.cancel()
-            _save(fake, clock, saved)
+            save_world(fake, clock, saved)
         await runner.cleanup()
         await fake.stop()
+
+
+def page_address(host: str, port: int, token: str | None) -> str:
+    """The address to open: all-interfaces binds are opened through the loopback one."""
+    if host in ("", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    query = f"?token={token}" if token is not None else ""
+    return f"http://{host}:{port}/{query}"
 
 
 def _new_world(clock: ShiftedClock) -> tuple[FakeTelegram, list[Person]]:
@@ -178,13 +248,44 @@ async def _keep_saving(fake: FakeTelegram, clock: ShiftedClock, path: Path) -> N
     while True:
         if await fake.wait_changed(3600):
             await asyncio.sleep(SAVE_EVERY)  # at most one save per interval
-            _save(fake, clock, path)
+            save_world(fake, clock, path)
 
 
-def _save(fake: FakeTelegram, clock: ShiftedClock, path: Path) -> None:
+def save_world(fake: FakeTelegram, clock: ShiftedClock, path: Path) -> None:
+    """Writes the emulated world and the clock's offset to ``path`` as JSON (atomically)."""
+    state = {
+        "format": WORLD_FORMAT,
+        "version": WORLD_VERSION,
+        "clock_offset_seconds": clock.offset.total_seconds(),
+        "world": fake.snapshot_json(),
+    }
     temporary = path.with_name(path.name + ".tmp")
-    temporary.write_bytes(pickle.dumps({"world": fake.snapshot(), "offset": clock.offset}))
+    temporary.write_text(json.dumps(state, ensure_ascii=False), encoding="utf-8")
     temporary.replace(path)
+
+
+def load_world(fake: FakeTelegram, clock: ShiftedClock, path: Path) -> bool:
+    """Brings back a world :func:`save_world` wrote. A file that is not such a world (damaged,
+    or the pickle of older versions, which is never unpickled) is logged and left alone:
+    False, and the caller starts an empty world."""
+    try:
+        state: Any = json.loads(path.read_bytes())
+        if not isinstance(state, dict) or state.get("format") != WORLD_FORMAT:
+            raise ValueError("not a sandbox world in JSON (older sandboxes kept it as pickle)")
+        if state.get("version") != WORLD_VERSION:
+            raise ValueError(f"version {state.get('version')!r}, expected {WORLD_VERSION}")
+        offset = timedelta(seconds=float(state["clock_offset_seconds"]))
+        fake.restore_json(state["world"])
+    except Exception as error:  # noqa: BLE001 - a damaged file costs the chats, not the desk
+        log.warning(
+            "sandbox: the saved chats in %s cannot be read (%s); starting with empty chats",
+            path,
+            error,
+        )
+        return False
+    clock.offset = offset
+    log.info("sandbox: the chats of %s are back", path)
+    return True
 
 
 def _has_display() -> bool:

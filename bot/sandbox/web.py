@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from aiohttp import BodyPartReader, web
@@ -17,7 +19,7 @@ from aiohttp import BodyPartReader, web
 from bot.clock import ShiftedClock
 from bot.domain.hours import SupportHours
 from bot.emulator import FakeTelegram
-from bot.sandbox.render import message_view, snippet
+from bot.sandbox.render import image_type, message_view, snippet
 from bot.sandbox.texts import page_texts
 from bot.sandbox.world import Person
 
@@ -27,12 +29,18 @@ MAX_UPLOAD = 20 * 1024 * 1024
 # The clock only moves forward: timers that already fired cannot be taken back.
 CLOCK_STEPS = {"hour": timedelta(hours=1), "day": timedelta(days=1), "3days": timedelta(days=3)}
 
-_IMAGE_MAGIC = (
-    (b"\x89PNG\r\n\x1a\n", "image/png"),
-    (b"\xff\xd8\xff", "image/jpeg"),
-    (b"GIF8", "image/gif"),
-    (b"RIFF", "image/webp"),
+# A change (POST) must carry this header: a page of another site cannot send it (a form cannot
+# set headers, and fetch() may not without this server's consent), the sandbox's app.js does.
+CHANGE_HEADER = "X-Sandbox"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# The page's own files only: no inline script or style, nothing from elsewhere, no framing.
+PAGE_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'"
 )
+# An uploaded file opened on its own runs nothing, whatever it is.
+FILE_POLICY = "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; sandbox"
 
 
 def next_local(now: datetime, at: time, tz: ZoneInfo) -> datetime:
@@ -44,11 +52,23 @@ def next_local(now: datetime, at: time, tz: ZoneInfo) -> datetime:
     return target
 
 
-def _sniff(content: bytes, declared: str | None) -> str:
-    for magic, mime in _IMAGE_MAGIC:
-        if content.startswith(magic):
-            return mime
-    return declared or "application/octet-stream"
+def disposition(kind: str, name: str) -> str:
+    """A Content-Disposition header value for ``name``, whatever characters it has."""
+    plain = "".join(c if " " <= c <= "~" and c not in '"\\;' else "_" for c in name) or "file"
+    return f"{kind}; filename=\"{plain}\"; filename*=UTF-8''{quote(name, safe='')}"
+
+
+def is_loopback_name(host: str) -> bool:
+    """Whether ``host`` names this machine without asking DNS (localhost, 127.x, ::1)."""
+    name = host.strip("[]").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return bool(address.is_loopback or (mapped is not None and mapped.is_loopback))
 
 
 class Refused(Exception):  # noqa: N818 - a refusal, not an error of the sandbox
@@ -67,8 +87,15 @@ class SandboxPage:
         translate: Callable[[str, str], str],
         locales: tuple[str, ...],
         default_locale: str,
+        token: str | None = None,
+        hosts: tuple[str, ...] | None = None,
     ) -> None:
+        """``token``: every request must carry it (``?token=`` once, then the cookie the page
+        gets); ``hosts``: the page answers only requests addressed to these names or to
+        loopback ones (a page of another site that points its name at 127.0.0.1 gets 403)."""
         self.fake = fake
+        self.token = token
+        self.hosts = None if hosts is None else frozenset(h.strip("[]").lower() for h in hosts)
         self.people = {person.id: person for person in people}
         self.order = [person.id for person in people]
         self.clock = clock
@@ -80,7 +107,8 @@ class SandboxPage:
         self.stopping = asyncio.Event()
 
     def application(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_UPLOAD, middlewares=[_errors])
+        app = web.Application(client_max_size=MAX_UPLOAD, middlewares=[self._guard, _errors])
+        app.on_response_prepare.append(_security_headers)
         app.router.add_get("/", self.index)
         app.router.add_static("/static/", STATIC, append_version=True)
         app.router.add_get("/api/world", self.world)
@@ -93,6 +121,41 @@ class SandboxPage:
         app.router.add_post("/api/press", self.press)
         app.router.add_post("/api/clock", self.move_clock)
         return app
+
+    # ------------------------------------------------------------------ guarding
+
+    @web.middleware
+    async def _guard(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        if self.hosts is not None:
+            try:
+                host = request.url.host or ""
+            except ValueError:  # a Host header that is no host at all
+                host = ""
+            if not (is_loopback_name(host) or host.lower() in self.hosts):
+                return _forbidden(request, f"this page answers only on this machine, not {host}")
+        if self.token is not None:
+            # Per port: two sandboxes on one machine do not overwrite each other's cookie.
+            cookie = f"sandbox_token_{request.url.port}"
+            given = request.query.get("token")
+            if given is not None and _same(given, self.token):
+                if request.method == "GET" and request.path == "/":
+                    # The address printed at the start: the token goes into a cookie scripts
+                    # cannot read and other sites' requests do not carry, and out of the
+                    # address bar (and the history).
+                    response = web.Response(status=303, headers={"Location": "/"})
+                    response.set_cookie(
+                        cookie, self.token, path="/", httponly=True, samesite="Strict"
+                    )
+                    return response
+            elif not _same(request.cookies.get(cookie, ""), self.token):
+                return _forbidden(
+                    request, "open the address the sandbox printed at its start (with ?token=)"
+                )
+        if request.method not in SAFE_METHODS and request.headers.get(CHANGE_HEADER) != "1":
+            return _forbidden(request, f"a change needs the header {CHANGE_HEADER}: 1")
+        return await handler(request)
 
     # ------------------------------------------------------------------ reading
 
@@ -184,6 +247,10 @@ class SandboxPage:
     def _file_url(file_id: str) -> str:
         return f"/api/file/{file_id}"
 
+    def _shown_inline(self, file_id: str) -> bool:
+        record = self.fake.files.get(file_id)
+        return record is not None and image_type(record.content) is not None
+
     async def view(self, request: web.Request) -> web.Response:
         person = self._person(request.query.get("person"))
         chats = self._chats(person)
@@ -197,6 +264,7 @@ class SandboxPage:
                 viewer=person.id,
                 tz=self.tz,
                 file_url=self._file_url,
+                shown_inline=self._shown_inline,
                 reactions=self.fake.reactions.get((chat_id, m["message_id"])),
             )
             for m in self._thread_messages(chat_id, thread)
@@ -230,15 +298,24 @@ class SandboxPage:
         return response
 
     async def file(self, request: web.Request) -> web.Response:
+        """A file of a message: a raster image inline, as what its bytes are; anything else
+        (HTML, SVG, PDF, ...) only as a download, so no file runs script on the page's
+        origin."""
         record = self.fake.files.get(request.match_info["file_id"])
         if record is None:
             raise web.HTTPNotFound()
-        headers = {"Cache-Control": "max-age=86400"}
-        if record.file_name:
-            headers["Content-Disposition"] = f'inline; filename="{record.file_name}"'
+        headers = {
+            "Cache-Control": "private, max-age=86400",
+            "Content-Security-Policy": FILE_POLICY,
+        }
+        name = record.file_name or record.file_path or "file"
+        shown = image_type(record.content)
+        headers["Content-Disposition"] = disposition(
+            "inline" if shown else "attachment", name.rsplit("/", 1)[-1]
+        )
         return web.Response(
             body=record.content,
-            content_type=_sniff(record.content, record.mime_type),
+            content_type=shown or "application/octet-stream",
             headers=headers,
         )
 
@@ -290,7 +367,7 @@ class SandboxPage:
                 group = album if len(files) > 1 else None
                 for index, (name, mime, content) in enumerate(files):
                     caption = text if index == 0 and text else None
-                    if _sniff(content, mime).startswith("image/"):
+                    if image_type(content) is not None:
                         sent.append(
                             self.fake.send_photo(
                                 person.user, caption, group, content=content, **place
@@ -358,6 +435,24 @@ class SandboxPage:
             raise Refused(f"unknown clock step {step!r}")
         self.fake.notify_changed()
         return web.json_response(self._clock())
+
+
+def _same(given: str, token: str) -> bool:
+    return secrets.compare_digest(given.encode(), token.encode())
+
+
+def _forbidden(request: web.Request, reason: str) -> web.Response:
+    if request.path.startswith("/api/"):
+        return web.json_response({"error": reason}, status=403)
+    return web.Response(status=403, text=f"403 Forbidden: {reason}\n")
+
+
+async def _security_headers(_: web.Request, response: web.StreamResponse) -> None:
+    headers = response.headers
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("Content-Security-Policy", PAGE_POLICY)
+    headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("Referrer-Policy", "no-referrer")
 
 
 @web.middleware

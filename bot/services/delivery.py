@@ -14,9 +14,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import itertools
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -63,6 +65,8 @@ DEAD_AFTER = timedelta(seconds=10)
 REQUEST_TIMEOUT = 30
 MAX_BACKOFF = 300.0
 ALBUM_GRACE = timedelta(seconds=1.0)
+# A coalesced relay waits this long for more of the customer's messages before it may go.
+COALESCE_GRACE = timedelta(seconds=2.0)
 
 
 class Outbox:
@@ -137,6 +141,54 @@ def stream_of(chat_id: int, ticket_number: int | None) -> str:
     return f"{chat_id}:{ticket_number}"
 
 
+def fairness_key(delivery: Delivery) -> str:
+    """Whose turn a delivery is: staff-side deliveries by customer (one customer's many tickets
+    share one turn), anything else by its stream."""
+    if delivery.chat_id < 0:
+        customer = (delivery.context or {}).get("customer_chat_id")
+        if customer is not None:
+            return f"customer:{customer}"
+        if delivery.ticket_number is not None:
+            return f"ticket:{delivery.ticket_number}"
+    return delivery.stream
+
+
+class Turns:
+    """Round-robin between customers within a rank (SPEC §4: the staff-side queue is fair
+    between customers within a priority). The heads of the streams that are due are ordered
+    rank first, then by when their customer was last served (never served first), then by
+    age; and a customer with several due heads (several tickets) gets one per round. So
+    customer B's first message goes before customer A's fiftieth, however long A's backlog.
+
+    Bounded (SPEC §8): only the ``cap`` customers served most recently are remembered; one
+    forgotten counts as never served, which is right for someone who has been quiet longest.
+    """
+
+    def __init__(self, cap: int = 10_000) -> None:
+        self.cap = cap
+        self._served: OrderedDict[str, int] = OrderedDict()
+        self._counter = itertools.count(1)
+
+    def order(self, heads: Iterable[Delivery]) -> list[Delivery]:
+        ranks: dict[int, dict[str, list[Delivery]]] = {}
+        for head in sorted(heads, key=lambda d: (d.rank, d.id)):
+            ranks.setdefault(head.rank, {}).setdefault(fairness_key(head), []).append(head)
+        ordered: list[Delivery] = []
+        for rank in sorted(ranks):
+            queues = ranks[rank]
+            keys = sorted(queues, key=lambda key: (self._served.get(key, 0), queues[key][0].id))
+            for round_ in itertools.zip_longest(*(queues[key] for key in keys)):
+                ordered += [head for head in round_ if head is not None]
+        return ordered
+
+    def served(self, delivery: Delivery) -> None:
+        key = fairness_key(delivery)
+        self._served[key] = next(self._counter)
+        self._served.move_to_end(key)
+        while len(self._served) > self.cap:
+            self._served.popitem(last=False)
+
+
 def _upload(value: Any) -> Any:
     """Files travel in the outbox as base64 (the payload is JSON) and leave as uploads."""
     if isinstance(value, dict) and "__file_b64" in value:
@@ -147,6 +199,12 @@ def _upload(value: Any) -> Any:
 def topic_name(ticket: Ticket) -> str:
     """``✅ #12 · Cannot log in``: the status shows in the list of topics (128 characters)."""
     return f"{STATUS_ICON[ticket.status]} #{ticket.number} · {ticket.topic}"[:128]
+
+
+def _grows(delivery: Delivery) -> bool:
+    """A delivery that later messages may join while it waits (an album, a coalesced relay)."""
+    context = delivery.context or {}
+    return bool(context.get("media_group_id") or context.get("coalesced"))
 
 
 def _harmless(exc: TelegramBadRequest) -> bool:
@@ -225,6 +283,7 @@ class Sender:
         self._loop_done.set()
         self.instance_id = uuid.uuid4().hex
         self._last_beat: datetime | None = None
+        self.turns = Turns()
 
     @property
     def staff_chat_id(self) -> int:
@@ -311,7 +370,7 @@ class Sender:
         next_wait = min(self.poll_interval, HEARTBEAT.total_seconds())
         busy = set(self._in_flight.values())
         chosen: list[Delivery] = []
-        for head in heads:
+        for head in self.turns.order(heads):
             if len(self._in_flight) + len(chosen) >= self.concurrency:
                 next_wait = 0.01  # come back as soon as a slot frees
                 break
@@ -323,19 +382,27 @@ class Sender:
                 continue
             busy.add(head.stream)
             chosen.append(head)
+            self.turns.served(head)
         if not chosen:
             return next_wait
         async with self.session_factory() as session, session.begin():
-            claimed = await DeliveryRepo(session).claim_many(
+            repo = DeliveryRepo(session)
+            claimed = await repo.claim_many(
                 [head.id for head in chosen],
                 now=now,
                 until=self.clock.now() + LEASE,
                 owner=self.instance_id,
                 dead_before=dead_before,
             )
+            # Albums and coalesced relays take in more messages until they are claimed: what
+            # is sent is what they hold at the claim, not at the read above.
+            growing = [h.id for h in chosen if h.id in claimed and _grows(h)]
+            fresh = await repo.get_many(growing) if growing else {}
         for head in chosen:
             if head.id not in claimed:
                 continue  # another process took it
+            if head.id in fresh:
+                head.payload, head.context = fresh[head.id].payload, fresh[head.id].context
             head.attempts += 1
             self._in_flight[head.id] = head.stream
             task = asyncio.create_task(self._deliver(head))
@@ -654,6 +721,13 @@ class Sender:
                 }
                 for index, message_id in enumerate(ids)
             ]
+        # Messages joined into one coalesced text: each still belongs to the ticket (a reply
+        # to it finds the ticket), but none is "the" source of the joined copy, so an edit
+        # of one never overwrites the others.
+        links += [
+            {"customer_message_id": message_id, "staff_chat_id": None, "staff_message_id": None}
+            for message_id in (row.context or {}).get("coalesced_message_ids") or []
+        ]
         for link in links:
             session.add(
                 MessageLink(

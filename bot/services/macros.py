@@ -1,4 +1,7 @@
-"""Saved answers: written once by staff, sent to a ticket's customer with one press."""
+"""Saved answers: written once by staff, sent to a ticket's customer with one press.
+
+Titles and bodies are people's text: quoted wherever they go into an HTML message (the
+listing, every confirmation and refusal); the answer to a button press is plain text."""
 
 from __future__ import annotations
 
@@ -72,7 +75,9 @@ class MacroService:
         now = self.clock.now()
         if create:
             if existing is not None:
-                raise Refusal(_("“{title}” exists already; use /macro_edit.").format(title=title))
+                raise Refusal(
+                    _("“{title}” exists already; use /macro_edit.").format(title=html.quote(title))
+                )
             repo.add(Macro(title=title, body=body, created_by=author.id, updated_at=now))
             return _("Saved “{title}”.").format(title=html.quote(title))
         if existing is None:
@@ -112,4 +117,5 @@ class MacroService:
             details={"macro": macro.title},
         )
         to_customer(self.outbox, session, ticket, text, purpose="answer")
+        # The answer to the press: plain text (not HTML), so the title goes as it is.
         return _("Sent “{title}” to #{number}.").format(title=macro.title, number=number)

@@ -11,16 +11,21 @@ from typing import Any
 
 from aiogram import methods
 from aiogram.utils.i18n import I18n
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.clock import Clock
-from bot.db.repositories import DeskSettings, UserRepo
+from bot.db.repositories import DeskSettings, TicketRepo, UserRepo
 from bot.services.delivery import Outbox
 from bot.services.desk_config import DeskConfig
 from bot.services.reports import Reports, chart_png
 from bot.views import reports as views
 
 log = logging.getLogger(__name__)
+
+# The desk's first day, kept once in desk_settings: no daily summary is sent for a day before
+# it (a desk installed this morning has no "yesterday" to sum up).
+FIRST_DAY_KEY = "desk_first_day"
 
 
 def file_payload(data: bytes, filename: str) -> dict[str, str]:
@@ -121,11 +126,45 @@ class ManagerService:
             return local.date()
         return local.date() - timedelta(days=1)
 
+    async def first_day(self, session_factory: async_sessionmaker[AsyncSession]) -> date:
+        """The desk's first day: noted by the first timer sweep of its first start (the
+        scheduler runs one as the process starts, managers or not). A desk that ran before
+        this was kept counts from its oldest ticket instead, so an upgrade loses no summary
+        that was due. Neither a file's date nor the migrations' can say it: Alembic keeps
+        no dates, and a database may be restored or moved to PostgreSQL."""
+        async with (self.read_sessions or session_factory)() as reader:
+            stored = await DeskSettings(reader).get(FIRST_DAY_KEY)
+        if stored is not None:
+            return date.fromisoformat(stored)
+        try:
+            async with session_factory() as session, session.begin():
+                settings = DeskSettings(session)
+                stored = await settings.get(FIRST_DAY_KEY)
+                if stored is not None:
+                    return date.fromisoformat(stored)
+                first = self.today()
+                oldest = await TicketRepo(session).first_created_at()
+                if oldest is not None:
+                    first = min(first, oldest.astimezone(self.config.tz).date())
+                await settings.put(FIRST_DAY_KEY, first.isoformat())
+        except IntegrityError:
+            # Another process noted it at the same moment: theirs stands.
+            async with session_factory() as session:
+                stored = await DeskSettings(session).get(FIRST_DAY_KEY)
+            assert stored is not None
+            return date.fromisoformat(stored)
+        log.info("the desk's first day is %s: no daily summary for the days before", first)
+        return first
+
     async def daily(self, session_factory: async_sessionmaker[AsyncSession]) -> bool:
-        """Send the due day's summary to every manager, once (claimed in the database)."""
+        """Send the due day's summary to every manager, once (claimed in the database);
+        never for a day before the desk existed."""
+        first = await self.first_day(session_factory)
         if not self.managers:
             return False
         day = self.due_day()
+        if day < first:
+            return False
         key = f"summary_sent:{day.isoformat()}"
         async with (self.read_sessions or session_factory)() as reader:
             if await DeskSettings(reader).get(key) is not None:

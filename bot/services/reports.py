@@ -23,6 +23,18 @@ from bot.db.models import Ticket, TicketEvent, User
 from bot.domain.hours import SupportHours
 from bot.domain.tickets import OPEN_STATUSES, CloseReason, Kind, Priority, Status
 
+# What makes a spreadsheet read a cell as a formula (OWASP, "CSV Injection"): a cell that
+# starts with one of these is written with a leading apostrophe, which shows it as text.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: object) -> object:
+    """A cell of the export: text from people (topics, names) is never run as a formula;
+    numbers stay numbers."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
 
 @dataclass(slots=True)
 class AssigneeLine:
@@ -270,14 +282,15 @@ class Reports:
         def stamp(moment: datetime | None) -> str:
             return moment.astimezone(tz).strftime("%Y-%m-%d %H:%M") if moment else ""
 
-        def minutes(a: datetime, b: datetime | None) -> str:
+        def minutes(a: datetime, b: datetime | None) -> int | str:
             if b is None:
                 return ""
-            return str(round(self.hours.working_time_between(a, b).total_seconds() / 60))
+            return round(self.hours.working_time_between(a, b).total_seconds() / 60)
 
         for ticket, first_name, last_name in rows.all():
             writer.writerow(
-                [
+                csv_cell(cell)
+                for cell in [
                     ticket.number,
                     stamp(ticket.created_at),
                     stamp(ticket.first_response_at),
@@ -292,6 +305,7 @@ class Reports:
                     minutes(ticket.created_at, ticket.first_response_at),
                     minutes(ticket.created_at, ticket.resolved_at),
                     ticket.rating or "",
+                    ticket.topic,
                 ]
             )
         return ("\ufeff" + out.getvalue()).encode("utf-8")

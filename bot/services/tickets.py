@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from aiogram import methods
@@ -14,13 +14,13 @@ from aiogram.utils.i18n import I18n
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.clock import Clock
-from bot.db.models import Attachment, Ticket, User
+from bot.db.models import Attachment, Delivery, Ticket, User
 from bot.db.repositories import DeliveryRepo, EventRepo, LinkRepo, TicketRepo
 from bot.domain.tickets import Action, Kind, Status, default_priority, is_open
 from bot.services.albums import merge_album
-from bot.services.cards import Cards
+from bot.services.cards import Cards, display_name
 from bot.services.copies import edit_copy
-from bot.services.delivery import ALBUM_GRACE, Outbox, stream_of, to_customer
+from bot.services.delivery import ALBUM_GRACE, COALESCE_GRACE, Outbox, stream_of, to_customer
 from bot.services.desk_config import DeskConfig
 from bot.services.lifecycle import apply
 from bot.views import tickets as views
@@ -58,11 +58,30 @@ class Draft:
 
 @dataclass(frozen=True, slots=True)
 class RelayItem:
-    """One customer message to relay; ``media`` is its InputMedia when it is part of an album."""
+    """One customer message to relay; ``media`` is its InputMedia when it is part of an album
+    (``media_group_id``)."""
 
     message_id: int
     media: dict[str, Any] | None = None
     attachment: AttachmentIn | None = None
+    media_group_id: str | None = None
+    # A plain text message as HTML (its entities kept) and its length as Telegram counts it:
+    # what a coalesced relay joins.
+    text_html: str | None = None
+    text_length: int = 0
+    sent_at: datetime | None = None
+    # Sent beyond the customer's pace (CUSTOMER_MESSAGES_PER_MINUTE): join it with the
+    # customer's other queued messages of the ticket instead of a message of its own.
+    coalesce: bool = False
+
+
+class TooManyOpenError(Exception):
+    """The customer has ``MAX_OPEN_TICKETS`` open tickets already (SPEC §4)."""
+
+    def __init__(self, tickets: Sequence[Ticket], limit: int) -> None:
+        super().__init__(f"{len(tickets)} open tickets, at most {limit}")
+        self.tickets = tickets
+        self.limit = limit
 
 
 @dataclass(slots=True)
@@ -79,15 +98,37 @@ class RelayResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+# Screenshots one ticket keeps from its dialog (SPEC §4); the dialog says what it did not take.
+MAX_SCREENSHOTS = 10
+# A coalesced relay's text (header + joined messages) stays under Telegram's 4096 characters.
+COALESCED_TEXT_LIMIT = 3800
+# copyMessages takes at most 100 message ids.
+COPY_MESSAGES_LIMIT = 100
+
+
 class TicketService:
     def __init__(
-        self, *, clock: Clock, outbox: Outbox, i18n: I18n, config: DeskConfig, cards: Cards
+        self,
+        *,
+        clock: Clock,
+        outbox: Outbox,
+        i18n: I18n,
+        config: DeskConfig,
+        cards: Cards,
+        max_open_tickets: int = 5,
     ) -> None:
         self.clock = clock
         self.outbox = outbox
         self.i18n = i18n
         self.config = config
         self.cards = cards
+        self.max_open_tickets = max_open_tickets
+
+    async def check_can_open(self, session: AsyncSession, customer_id: int) -> None:
+        """Raise :class:`TooManyOpenError` when the customer may not open one more ticket."""
+        open_tickets = await TicketRepo(session).open_for_customer(customer_id)
+        if len(open_tickets) >= self.max_open_tickets:
+            raise TooManyOpenError(open_tickets, self.max_open_tickets)
 
     # -- registration -------------------------------------------------------------------------
 
@@ -99,6 +140,7 @@ class TicketService:
         existing = await tickets.by_intake_key(draft.key)
         if existing is not None:
             return Registration(existing, created=False)
+        await self.check_can_open(session, customer.id)
         now = self.clock.now()
         priority = default_priority(draft.kind)
         ticket = await tickets.add(
@@ -129,7 +171,7 @@ class TicketService:
                     mime_type=item.mime_type,
                     created_at=now,
                 )
-                for item in draft.attachments
+                for item in draft.attachments[:MAX_SCREENSHOTS]
             ]
         )
         customer.last_account_number = draft.account_number
@@ -143,7 +185,7 @@ class TicketService:
             details={"kind": draft.kind.value, "priority": int(priority)},
         )
         await self._notify_registered(session, ticket, locale, now)
-        await self.cards.post(session, ticket, _media_groups(draft.attachments))
+        await self.cards.post(session, ticket, _media_groups(draft.attachments[:MAX_SCREENSHOTS]))
         return Registration(ticket, created=True)
 
     async def _notify_registered(
@@ -200,10 +242,10 @@ class TicketService:
         ticket: Ticket,
         items: Sequence[RelayItem],
         *,
-        media_group_id: str | None,
         locale: str,
     ) -> RelayResult:
-        """Add the customer's message(s) to their open ticket and relay them to staff."""
+        """Add the customer's message(s) to their open ticket and relay them to staff, in
+        their order: albums together, messages beyond the customer's pace coalesced."""
         if ticket.customer_id != customer.id or not is_open(ticket.status):
             raise PermissionError(f"ticket #{ticket.number} is not an open ticket of {customer.id}")
         now = self.clock.now()
@@ -246,7 +288,7 @@ class TicketService:
             result.reopened_from_waiting = True
             await self.cards.refresh(session, ticket)
         ticket.updated_at = now
-        await self._relay_to_staff(session, ticket, items, media_group_id)
+        await self._relay_to_staff(session, customer, ticket, items)
         if not self.config.hours.is_open(now) and ticket.after_hours_notice_at is None:
             ticket.after_hours_notice_at = now
             result.after_hours_notice = True
@@ -265,43 +307,137 @@ class TicketService:
     async def _relay_to_staff(
         self,
         session: AsyncSession,
+        customer: User,
         ticket: Ticket,
         items: Sequence[RelayItem],
-        media_group_id: str | None,
     ) -> None:
-        staff = self.config.staff_chat_id
-        ids = [item.message_id for item in items]
-        album = [item.media for item in items if item.media is not None]
-        if media_group_id is None or len(album) != len(items):
-            for item in items:
-                payload: dict[str, Any] = {
-                    "chat_id": staff,
-                    "from_chat_id": ticket.customer_id,
-                    "message_id": item.message_id,
-                }
-                context: dict[str, Any] = {
-                    "customer_message_ids": [item.message_id],
-                    "customer_chat_id": ticket.customer_id,
-                }
-                if ticket.card_message_id is not None:
-                    payload["reply_parameters"] = _reply_to(ticket.card_message_id)
-                else:  # the card is still on its way: the sender fills its id in
-                    context["reply_to_card"] = True
-                self.outbox.add(
+        index = 0
+        while index < len(items):
+            item = items[index]
+            if item.media_group_id is not None and item.media is not None:
+                # An album arrives as one update per part: the parts at hand go together.
+                album = [item]
+                while (
+                    index + len(album) < len(items)
+                    and items[index + len(album)].media_group_id == item.media_group_id
+                    and items[index + len(album)].media is not None
+                ):
+                    album.append(items[index + len(album)])
+                index += len(album)
+                await self._relay_album(
                     session,
-                    chat_id=staff,
-                    method=methods.CopyMessage,
-                    payload=payload,
-                    purpose="relay",
-                    ticket_number=ticket.number,
-                    rank=int(ticket.priority),
-                    context=context,
+                    ticket,
+                    [part.message_id for part in album],
+                    [part.media for part in album if part.media is not None],
+                    item.media_group_id,
                 )
-            return
-        # An album arrives as one update per part. Parts join one pending delivery, which waits
-        # a moment for the rest, so staff see the album together (copyMessages cannot reply to
-        # the card; sendMediaGroup of the same file ids can).
-        await self._relay_album(session, ticket, ids, album, media_group_id)
+                continue
+            index += 1
+            if item.coalesce and await self._coalesce(session, customer, ticket, item):
+                continue
+            self._relay_copy(session, ticket, item)
+
+    def _relay_copy(self, session: AsyncSession, ticket: Ticket, item: RelayItem) -> None:
+        staff = self.config.staff_chat_id
+        payload: dict[str, Any] = {
+            "chat_id": staff,
+            "from_chat_id": ticket.customer_id,
+            "message_id": item.message_id,
+        }
+        context: dict[str, Any] = {
+            "customer_message_ids": [item.message_id],
+            "customer_chat_id": ticket.customer_id,
+        }
+        if ticket.card_message_id is not None:
+            payload["reply_parameters"] = _reply_to(ticket.card_message_id)
+        else:  # the card is still on its way: the sender fills its id in
+            context["reply_to_card"] = True
+        self.outbox.add(
+            session,
+            chat_id=staff,
+            method=methods.CopyMessage,
+            payload=payload,
+            purpose="relay",
+            ticket_number=ticket.number,
+            rank=int(ticket.priority),
+            context=context,
+        )
+
+    async def _coalesce(
+        self, session: AsyncSession, customer: User, ticket: Ticket, item: RelayItem
+    ) -> bool:
+        """A message beyond the customer's pace joins the ticket's last queued relay when that
+        is a coalesced one no sender has touched yet, or starts one (SPEC §4, §8): texts are
+        joined under one header saying who wrote and when; in a forum, other messages go as
+        one ``copyMessages`` (the topic says whose they are; in a plain group each file stays
+        a reply to the card, which copyMessages cannot be). False: relay it on its own."""
+        staff = self.config.staff_chat_id
+        if item.text_html is not None:
+            if item.text_length > COALESCED_TEXT_LIMIT - 200:
+                return False  # no room for anything else: it goes as it is
+            kind = "text"
+        elif self.config.staff_is_forum and item.media_group_id is None:
+            kind = "copies"
+        else:
+            return False
+        last = await DeliveryRepo(session).last_unclaimed(stream_of(staff, ticket.number))
+        if last is not None and not _can_join(last, kind, item):
+            last = None
+        context = dict(last.context or {}) if last is not None else {}
+        if kind == "copies":
+            ids = [*context.get("customer_message_ids", []), item.message_id]
+            payload = {"chat_id": staff, "from_chat_id": ticket.customer_id, "message_ids": ids}
+            context = {
+                "coalesced": kind,
+                "customer_message_ids": ids,
+                "customer_chat_id": ticket.customer_id,
+            }
+        else:
+            sent_at = (item.sent_at or self.clock.now()).timestamp()
+            first = context.get("first", sent_at)
+            body = f"{context['body']}\n{item.text_html}" if context else item.text_html
+            chars = context["chars"] + 1 + item.text_length if context else item.text_length
+            count = context.get("count", 0) + 1
+            ids = [*(context.get("coalesced_message_ids") or []), item.message_id]
+            context = {
+                "coalesced": kind,
+                "reply_to_card": True,
+                "customer_chat_id": ticket.customer_id,
+                "customer_message_ids": [],
+                "coalesced_message_ids": ids,
+                "body": body,
+                "chars": chars,
+                "count": count,
+                "first": first,
+                "last": sent_at,
+            }
+            with self.i18n.use_locale(self.config.default_locale):
+                header = views.coalesced_header(
+                    name=display_name(customer),
+                    count=count,
+                    first=datetime.fromtimestamp(first, UTC),
+                    last=datetime.fromtimestamp(sent_at, UTC),
+                    tz=self.config.tz,
+                    locale=self.config.default_locale,
+                )
+            payload = {"chat_id": staff, "text": f"{header}\n{body}"}
+        if last is None:
+            self.outbox.add(
+                session,
+                chat_id=staff,
+                method=methods.SendMessage if kind == "text" else methods.CopyMessages,
+                payload=payload,
+                purpose="relay",
+                ticket_number=ticket.number,
+                rank=int(ticket.priority),
+                context=context,
+                delay=COALESCE_GRACE,
+            )
+        else:
+            # New dicts, so the JSON columns are seen as changed.
+            last.payload, last.context = payload, context
+            await session.flush()
+        return True
 
     async def _relay_album(
         self,
@@ -344,9 +480,25 @@ class TicketService:
         copy_id = await links.staff_message_of_customer(customer.id, message.message_id)
         number = await links.ticket_of_customer_message(customer.id, message.message_id)
         ticket = await TicketRepo(session).get(number) if number is not None else None
-        if copy_id is None or ticket is None or ticket.customer_id != customer.id:
+        if ticket is None or ticket.customer_id != customer.id:
             return
-        edit_copy(self.outbox, session, ticket, self.config.staff_chat_id, copy_id, message)
+        if copy_id is not None:
+            edit_copy(self.outbox, session, ticket, self.config.staff_chat_id, copy_id, message)
+        elif message.text is not None and is_open(ticket.status):
+            # It went to staff joined with others (coalesced): the new text follows on its own.
+            staff = self.config.staff_chat_id
+            with self.i18n.use_locale(self.config.default_locale):
+                text = views.coalesced_edit(display_name(customer), message.html_text)
+            self.outbox.add(
+                session,
+                chat_id=staff,
+                method=methods.SendMessage,
+                payload={"chat_id": staff, "text": text},
+                purpose="relay",
+                ticket_number=ticket.number,
+                rank=int(ticket.priority),
+                context={"reply_to_card": True, "customer_chat_id": ticket.customer_id},
+            )
 
     async def customer_tickets(
         self, session: AsyncSession, customer_id: int, *, limit: int = 15
@@ -355,6 +507,18 @@ class TicketService:
         return await repo.for_customer(customer_id, limit=limit), await repo.count_for_customer(
             customer_id
         )
+
+
+def _can_join(last: Delivery, kind: str, item: RelayItem) -> bool:
+    """Whether ``item`` may join the queued relay ``last`` (of the same kind, with room)."""
+    context = last.context or {}
+    if last.purpose != "relay" or context.get("coalesced") != kind:
+        return False
+    if kind == "text":
+        return int(context["chars"]) + 1 + item.text_length <= COALESCED_TEXT_LIMIT
+    ids = context["customer_message_ids"]
+    # copyMessages wants the ids in increasing order, as they are in one chat.
+    return len(ids) < COPY_MESSAGES_LIMIT and ids[-1] < item.message_id
 
 
 def _reply_to(message_id: int) -> dict[str, Any]:

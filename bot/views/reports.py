@@ -103,4 +103,5 @@ def export_header() -> list[str]:
         _("First response, min (support hours)"),
         _("Resolution, min (support hours)"),
         _("Rating"),
+        _("Topic"),
     ]

@@ -58,6 +58,7 @@ def event_text(event: EventLine) -> str:
         "line": lambda: _("line: {old} → {new}").format(old=event.old, new=event.new),
         "customer_message": lambda: _("wrote to the request"),
         "staff_message": lambda: _("answered the customer"),
+        "answer_withdrawn": lambda: _("made the album a note: nothing reached the customer"),
         "note": lambda: _("internal note: {text}").format(text=quote(event.text or "")),
         "delivery_failed": lambda: _("a message could not be delivered"),
         "close_reason": lambda: close_reason_label(CloseReason(event.new or "by_staff")),
@@ -116,6 +117,35 @@ def found(query: str, rows: Sequence[tuple[int, Status, str]]) -> str:
     ]
     lines += ["", _("/ticket N shows a request with its history.")]
     return "\n".join(lines)
+
+
+# -- what staff are told about their own messages ------------------------------------------------
+
+
+def kept_inside(forum: bool) -> str:
+    """A reply to a staff-side message that may have been meant for the customer."""
+    if forum:
+        return _(
+            "✍ Kept inside as a note: it replies to a staff-side message. To answer the "
+            "customer, write in this topic without replying, or reply to their message."
+        )
+    return _(
+        "✍ Kept inside as a note: it replies to a staff-side message. To answer the "
+        "customer, reply to the card or to their message."
+    )
+
+
+def edit_not_carried() -> str:
+    return _(
+        "This answer has already gone to the customer: an edit cannot make it a note. "
+        "The customer's copy stays as it was."
+    )
+
+
+def album_already_sent() -> str:
+    return _(
+        "The rest of this album had already gone to the customer; this part is kept as a note."
+    )
 
 
 # -- what the customer is told -----------------------------------------------------------------

@@ -12,7 +12,7 @@ from aiogram.utils.i18n import gettext as _
 from aiogram.utils.i18n import ngettext
 
 from bot.domain.tickets import Kind, Priority, Status
-from bot.views.formatting import opening, when
+from bot.views.formatting import clock_time, opening, when
 from bot.views.labels import STATUS_ICON, kind_label, priority_label, status_label
 
 # Telegram counts 4096 characters after entity parsing; the card's own lines take < 600.
@@ -140,6 +140,8 @@ class DraftView:
     description: str | None
     account: str | None
     attachments: int
+    not_taken: int = 0  # screenshots beyond the most a request keeps
+    max_attachments: int = 10
 
 
 def draft_summary(draft: DraftView) -> str:
@@ -152,6 +154,17 @@ def draft_summary(draft: DraftView) -> str:
         _("Account: {account}").format(account=quote(draft.account or dash)),
         ngettext("Screenshots: {count}", "Screenshots: {count}", draft.attachments).format(
             count=draft.attachments
+        ),
+        *(
+            [
+                ngettext(
+                    "⚠️ {count} screenshot was not taken: a request keeps at most {max}.",
+                    "⚠️ {count} screenshots were not taken: a request keeps at most {max}.",
+                    draft.not_taken,
+                ).format(count=draft.not_taken, max=draft.max_attachments)
+            ]
+            if draft.not_taken
+            else []
         ),
         "",
         f"<blockquote expandable>{quote(_clip(draft.description or dash, 3000))}</blockquote>",
@@ -188,3 +201,62 @@ def my_tickets(rows: Sequence[TicketLine], total: int, *, tz: ZoneInfo, locale: 
             ).format(count=total - len(rows)),
         ]
     return "\n".join(lines)
+
+
+def coalesced_header(
+    *, name: str, count: int, first: datetime, last: datetime, tz: ZoneInfo, locale: str
+) -> str:
+    """The head of a customer's messages joined into one (they wrote faster than the desk's
+    per-customer pace): who wrote, how many, and when."""
+    start, end = clock_time(first, tz, locale), clock_time(last, tz, locale)
+    span = start if start == end else f"{start}–{end}"
+    return ngettext(
+        "💬 <b>{name}</b> · {count} message in a row, {span}:",
+        "💬 <b>{name}</b> · {count} messages in a row, {span}:",
+        count,
+    ).format(name=quote(name), count=count, span=span)
+
+
+def coalesced_edit(name: str, html_text: str) -> str:
+    """A customer edited a message that reached staff joined with others: its new text."""
+    return _("✏️ <b>{name}</b> edited a message; it now reads:").format(name=quote(name)) + (
+        f"\n{html_text}"
+    )
+
+
+def too_many_open(rows: Sequence[TicketLine], limit: int, *, tz: ZoneInfo, locale: str) -> str:
+    """Why /new opens nothing: the customer has ``MAX_OPEN_TICKETS`` open requests already."""
+    lines = [
+        ngettext(
+            "You have {count} open request.", "You have {count} open requests.", len(rows)
+        ).format(count=len(rows))
+        + " "
+        + ngettext(
+            "One customer can have at most {limit} open request at once.",
+            "One customer can have at most {limit} open requests at once.",
+            limit,
+        ).format(limit=limit),
+        _(
+            "To add something to one of them, just write here or reply to its messages. "
+            "If one is no longer needed, close it with a button below, then send /new again."
+        ),
+        "",
+    ]
+    for row in rows:
+        lines.append(
+            f"{STATUS_ICON[row.status]} <b>#{row.number}</b> · {quote(_clip(row.topic, 60))}\n"
+            f"    {status_label(row.status)} · {when(row.created_at, tz, locale)}"
+        )
+    return "\n".join(lines)
+
+
+def slow_down_notice(per_minute: int) -> str:
+    return ngettext(
+        "🐢 You are writing faster than {count} message a minute. Nothing is lost: everything "
+        "you send reaches support, joined together. Please slow down a little so we can "
+        "follow you.",
+        "🐢 You are writing faster than {count} messages a minute. Nothing is lost: everything "
+        "you send reaches support, joined together. Please slow down a little so we can "
+        "follow you.",
+        per_minute,
+    ).format(count=per_minute)

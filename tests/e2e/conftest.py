@@ -28,6 +28,21 @@ def boris(fake: FakeTelegram) -> FakeUser:
     return fake.add_user(1002, "Борис", username="boris", language_code="ru")
 
 
+# Staff: Anna, a member of the staff group, and Boris, an administrator there.
+@pytest.fixture
+def anna(fake: FakeTelegram) -> FakeUser:
+    user = fake.add_user(2001, "Anna", username="anna_support", language_code="ru")
+    fake.add_member(STAFF_CHAT_ID, user)
+    return user
+
+
+@pytest.fixture
+def boris_staff(fake: FakeTelegram) -> FakeUser:
+    user = fake.add_user(2002, "Boris", username="boris_support", language_code="ru")
+    fake.add_member(STAFF_CHAT_ID, user, admin=True)
+    return user
+
+
 BotFactory = Callable[..., Awaitable[BotProcess]]
 
 

@@ -5,20 +5,11 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
 from bot.emulator import FakeTelegram, FakeUser
 from tests.e2e.driver import Customer
 from tests.e2e.harness import STAFF_CHAT_ID
 
 FAST = {"CONFIRM_REMINDER_AFTER": "3", "AUTO_CLOSE_AFTER": "6", "SCHEDULER_INTERVAL": "0.3"}
-
-
-@pytest.fixture
-def anna(fake: FakeTelegram) -> FakeUser:
-    user = fake.add_user(2001, "Anna", username="anna_support", language_code="ru")
-    fake.add_member(STAFF_CHAT_ID, user)
-    return user
 
 
 async def staff_post(fake: FakeTelegram, *fragments: str) -> dict:

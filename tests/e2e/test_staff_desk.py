@@ -5,25 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-import pytest
-
 from bot.emulator import FakeTelegram, FakeUser
 from tests.e2e.driver import Customer
 from tests.e2e.harness import STAFF_CHAT_ID
-
-
-@pytest.fixture
-def anna(fake: FakeTelegram) -> FakeUser:
-    user = fake.add_user(2001, "Anna", username="anna_support", language_code="ru")
-    fake.add_member(STAFF_CHAT_ID, user)
-    return user
-
-
-@pytest.fixture
-def boris_staff(fake: FakeTelegram) -> FakeUser:
-    user = fake.add_user(2002, "Boris", username="boris_support", language_code="ru")
-    fake.add_member(STAFF_CHAT_ID, user, admin=True)
-    return user
 
 
 async def _new_ticket(fake: FakeTelegram, customer: Customer, **kwargs) -> tuple[int, dict]:

@@ -9,18 +9,12 @@ import pytest
 from bot.emulator import FakeTelegram, FakeUser
 from tests.e2e.driver import Customer
 from tests.e2e.harness import STAFF_CHAT_ID
+from tests.waiting import eventually
 
 
 @pytest.fixture
 def forum(fake: FakeTelegram) -> None:
     fake.groups[STAFF_CHAT_ID].is_forum = True
-
-
-@pytest.fixture
-def anna(fake: FakeTelegram) -> FakeUser:
-    user = fake.add_user(2001, "Anna", username="anna_support", language_code="ru")
-    fake.add_member(STAFF_CHAT_ID, user)
-    return user
 
 
 def topics(fake: FakeTelegram) -> list:
@@ -33,14 +27,6 @@ async def next_post(fake: FakeTelegram) -> dict:
         message = await fake.next_message(STAFF_CHAT_ID)
         if not any(key.startswith("forum_topic") for key in message):
             return message
-
-
-async def _eventually(check, what: str) -> None:
-    for _ in range(200):
-        if check():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(what)
 
 
 async def test_a_topic_per_ticket_and_the_conversation_inside(
@@ -79,7 +65,7 @@ async def test_a_topic_per_ticket_and_the_conversation_inside(
     )
     await fake.expect_silence(alice.id, within=1.0)
     # Its name follows the status.
-    await _eventually(lambda: topics(fake)[0].name.startswith("🛠"), "topic not renamed")
+    await eventually(lambda: topics(fake)[0].name.startswith("🛠"), "topic not renamed")
     # Someone deletes the topic: the next message recreates it, and goes there.
     fake.groups[STAFF_CHAT_ID].topics[topic.thread_id].deleted = True
     c.say("Are you there?")
@@ -98,14 +84,14 @@ async def test_a_topic_per_ticket_and_the_conversation_inside(
     fake.send_text(anna, "Yes, here.", chat_id=STAFF_CHAT_ID, thread_id=new_topic.thread_id)
     await c.expect("Yes, here.")
     fake.press(anna, new_card, "Приоритет")
-    await _eventually(
+    await eventually(
         lambda: any(
             "P4" in b for b in fake.buttons(fake.message(STAFF_CHAT_ID, new_card["message_id"]))
         ),
         "the new card did not show the priority menu",
     )
     fake.press(anna, fake.message(STAFF_CHAT_ID, new_card["message_id"]), "P4")
-    await _eventually(
+    await eventually(
         lambda: "P4" in fake.text_of(fake.message(STAFF_CHAT_ID, new_card["message_id"])),
         "the new card was not edited",
     )
@@ -125,7 +111,7 @@ async def test_closing_closes_the_topic(
     await c.expect("more information", "support's question")
     fake.press(anna, card, "Закрыть")
     await c.expect("closed by support", f"#{number}")
-    await _eventually(lambda: topics(fake)[0].closed, "topic not closed")
+    await eventually(lambda: topics(fake)[0].closed, "topic not closed")
     assert topics(fake)[0].name.startswith("🔒")
 
 
@@ -134,11 +120,11 @@ async def test_startup_says_what_rights_are_missing(fake: FakeTelegram, start_bo
     group.is_forum = True
     group.bot_rights = {**(group.bot_rights or {}), "can_manage_topics": False}
     bot = await start_bot()
-    await _eventually(lambda: "lacks: manage topics" in bot.log(), "no word on missing rights")
+    await eventually(lambda: "lacks: manage topics" in bot.log(), "no word on missing rights")
     assert "Make it an administrator with these rights" in bot.log()
 
 
 async def test_startup_says_when_the_bot_is_not_an_admin(fake: FakeTelegram, start_bot) -> None:
     fake.groups[STAFF_CHAT_ID].bot_rights = None  # a plain member
     bot = await start_bot()
-    await _eventually(lambda: "lacks: administrator status" in bot.log(), "no word on admin")
+    await eventually(lambda: "lacks: administrator status" in bot.log(), "no word on admin")

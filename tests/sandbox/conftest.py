@@ -59,7 +59,9 @@ class Sandbox:
             stdout=subprocess.PIPE,
             stderr=self._log,
         )
-        self.url = self._wait_ready()
+        self.url = self._wait_ready()  # as printed: with ?token= when it needs one
+        self.base, _, query = self.url.partition("?")
+        self.token = query.removeprefix("token=") if query else None
 
     def _wait_ready(self, timeout: float = 60) -> str:
         assert self.proc.stdout is not None

@@ -4,6 +4,8 @@ back with its chats after a restart."""
 from __future__ import annotations
 
 import json
+import os
+import pickle
 import time
 import urllib.error
 import urllib.request
@@ -15,10 +17,23 @@ from tests.sandbox.conftest import Sandbox
 ALICE = 1001
 
 
+class _Trap:
+    """Unpickling this creates a directory: proof that the file was run."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (os.mkdir, (str(self.marker),))
+
+
 def call(sandbox: Sandbox, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
+    """What the page's app.js does: JSON, and the header every change needs."""
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(
-        sandbox.url.rstrip("/") + path, data=data, headers={"Content-Type": "application/json"}
+        sandbox.base.rstrip("/") + path,
+        data=data,
+        headers={"Content-Type": "application/json", "X-Sandbox": "1"},
     )
     try:
         with urllib.request.urlopen(request, timeout=15) as response:
@@ -71,7 +86,11 @@ def test_a_desk_kept_with_db_comes_back_with_its_chats_and_clock(tmp_path: Path)
     finally:
         assert first.stop() == 0, first.log()
     assert database.exists()
-    assert database.with_name("sandbox.sqlite3.world").exists()
+    # The chats are kept as JSON (never pickle: loading a pickle runs code).
+    kept = json.loads(database.with_name("sandbox.sqlite3.world").read_text(encoding="utf-8"))
+    assert kept["format"] == "ecomet-sandbox-world"
+    assert kept["version"] == 1
+    assert kept["clock_offset_seconds"] >= 86400
 
     second = Sandbox(tmp_path, "--db", str(database))
     try:
@@ -108,10 +127,13 @@ def test_damaged_saved_chats_cost_the_chats_not_the_desk(tmp_path: Path) -> None
         wait_view(first, ALICE, lambda v: bot_texts(v))
     finally:
         assert first.stop() == 0, first.log()
-    database.with_name("sandbox.sqlite3.world").write_bytes(b"not a pickle")
+    # What older sandboxes kept there: a pickle. This one would make a directory if loaded.
+    marker = tmp_path / "the-pickle-ran"
+    database.with_name("sandbox.sqlite3.world").write_bytes(pickle.dumps(_Trap(marker)))
     second = Sandbox(tmp_path, "--db", str(database))
     try:
         assert "cannot be read" in second.log()
+        assert not marker.exists()
         # The bot still answers: new update ids are not mistaken for ones it handled before.
         call(second, "/api/send", {"person": ALICE, "text": "/start"})
         wait_view(second, ALICE, lambda v: bot_texts(v))

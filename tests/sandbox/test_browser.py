@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import struct
 import zlib
+from pathlib import Path
 
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, expect
 
+from tests.sandbox.conftest import Sandbox
 from tests.sandbox.ui import Ui
 
 
@@ -155,6 +157,51 @@ def test_a_resolved_request_reminds_then_closes_itself_as_the_clock_moves(page: 
     title = f"Сводка поддержки за {int(date)} {RU_MONTHS[int(month) - 1]} {year}"
     ui.message(title)
     expect(page.locator("#clock-state")).to_contain_text("support is off")
+
+
+def test_a_page_served_to_other_machines_works_with_its_token_only(
+    browser: Browser, tmp_path: Path
+) -> None:
+    remote = Sandbox(tmp_path, "--allow-remote")
+    try:
+        assert remote.token is not None
+        context = browser.new_context(locale="en-US", viewport={"width": 1366, "height": 860})
+        page = context.new_page()
+        problems: list[str] = []
+        page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+        page.on(
+            "console",
+            lambda m: problems.append(f"console: {m.text}") if m.type == "error" else None,
+        )
+        # The printed address, with who you are after it: the token becomes a cookie and
+        # leaves the address bar; who you are stays.
+        page.goto(remote.url + "#person=1002")
+        page.wait_for_selector("body[data-ready=true]")
+        assert "token" not in page.url
+        assert page.url.endswith("#person=1002&chat=1002")
+        expect(page.locator("#person")).to_have_value("1002")
+        # Changes (with the page's header), the live stream and pictures all pass.
+        ui = Ui(page)
+        ui.be("Alice")
+        ui.type("/start")
+        ui.message("Hello, Alice")
+        page.set_input_files(
+            "#file", files=[{"name": "screen.png", "mimeType": "image/png", "buffer": png()}]
+        )
+        page.locator("#send").click()
+        expect(page.locator("#messages .msg.mine img.photo")).to_be_visible()
+        assert image_loaded(page, "#messages .msg.mine img.photo")
+        assert not problems, problems
+        context.close()
+
+        # Without the token: nothing, not even the page.
+        stranger = browser.new_context()
+        response = stranger.new_page().goto(remote.base)
+        assert response is not None
+        assert response.status == 403
+        stranger.close()
+    finally:
+        assert remote.stop() == 0, remote.log()
 
 
 RU_MONTHS = [

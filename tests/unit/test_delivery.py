@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from bot.domain.tickets import Kind, Priority, Status
 from bot.emulator import FakeTelegram
 from bot.services.delivery import Outbox, Sender, stream_of
 from bot.services.ratelimit import Limits, RateLimiter
+from tests.waiting import eventually
 
 TOKEN = "123456:TEST-TOKEN"
 STAFF = -1001234567890
@@ -149,22 +150,6 @@ async def running(sender: Sender) -> AsyncIterator[None]:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-
-
-async def eventually(
-    condition: Callable[[], Awaitable[bool]] | Callable[[], bool], within: float = 10.0
-) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while True:
-        result = condition()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        if loop.time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
 
 
 def texts(fake: FakeTelegram, chat_id: int) -> list[str]:
@@ -607,3 +592,63 @@ async def test_private_chats_are_not_held_up_by_the_group_limit(
         await eventually(lambda: texts(fake, ALICE) == ["to the customer"], within=5)
         assert loop.time() - started < 3
         assert texts(fake, STAFF) == ["first card"]  # the group waits its turn
+
+
+# ---------------------------------------------------------------- fairness
+
+
+async def test_one_customers_backlog_does_not_hold_up_another_customer(
+    fake: FakeTelegram,
+    sessions: async_sessionmaker[AsyncSession],
+    clock: ShiftedClock,
+    make_sender: Callable[..., Sender],
+) -> None:
+    """SPEC §4: fair between customers within a priority. Alice's 30 queued relays (two
+    tickets) were written first; Bob's one message still goes second, not 31st."""
+    for n in range(30):
+        await enqueue(
+            sessions,
+            clock,
+            STAFF,
+            f"alice {n}",
+            ticket_number=1 + n % 2,
+            rank=1,
+            context={"customer_chat_id": ALICE},
+        )
+    await enqueue(
+        sessions, clock, STAFF, "bob", ticket_number=3, rank=1, context={"customer_chat_id": BOB}
+    )
+    await make_sender(concurrency=1).drain(timeout=20)
+    order = [c.params["text"] for c in send_calls(fake, ok=True)]
+    assert order.index("bob") == 1
+    # Alice's own messages keep their order, each ticket's and overall.
+    alice = [text for text in order if text != "bob"]
+    assert alice == [f"alice {n}" for n in range(30)]
+
+
+async def test_a_coalesced_relay_sends_what_it_holds_when_claimed(
+    fake: FakeTelegram,
+    sessions: async_sessionmaker[AsyncSession],
+    clock: ShiftedClock,
+    make_sender: Callable[..., Sender],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A message joins a coalesced relay after the sender read it as due but before it claimed
+    it: what goes out is what the relay holds at the claim, so the joined message is not lost."""
+    from bot.db.repositories import DeliveryRepo
+
+    delivery_id = await enqueue(
+        sessions, clock, STAFF, "first", context={"coalesced": "text", "chars": 5}
+    )
+    original = DeliveryRepo.claim_many
+
+    async def claim_after_a_join(self: DeliveryRepo, ids: Any, **kwargs: Any) -> set[int]:
+        async with sessions() as other, other.begin():
+            row = await other.get(Delivery, delivery_id)
+            assert row is not None
+            row.payload = {"chat_id": STAFF, "text": "first\nsecond"}
+        return await original(self, ids, **kwargs)
+
+    monkeypatch.setattr(DeliveryRepo, "claim_many", claim_after_a_join)
+    await make_sender().drain(timeout=10)
+    assert texts(fake, STAFF) == ["first\nsecond"]

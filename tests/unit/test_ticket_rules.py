@@ -34,6 +34,9 @@ EXPECTED: dict[tuple[Status, Action], Status] = {
     (S.IN_PROGRESS, A.RESOLVE): S.RESOLVED,
     (S.IN_PROGRESS, A.CLOSE_BY_STAFF): S.CLOSED,
     (S.IN_PROGRESS, A.CLOSE_BY_CUSTOMER): S.CLOSED,
+    # Not in SPEC's table, an undo: a staff album taken for an answer whose "!" caption came
+    # on a later part gives back the take it caused, before the customer was told.
+    (S.IN_PROGRESS, A.TAKE_BACK): S.NEW,
     # waiting_customer: customer answers -> in_progress; resolve; staff/customer closes
     (S.WAITING_CUSTOMER, A.CUSTOMER_ANSWERED): S.IN_PROGRESS,
     (S.WAITING_CUSTOMER, A.RESOLVE): S.RESOLVED,
@@ -63,9 +66,9 @@ def _id(pair: tuple[Status, Action]) -> str:
 
 
 def test_the_matrix_covers_every_pair() -> None:
-    assert len(ALL_PAIRS) == len(Status) * len(Action) == 45
-    assert len(LEGAL) == 14
-    assert len(REFUSED) == 31
+    assert len(ALL_PAIRS) == len(Status) * len(Action) == 50
+    assert len(LEGAL) == 15
+    assert len(REFUSED) == 35
 
 
 @pytest.mark.parametrize("pair", LEGAL, ids=_id)

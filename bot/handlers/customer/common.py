@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from aiogram.types import Message
@@ -61,9 +62,19 @@ def album_media(message: Message) -> dict[str, Any] | None:
     return media
 
 
-def relay_item(message: Message) -> RelayItem:
+def relay_item(message: Message, *, coalesce: bool = False) -> RelayItem:
     media = album_media(message) if message.media_group_id else None
-    return RelayItem(message.message_id, media=media, attachment=attachment_of(message))
+    text = message.text
+    return RelayItem(
+        message.message_id,
+        media=media,
+        attachment=attachment_of(message),
+        media_group_id=message.media_group_id,
+        text_html=message.html_text if text is not None else None,
+        text_length=len(text.encode("utf-16-le")) // 2 if text is not None else 0,
+        sent_at=message.date,
+        coalesce=coalesce,
+    )
 
 
 def relay_item_to_dict(item: RelayItem) -> dict[str, Any]:
@@ -71,13 +82,24 @@ def relay_item_to_dict(item: RelayItem) -> dict[str, Any]:
         "message_id": item.message_id,
         "media": item.media,
         "attachment": item.attachment.as_dict() if item.attachment else None,
+        "media_group_id": item.media_group_id,
+        "text_html": item.text_html,
+        "text_length": item.text_length,
+        "sent_at": item.sent_at.timestamp() if item.sent_at else None,
+        "coalesce": item.coalesce,
     }
 
 
 def relay_item_from_dict(data: dict[str, Any]) -> RelayItem:
     attachment = data.get("attachment")
+    sent_at = data.get("sent_at")
     return RelayItem(
         int(data["message_id"]),
         media=data.get("media"),
         attachment=AttachmentIn.from_dict(attachment) if attachment else None,
+        media_group_id=data.get("media_group_id"),
+        text_html=data.get("text_html"),
+        text_length=int(data.get("text_length") or 0),
+        sent_at=datetime.fromtimestamp(sent_at, UTC) if sent_at is not None else None,
+        coalesce=bool(data.get("coalesce")),
     )

@@ -26,10 +26,17 @@ from bot.domain.tickets import Kind
 from bot.handlers.customer.common import image_of
 from bot.keyboards import customer as kb
 from bot.keyboards.customer import DialogCb, KindCb, Nav
+from bot.services.desk_config import DeskConfig
 from bot.services.messaging import Messenger
-from bot.services.tickets import AttachmentIn, Draft, TicketService
+from bot.services.tickets import (
+    MAX_SCREENSHOTS,
+    AttachmentIn,
+    Draft,
+    TicketService,
+    TooManyOpenError,
+)
 from bot.states import STEPS, NewRequest
-from bot.views.tickets import DraftView, draft_summary
+from bot.views.tickets import DraftView, TicketLine, draft_summary, too_many_open
 
 log = logging.getLogger(__name__)
 router = Router(name=__name__)
@@ -74,13 +81,21 @@ class Dialog:
     async def is_current(self, q: int) -> bool:
         return q == int((await self.state.get_data()).get("q", 0))
 
-    async def add_attachment(self, image: AttachmentIn, step: str) -> None:
+    async def add_attachment(self, image: AttachmentIn, step: str) -> bool:
+        """Keep a screenshot; False when the request has ``MAX_SCREENSHOTS`` already (the
+        first ones are kept, and the summary says how many were not taken)."""
         data = await self.state.get_data()
         attachments = list(data.get("attachments") or [])
         if any(a["file_unique_id"] == image.file_unique_id for a in attachments):
-            return
+            return True
+        if len(attachments) >= MAX_SCREENSHOTS:
+            not_taken = dict(data.get("not_taken") or {})
+            not_taken[step] = int(not_taken.get(step, 0)) + 1
+            await self.state.update_data(not_taken=not_taken)
+            return False
         attachments.append({**image.as_dict(), "step": step})
         await self.state.update_data(attachments=attachments)
+        return True
 
     async def refresh_summary(self) -> None:
         """A late album part changed the draft: the summary on screen shows it."""
@@ -104,6 +119,8 @@ def _draft_view(data: dict[str, Any]) -> DraftView:
         description=data.get("description"),
         account=data.get("account"),
         attachments=len(data.get("attachments") or ()),
+        not_taken=sum(int(n) for n in (data.get("not_taken") or {}).values()),
+        max_attachments=MAX_SCREENSHOTS,
     )
 
 
@@ -156,6 +173,12 @@ def _text_problem_notice(problem: intake.TextProblem, minimum: int, maximum: int
     return _("⚠️ That is too long: at most {max} characters, please.").format(max=maximum)
 
 
+def _not_taken_notice() -> str:
+    return _("⚠️ A request keeps at most {max} screenshots: this one was not taken.").format(
+        max=MAX_SCREENSHOTS
+    )
+
+
 def _not_text_notice() -> str:
     return _("⚠️ Stickers, voice messages and files can't be used here. Please write text.")
 
@@ -163,23 +186,49 @@ def _not_text_notice() -> str:
 # -- starting, cancelling, going back -----------------------------------------------------------
 
 
-async def start_dialog(dialog: Dialog) -> None:
+async def start_dialog(
+    dialog: Dialog, tickets: TicketService, desk: DeskConfig, locale: str
+) -> None:
     if await dialog.state.get_state() in _STEP_NAMES:
         await dialog.ask(_("You are already filling in a request; here is where you stopped."))
+        return
+    try:
+        await tickets.check_can_open(dialog.session, dialog.user.id)
+    except TooManyOpenError as full:
+        await _too_many_open(dialog, full, desk, locale)
         return
     await dialog.state.set_data({"key": uuid.uuid4().hex, "attachments": [], "q": 0})
     await dialog.go(NewRequest.kind)
 
 
+async def _too_many_open(
+    dialog: Dialog, full: TooManyOpenError, desk: DeskConfig, locale: str
+) -> None:
+    """MAX_OPEN_TICKETS reached (SPEC §4): why nothing opens, the open ones, and a button to
+    close each."""
+    rows = [TicketLine(t.number, t.topic, t.status, t.created_at) for t in full.tickets]
+    text = too_many_open(rows, full.limit, tz=desk.tz, locale=locale)
+    markup = kb.close_mine([t.number for t in full.tickets])
+    await dialog.messenger.send(dialog.session, dialog.user.id, text, markup)
+
+
 @router.message(Command("new"))
-async def new_command(message: Message, dialog: Dialog) -> None:
-    await start_dialog(dialog)
+async def new_command(
+    message: Message, dialog: Dialog, tickets: TicketService, desk: DeskConfig, locale: str
+) -> None:
+    await start_dialog(dialog, tickets, desk, locale)
 
 
 @router.callback_query(DialogCb.filter(F.action == Nav.NEW))
-async def new_button(callback: CallbackQuery, dialog: Dialog) -> None:
+async def new_button(
+    callback: CallbackQuery,
+    dialog: Dialog,
+    tickets: TicketService,
+    desk: DeskConfig,
+    locale: str,
+) -> None:
     await callback.answer()
-    await start_dialog(dialog)
+    await start_dialog(dialog, tickets, desk, locale)
 
 
 @router.message(Command("cancel"))
@@ -222,7 +271,10 @@ async def back_button(callback: CallbackQuery, callback_data: DialogCb, dialog: 
         # Going back to the screenshots replaces them; the description's own photo stays.
         data = await dialog.state.get_data()
         kept = [a for a in data.get("attachments", []) if a.get("step") != "screenshots"]
-        await dialog.state.update_data(attachments=kept, album_id=None, summary_delivery=None)
+        not_taken = {k: v for k, v in (data.get("not_taken") or {}).items() if k != "screenshots"}
+        await dialog.state.update_data(
+            attachments=kept, not_taken=not_taken, album_id=None, summary_delivery=None
+        )
     await dialog.go(target)
 
 
@@ -277,6 +329,7 @@ async def _album_part(message: Message, dialog: Dialog) -> None:
     data = await dialog.state.get_data()
     await dialog.add_attachment(image, data.get("album_step", "screenshots"))
     if await dialog.state.get_state() == NewRequest.confirm.state:
+        # The summary shows the new count, or how many were not taken.
         await dialog.refresh_summary()
 
 
@@ -295,20 +348,23 @@ async def _topic(message: Message, dialog: Dialog) -> None:
 
 async def _description(message: Message, dialog: Dialog) -> None:
     image = image_of(message)
+    taken = True
     if image is not None:
         # The photo is kept even when its caption is not a usable description yet.
-        await dialog.add_attachment(image, "description")
+        taken = await dialog.add_attachment(image, "description")
         if message.media_group_id:
             await dialog.state.update_data(
                 album_id=message.media_group_id, album_step="description"
             )
     raw = message.text if message.text is not None else message.caption
     if raw is None:
-        await dialog.ask(
-            _("📎 Screenshot saved. Now please describe the problem in words.")
-            if image is not None
-            else _not_text_notice()
-        )
+        if image is None:
+            notice = _not_text_notice()
+        elif taken:
+            notice = _("📎 Screenshot saved. Now please describe the problem in words.")
+        else:
+            notice = _not_taken_notice() + "\n" + _("Now please describe the problem in words.")
+        await dialog.ask(notice)
         return
     description = intake.normalize_text(raw)
     problem = intake.check_description(description)
@@ -366,10 +422,10 @@ async def _screenshots(message: Message, dialog: Dialog) -> None:
             notice = _("⚠️ That is not an image. Send a photo or an image file, or press Skip.")
         await dialog.ask(notice)
         return
-    await dialog.add_attachment(image, "screenshots")
+    taken = await dialog.add_attachment(image, "screenshots")
     if message.media_group_id:
         await dialog.state.update_data(album_id=message.media_group_id, album_step="screenshots")
-    await dialog.go(NewRequest.confirm)
+    await dialog.go(NewRequest.confirm, None if taken else _not_taken_notice())
 
 
 @router.callback_query(DialogCb.filter(F.action == Nav.SKIP), NewRequest.screenshots)
@@ -385,6 +441,7 @@ async def send_request(
     callback_data: DialogCb,
     dialog: Dialog,
     tickets: TicketService,
+    desk: DeskConfig,
     locale: str,
 ) -> None:
     if not await dialog.is_current(callback_data.q):
@@ -408,7 +465,13 @@ async def send_request(
             for a in data.get("attachments") or []
         ],
     )
-    registration = await tickets.register(dialog.session, dialog.user, draft, locale)
+    try:
+        registration = await tickets.register(dialog.session, dialog.user, draft, locale)
+    except TooManyOpenError as full:
+        # The draft stays: once one request is closed, Send works.
+        await callback.answer()
+        await _too_many_open(dialog, full, desk, locale)
+        return
     await dialog.state.clear()
     await callback.answer(_("Sent"))
     await _drop_keyboard(callback)

@@ -138,7 +138,7 @@ async def _act(
         return await staff.take(session, number, user)
     if op is Op.ASSIGN:
         # The id comes from the client: only someone who is staff can be assigned.
-        if not await membership.is_member(data.arg):
+        if not await membership.is_member(data.arg, session):
             raise Refusal(_not_staff())
         return await staff.assign(session, number, user, data.arg)
     if op is Op.PRIORITY:

@@ -12,6 +12,7 @@ from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db.models import User
+from bot.domain.ids import parse_id
 from bot.handlers.staff.conversation import mark_note, ticket_of
 from bot.keyboards import staff as kb
 from bot.keyboards.staff import MacroCb, QueuePageCb
@@ -19,7 +20,7 @@ from bot.services.desk_config import DeskConfig
 from bot.services.lifecycle import Refusal
 from bot.services.macros import MacroService
 from bot.services.messaging import Messenger
-from bot.services.staff import StaffService
+from bot.services.staff import NOTE, StaffService
 
 router = Router(name=__name__)
 
@@ -35,7 +36,7 @@ async def queue_command(
     messenger: Messenger,
     locale: str,
 ) -> None:
-    page = int(command.args) - 1 if command.args and command.args.strip().isdigit() else 0
+    page = (parse_id(command.args or "") or 1) - 1
     text, pages = await staff.queue(session, page=page, per_page=PER_PAGE, locale=locale)
     page = min(max(page, 0), pages - 1)
     await messenger.send(
@@ -74,12 +75,12 @@ async def ticket_command(
     messenger: Messenger,
     locale: str,
 ) -> None:
-    raw = (command.args or "").strip().lstrip("#")
-    if not raw.isdigit():
+    number = parse_id((command.args or "").strip().lstrip("#"))
+    if number is None:
         await messenger.send(session, message.chat.id, _("Usage: /ticket 123"))
         return
     try:
-        await staff.show_ticket(session, int(raw), locale, message.message_thread_id)
+        await staff.show_ticket(session, number, locale, message.message_thread_id)
     except Refusal as refusal:
         await messenger.send(session, message.chat.id, str(refusal))
 
@@ -103,7 +104,7 @@ async def find_command(
     await messenger.send(session, message.chat.id, await staff.find(session, query))
 
 
-@router.message(Command("note"))
+@router.message(Command("note"), F.text)  # a photo or an album sent with /note: conversation
 async def note_command(
     message: Message,
     command: CommandObject,
@@ -122,8 +123,10 @@ async def note_command(
             _("Reply to a request's card or message (or write in its topic): /note TEXT"),
         )
         return
-    staff.note(session, ticket, user, (command.args or "").strip())
-    await staff.remember_staff_link(session, ticket, message.message_id, "note")
+    staff.note(
+        session, ticket, user, (command.args or "").strip(), message_ids=[message.message_id]
+    )
+    await staff.remember_staff_link(session, ticket, message.message_id, NOTE)
     await mark_note(bot, message)
 
 

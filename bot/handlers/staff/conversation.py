@@ -1,6 +1,7 @@
-"""Staff talk to a customer by replying to the ticket's card or to a relayed message, or by
-writing in the ticket's topic. A message that starts with ``!`` is an internal note: it stays
-in the group."""
+"""Staff talk to a customer by replying to the ticket's card, to a relayed message or to the
+bot's prompt, or by writing in the ticket's topic. A message that starts with ``!`` (or is sent
+with ``/note``) is an internal note, and so is a reply to a note or to any other staff-side post
+of the bot: it stays in the group (SPEC §5)."""
 
 from __future__ import annotations
 
@@ -17,28 +18,52 @@ from bot.handlers.customer.common import album_media
 from bot.services.desk_config import DeskConfig
 from bot.services.lifecycle import Refusal
 from bot.services.resolution import ResolutionService
-from bot.services.staff import StaffService
+from bot.services.staff import StaffPost, StaffService
 
 log = logging.getLogger(__name__)
 router = Router(name=__name__)
 
-NOTE_MARK = "!"
+
+def _reply_of(message: Message) -> Message | None:
+    """The message this one replies to; none for Telegram's reply to the root of a topic
+    (outside forums a reply's thread is its chain of replies, and replies are real)."""
+    reply = message.reply_to_message
+    if reply is None:
+        return None
+    if message.is_topic_message and (
+        reply.forum_topic_created or reply.message_id == message.message_thread_id
+    ):
+        return None
+    return reply
 
 
 async def ticket_of(
     message: Message, session: AsyncSession, staff: StaffService, desk: DeskConfig
 ) -> Ticket | None:
-    """The ticket a staff message is about: its topic, or the message it replies to."""
+    """The ticket a staff command is about: its topic, or the message it replies to."""
     if desk.staff_is_forum and message.message_thread_id:
         ticket = await staff.ticket_of_thread(session, message.message_thread_id)
         if ticket is not None:
             return ticket
-    reply = message.reply_to_message
-    if reply is not None and not (
-        reply.forum_topic_created or reply.message_id == message.message_thread_id
-    ):
+    reply = _reply_of(message)
+    if reply is not None:
         return await staff.ticket_of_staff_message(session, reply.message_id)
     return None
+
+
+def staff_post(message: Message, bot: Bot) -> StaffPost:
+    reply = _reply_of(message)
+    return StaffPost(
+        message_id=message.message_id,
+        text=message.text or message.caption or "",
+        thread_id=message.message_thread_id if message.is_topic_message else None,
+        reply_to=reply.message_id if reply is not None else None,
+        reply_to_bot=reply is not None
+        and reply.from_user is not None
+        and reply.from_user.id == bot.id,
+        media_group_id=message.media_group_id,
+        media=album_media(message) if message.media_group_id else None,
+    )
 
 
 async def mark_note(bot: Bot, message: Message) -> None:
@@ -73,37 +98,21 @@ async def staff_message(
     session: AsyncSession,
     staff: StaffService,
     resolution: ResolutionService,
-    desk: DeskConfig,
 ) -> None:
-    ticket = await ticket_of(message, session, staff, desk)
-    if ticket is None:
+    post = staff_post(message, bot)
+    routed = await staff.route(session, post)
+    if routed is None:
         return  # staff talking among themselves
-    text = message.text or message.caption or ""
-    if text.startswith(NOTE_MARK):
-        staff.note(session, ticket, user, text[len(NOTE_MARK) :].strip())
-        await staff.remember_staff_link(session, ticket, message.message_id, "note")
-        await mark_note(bot, message)
-        return
-    reply = message.reply_to_message
-    if reply is not None and await staff.is_resolve_prompt(session, reply.message_id):
-        # The answer to the Resolve prompt: it goes to the customer with Solved / Not solved.
-        try:
-            await resolution.resolve(session, ticket, user, message.message_id)
-        except Refusal as refusal:
-            await message.reply(str(refusal))
-        return
-    customer_message = (
-        await staff.customer_message_of(session, reply.message_id) if reply is not None else None
-    )
-    album = None
-    if message.media_group_id:
-        media = album_media(message)
-        if media is not None:
-            album = (message.media_group_id, media)
     try:
-        await staff.answer(session, ticket, user, message.message_id, customer_message, album)
+        received = await staff.receive(session, user, post, routed)
+        if received.resolve:
+            # The answer to the Resolve prompt: it goes to the customer with Solved / Not solved.
+            await resolution.resolve(session, routed.ticket, user, message.message_id)
     except Refusal as refusal:
         await message.reply(str(refusal))
+        return
+    if received.mark:
+        await mark_note(bot, message)
 
 
 @router.edited_message()

@@ -1,0 +1,21 @@
+"""Members joining, leaving, removed or promoted in the staff group (``chat_member``).
+
+Having this handler is what makes the bot ask Telegram for these updates
+(``allowed_updates`` comes from ``resolve_used_update_types``)."""
+
+from __future__ import annotations
+
+from aiogram import Router
+from aiogram.types import ChatMemberUpdated
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.services.membership import Membership
+
+router = Router(name=__name__)
+
+
+@router.chat_member()
+async def member_changed(
+    event: ChatMemberUpdated, session: AsyncSession, membership: Membership
+) -> None:
+    await membership.changed(session, event)
