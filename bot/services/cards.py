@@ -192,15 +192,18 @@ class Cards:
             context=context,
         )
 
-    def post_to_ticket(self, session: AsyncSession, ticket: Ticket, text: str) -> None:
-        """A message for staff about a ticket: in its topic, or as a reply to its card."""
+    def post_to_ticket(
+        self, session: AsyncSession, ticket: Ticket, text: str, *, purpose: str = "staff_note"
+    ) -> None:
+        """A message for staff about a ticket: in its topic, or as a reply to its card.
+        ``purpose`` "relay" for the customer's own words (a reply to it is an answer)."""
         staff = self.config.staff_chat_id
         self.outbox.add(
             session,
             chat_id=staff,
             method=methods.SendMessage,
             payload={"chat_id": staff, "text": text},
-            purpose="staff_note",
+            purpose=purpose,
             ticket_number=ticket.number,
             rank=int(ticket.priority),
             context={"reply_to_card": True, "customer_chat_id": ticket.customer_id},

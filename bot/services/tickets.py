@@ -486,19 +486,9 @@ class TicketService:
             edit_copy(self.outbox, session, ticket, self.config.staff_chat_id, copy_id, message)
         elif message.text is not None and is_open(ticket.status):
             # It went to staff joined with others (coalesced): the new text follows on its own.
-            staff = self.config.staff_chat_id
             with self.i18n.use_locale(self.config.default_locale):
                 text = views.coalesced_edit(display_name(customer), message.html_text)
-            self.outbox.add(
-                session,
-                chat_id=staff,
-                method=methods.SendMessage,
-                payload={"chat_id": staff, "text": text},
-                purpose="relay",
-                ticket_number=ticket.number,
-                rank=int(ticket.priority),
-                context={"reply_to_card": True, "customer_chat_id": ticket.customer_id},
-            )
+            self.cards.post_to_ticket(session, ticket, text, purpose="relay")
 
     async def customer_tickets(
         self, session: AsyncSession, customer_id: int, *, limit: int = 15
