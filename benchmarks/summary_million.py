@@ -16,7 +16,8 @@ writer transaction the /summary and /export handlers use:
 
 * ``Reports.summary(session, day)`` for the busiest day of the last week of the range;
 * ``Reports.history(session, day)``, the 14-day chart data sent with every summary;
-* ``Reports.export_csv`` of the last calendar month (its rows and bytes too);
+* the export of the last calendar month: ``Reports.export_rows`` written as CSV by
+  ``bot.views.reports.export_csv``, as /export does (its rows and bytes too);
 * each SQL statement of these, re-run through ``sqlite3`` on the file, with its
   ``EXPLAIN QUERY PLAN``;
 * the baseline the spec warns against: tickets loaded as ORM objects and the day's figures
@@ -61,6 +62,7 @@ from bot.db.models import Ticket
 from bot.domain.hours import SupportHours
 from bot.domain.tickets import OPEN_STATUSES, CloseReason, Kind, Priority, Status
 from bot.services.reports import DayPoint, Reports, Summary, median, percentile
+from bot.views.reports import export_csv as write_csv
 
 TZ = ZoneInfo("Europe/Moscow")
 HOURS = SupportHours.parse("09:00-21:00", TZ)
@@ -681,7 +683,8 @@ async def run_reports(
 
     async def export_csv() -> bytes:
         async with db.writer() as session, session.begin():
-            return await reports.export_csv(session, *month, EXPORT_HEADER)
+            rows = await reports.export_rows(session, *month)
+        return write_csv(rows, header=EXPORT_HEADER, tz=TZ)
 
     try:
         with log.record() as summary_sql:
@@ -1272,7 +1275,13 @@ class SweepRun:
 async def run_sweeps(url: str, repeat: int) -> SweepRun:
     """The bot's own Scheduler, wired as ``bot.app.run`` wires it, at the end of the seeded
     year: one sweep does what is due, then the steady sweeps (nothing due) are timed."""
-    from bot.app import create_desk_config, create_i18n, create_scheduler, create_services
+    from bot.app import (
+        create_bot,
+        create_desk_config,
+        create_i18n,
+        create_scheduler,
+        create_services,
+    )
     from bot.config import load_settings
 
     settings = load_settings(
@@ -1286,8 +1295,9 @@ async def run_sweeps(url: str, repeat: int) -> SweepRun:
     clock = FixedClock(datetime.combine(LAST_DAY, clock_time(23, 0), TZ))
     db = Database(url)
     log = StatementLog(db)
+    bot = create_bot(settings)  # never called: the sweep talks to Telegram via the outbox
     services = create_services(
-        settings, db, clock, create_i18n(settings), create_desk_config(settings)
+        settings, db, clock, create_i18n(settings), create_desk_config(settings), bot
     )
     scheduler = create_scheduler(settings, db, clock, services, after_commit=lambda: None)
     try:
@@ -1299,6 +1309,7 @@ async def run_sweeps(url: str, repeat: int) -> SweepRun:
         steady, _ = await timed("Scheduler.sweep", scheduler.sweep, repeat, 60)
     finally:
         await db.dispose()
+        await bot.session.close()
     labels = [f"sweep #{n}" for n in range(1, len(statements) + 1)]
     return SweepRun(first_s, closed, reminded, steady, list(statements), labels)
 

@@ -7,7 +7,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
@@ -40,26 +40,40 @@ from bot.config import Settings
 from bot.db.dialog_storage import DatabaseStorage
 from bot.db.engine import Database
 from bot.db.repositories import DeliveryRepo, DeskSettings, UpdateLog
+from bot.db.uow import transaction
+from bot.delivery.client import RetryMiddleware, StaleCallbackAnswers
+from bot.delivery.limiter import Limits, RateLimiter
+from bot.delivery.outbox import Outbox
+from bot.delivery.outcomes import Outcomes
+from bot.delivery.sender import Sender
 from bot.failures import FailureKeeper, PoisonGuard, Replayer
 from bot.handlers import create_root_router
 from bot.middlewares.database import UnitOfWorkMiddleware
-from bot.middlewares.retry import RetryMiddleware, StaleCallbackAnswers
 from bot.middlewares.user import LocaleMiddleware, UserMiddleware
 from bot.polling import Poller
+from bot.services.assignment import Assignment
 from bot.services.cards import Cards
-from bot.services.delivery import Outbox, Sender
 from bot.services.desk_config import DeskConfig
+from bot.services.desk_outcomes import DeskOutcomes
 from bot.services.isolation import KeyedEventIsolation
 from bot.services.macros import MacroService
 from bot.services.managers import ManagerService
 from bot.services.membership import Membership
 from bot.services.messaging import Messenger
 from bot.services.pace import CustomerPace
-from bot.services.ratelimit import Limits, RateLimiter
+from bot.services.rendering import Renderer
 from bot.services.resolution import ResolutionService
 from bot.services.scheduler import Scheduler
-from bot.services.staff import StaffService
+from bot.services.staff.actions import StaffActions
+from bot.services.staff.lookup import StaffLookup
+from bot.services.staff.relay import StaffRelay
 from bot.services.tickets import TicketService
+from bot.views import reports as report_views
+from bot.views import resolution as resolution_views
+from bot.views import staff as staff_views
+from bot.views import tickets as ticket_views
+from bot.views.desk import desk_views
+from bot.views.render import ViewRenderer
 
 log = logging.getLogger(__name__)
 
@@ -99,38 +113,26 @@ def create_dispatcher(
     clock: Clock,
     sender: Sender,
     i18n: I18n,
-    tickets: TicketService,
-    staff: StaffService,
-    resolution: ResolutionService,
-    managers: ManagerService,
-    macros: MacroService,
-    membership: Membership,
-    messenger: Messenger,
-    desk: DeskConfig,
+    services: Services,
     events_isolation: BaseEventIsolation | None = None,
 ) -> Dispatcher:
+    """The dispatcher, with every long-lived object handlers may name as a parameter (aiogram
+    injects them by name); per-update ones (``session``, ``uow``, ``user``, ``locale``) come from
+    the outer middlewares."""
     dispatcher = Dispatcher(
         storage=DatabaseStorage(database.writer, clock, database.reader),
         # One update at a time per chat: the parts of an album arrive in order.
         events_isolation=events_isolation or KeyedEventIsolation(),
-        tickets=tickets,
-        staff=staff,
-        resolution=resolution,
-        managers=managers,
-        macros=macros,
-        membership=membership,
-        messenger=messenger,
-        desk=desk,
-        clock=clock,
+        **services.for_handlers(),
+        sender=sender,
         account_pattern=settings.account_number_pattern,
-        pace=CustomerPace(settings.customer_messages_per_minute),
         # The error handler keeps what failed every attempt (bot/failures.py).
         failures=FailureKeeper(
             session_factory=database.writer,
             clock=clock,
-            messenger=messenger,
+            messenger=services.messenger,
             i18n=i18n,
-            desk=desk,
+            desk=services.desk,
             after_commit=sender.wake,
         ),
     )
@@ -188,7 +190,8 @@ async def check_staff_group(bot: Bot, database: Database, desk: DeskConfig, bot_
     except TelegramMigrateToChat as moved_to:
         log.warning("the staff group moved to %s; following it", moved_to.migrate_to_chat_id)
         desk.staff_chat_id = moved_to.migrate_to_chat_id
-        async with database.writer() as session, session.begin():
+        async with transaction(database.writer) as uow:
+            session = uow.session
             await DeskSettings(session).put("staff_chat_id", str(desk.staff_chat_id))
         return await check_staff_group(bot, database, desk, bot_id)
     except TelegramAPIError as error:
@@ -233,7 +236,8 @@ async def housekeeping(session_factory: async_sessionmaker[AsyncSession], clock:
     deliveries after a week (the message map keeps what the relay needs)."""
     while True:
         try:
-            async with session_factory() as session, session.begin():
+            async with transaction(session_factory) as uow:
+                session = uow.session
                 await UpdateLog(session).forget_before(clock.now() - timedelta(days=2))
                 await DeliveryRepo(session).forget_sent_before(clock.now() - timedelta(days=7))
         except Exception:
@@ -243,44 +247,102 @@ async def housekeeping(session_factory: async_sessionmaker[AsyncSession], clock:
 
 @dataclass(frozen=True, slots=True)
 class Services:
-    """The desk's use cases, wired to one outbox; what handlers and timers are given."""
+    """The desk's use cases, wired to one outbox: what handlers, timers and the sender's
+    outcome handlers are given."""
 
+    desk: DeskConfig
+    clock: Clock
     outbox: Outbox
+    render: Renderer
     cards: Cards
     tickets: TicketService
-    staff: StaffService
+    staff_actions: StaffActions
+    staff_relay: StaffRelay
+    staff_lookup: StaffLookup
+    macros: MacroService
     resolution: ResolutionService
     managers: ManagerService
+    messenger: Messenger
+    membership: Membership
+    pace: CustomerPace
+    desk_outcomes: DeskOutcomes
+
+    def for_handlers(self) -> dict[str, Any]:
+        """What handlers may take as parameters, by name."""
+        return {field.name: getattr(self, field.name) for field in fields(self)}
 
 
 def create_services(
-    settings: Settings, database: Database, clock: Clock, i18n: I18n, desk: DeskConfig
+    settings: Settings,
+    database: Database,
+    clock: Clock,
+    i18n: I18n,
+    desk: DeskConfig,
+    bot: Bot,
 ) -> Services:
+    """Every use case, built once (``bot``: for the membership checks of the staff group; no
+    other service calls Telegram but through the outbox)."""
     outbox = Outbox(clock)
-    cards = Cards(outbox=outbox, i18n=i18n, config=desk, clock=clock)
-    staff = StaffService(clock=clock, outbox=outbox, i18n=i18n, config=desk, cards=cards)
+    # Services describe what they send; the views render it (bot/services/rendering.py).
+    render = ViewRenderer(
+        i18n,
+        desk_views(),
+        ticket_views.notice_views(),
+        resolution_views.notice_views(),
+        report_views.notice_views(),
+        staff_views.notice_views(),
+    )
+    cards = Cards(outbox=outbox, config=desk, clock=clock, render=render)
+    # Who works on a ticket: one path for Take, Assign, a first answer and a Resolve.
+    assignment = Assignment(clock=clock, outbox=outbox, config=desk, cards=cards, render=render)
+    staff_lookup = StaffLookup(clock=clock, config=desk, cards=cards)
     resolution = ResolutionService(
         clock=clock,
         outbox=outbox,
-        i18n=i18n,
         config=desk,
         cards=cards,
+        render=render,
+        assignment=assignment,
         reminder_after=settings.confirm_reminder_after,
         auto_close_after=settings.auto_close_after,
     )
-    staff.after_close = resolution.ask_rating
-    return Services(
+    staff_actions = StaffActions(
+        clock=clock,
         outbox=outbox,
+        config=desk,
+        cards=cards,
+        lookup=staff_lookup,
+        render=render,
+        assignment=assignment,
+        after_close=resolution.ask_rating,  # a close by staff asks for a rating too
+    )
+    staff_relay = StaffRelay(
+        clock=clock,
+        outbox=outbox,
+        config=desk,
+        cards=cards,
+        lookup=staff_lookup,
+        actions=staff_actions,
+        render=render,
+    )
+    return Services(
+        desk=desk,
+        clock=clock,
+        outbox=outbox,
+        render=render,
         cards=cards,
         tickets=TicketService(
             clock=clock,
             outbox=outbox,
-            i18n=i18n,
             config=desk,
             cards=cards,
+            render=render,
             max_open_tickets=settings.max_open_tickets,
         ),
-        staff=staff,
+        staff_actions=staff_actions,
+        staff_relay=staff_relay,
+        staff_lookup=staff_lookup,
+        macros=MacroService(clock=clock, outbox=outbox, lookup=staff_lookup),
         resolution=resolution,
         managers=ManagerService(
             clock=clock,
@@ -289,7 +351,22 @@ def create_services(
             config=desk,
             managers=settings.manager_ids,
             summary_time=settings.summary_time,
+            render=render,
+            chart=report_views.SummaryCharts(i18n),
             read_sessions=database.reader,
+        ),
+        messenger=Messenger(outbox),
+        membership=Membership(bot, desk, clock),
+        pace=CustomerPace(settings.customer_messages_per_minute),
+        # What the sender's outcomes mean for the desk (registered with the sender in run()).
+        desk_outcomes=DeskOutcomes(
+            config=desk,
+            clock=clock,
+            outbox=outbox,
+            render=render,
+            managers=settings.manager_ids,
+            undelivered=staff_relay.undelivered,
+            repost_card=cards.repost,
         ),
     )
 
@@ -326,33 +403,18 @@ async def run(settings: Settings, *, clock: Clock | None = None) -> None:
             group_per_minute=settings.delivery_group_per_minute,
         )
     )
+    services = create_services(settings, database, clock, i18n, desk, bot)
     sender = Sender(
         bot=bot,
         session_factory=database.writer,
         read_session_factory=database.reader,
         clock=clock,
         limiter=limiter,
-        staff_chat_id=settings.staff_chat_id,
-        desk=desk,
+        outcomes=services.desk_outcomes.register(Outcomes()),
     )
-    services = create_services(settings, database, clock, i18n, desk)
-    sender.on_undelivered = services.staff.undelivered
-    sender.on_topic_recreated = services.cards.repost
     scheduler = create_scheduler(settings, database, clock, services, after_commit=sender.wake)
     dispatcher = create_dispatcher(
-        settings,
-        database=database,
-        clock=clock,
-        sender=sender,
-        i18n=i18n,
-        tickets=services.tickets,
-        staff=services.staff,
-        resolution=services.resolution,
-        managers=services.managers,
-        macros=MacroService(clock=clock, outbox=services.outbox, staff=services.staff),
-        membership=Membership(bot, desk, clock),
-        messenger=Messenger(services.outbox),
-        desk=desk,
+        settings, database=database, clock=clock, sender=sender, i18n=i18n, services=services
     )
     background: list[asyncio.Task[None]] = []
     try:

@@ -28,8 +28,7 @@ import asyncio
 import logging
 import sys
 import traceback
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -43,9 +42,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.clock import Clock, SystemClock
-from bot.db.dialog_storage import current_session
 from bot.db.models import FailedUpdate, User
 from bot.db.repositories import FailedUpdates, UserRepo
+from bot.db.uow import UnitOfWork, transaction
 from bot.middlewares.user import locale_of
 from bot.services.desk_config import DeskConfig
 from bot.services.messaging import Messenger
@@ -129,28 +128,27 @@ class FailureKeeper:
         self.desk = desk
         self.after_commit = after_commit
 
-    @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[AsyncSession]:
-        batch = current_session.get()
-        if batch is not None:
-            # Inside the poller's batch (SQLite: one writer): kept with the batch's commit.
-            async with batch.begin_nested():
-                yield batch
-            return
-        async with self.session_factory() as session:
-            yield session
-            await session.commit()
-        self.after_commit()
-
     async def keep(
-        self, bot: Bot, update: Update, exc: BaseException, *, attempts: int, replay: bool
+        self,
+        bot: Bot,
+        update: Update,
+        exc: BaseException,
+        *,
+        attempts: int,
+        replay: bool,
+        batch: UnitOfWork | None = None,
     ) -> FailedUpdate:
+        """Keep the update as failed (``batch``: inside the poller's batch, SQLite's one
+        writer: kept with the batch's commit)."""
         kind, chat_id, user_id = describe(update)
         error, trace = summarize(exc)
         alerted = False
         if not replay and update.callback_query is not None:
             alerted = await self._answer(update.callback_query)
-        async with self._transaction() as session:
+        async with transaction(
+            self.session_factory, within=batch, after_commit=self.after_commit
+        ) as uow:
+            session = uow.session
             row = await FailedUpdates(session).keep(
                 update_id=update.update_id,
                 event_type=kind,
@@ -325,19 +323,14 @@ class Replayer:
             if self.batch_sessions is None:
                 await self.dispatcher.feed_update(self.bot, update, replay_of=row_id)
                 return
-            async with self.batch_sessions() as session:
-                await session.connection()  # the database first, then the chat's lock
-                token = current_session.set(session)
-                try:
-                    await self.dispatcher.feed_update(self.bot, update, replay_of=row_id)
-                    await session.commit()
-                finally:
-                    current_session.reset(token)
-            self.after_commit()
+            async with transaction(self.batch_sessions, after_commit=self.after_commit) as batch:
+                await batch.session.connection()  # the database first, then the chat's lock
+                await self.dispatcher.feed_update(self.bot, update, replay_of=row_id, batch=batch)
         except Exception:
             # Not even kept as failed again: back to pending rather than replayed in a loop.
             log.exception("the replay of failed update #%s was not kept", row_id)
-            async with self.sessions.begin() as session:
+            async with transaction(self.sessions) as uow:
+                session = uow.session
                 await FailedUpdates(session).back_to_pending(row_id)
 
 
@@ -492,7 +485,8 @@ async def _retry(args: argparse.Namespace, database: Any) -> int:
     ids: list[int] | None = args.ids or None
     asked_at = clock.now()
     missing = False
-    async with database.writer() as session, session.begin():
+    async with transaction(database.writer) as uow:
+        session = uow.session
         repo = FailedUpdates(session)
         waiting = set(await repo.request_retry(ids, asked_at))
         for row_id in ids or ():
@@ -548,7 +542,8 @@ async def _wait_for(database: Any, ids: set[int], timeout: float) -> dict[int, F
 
 
 async def _resolve(args: argparse.Namespace, database: Any) -> int:
-    async with database.writer() as session, session.begin():
+    async with transaction(database.writer) as uow:
+        session = uow.session
         done = await FailedUpdates(session).resolve(SystemClock().now(), args.note, row_id=args.id)
     if not done:
         print(f"No unresolved failed update #{args.id}.", file=sys.stderr)

@@ -26,7 +26,7 @@ from aiogram.types import Update
 from aiogram.utils.backoff import Backoff, BackoffConfig
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.db.dialog_storage import current_session
+from bot.db.uow import UnitOfWork, transaction
 from bot.failures import PoisonGuard
 
 log = logging.getLogger(__name__)
@@ -152,18 +152,12 @@ class Poller:
 
     async def _in_transaction(self, updates: list[Update]) -> None:
         assert self.batch_sessions is not None
-        async with self.batch_sessions() as session:
+        async with transaction(self.batch_sessions, after_commit=self.after_commit) as batch:
             # The database first, the chats' locks (events isolation) second, as the replays of
             # failed updates do (bot/failures.py Replayer): the two never wait for each other.
-            await session.connection()
-            token = current_session.set(session)
-            try:
-                for update in updates:
-                    await self._handle(update)
-                await session.commit()
-            finally:
-                current_session.reset(token)
-        self.after_commit()
+            await batch.session.connection()
+            for update in updates:
+                await self._handle(update, batch)
 
     async def _fetch(self, request: GetUpdates) -> list[Update] | None:
         fetch = asyncio.ensure_future(self.bot(request, request_timeout=self.timeout + 15))
@@ -177,7 +171,7 @@ class Poller:
             await fetch
         return None
 
-    async def _handle(self, update: Update) -> None:
+    async def _handle(self, update: Update, batch: UnitOfWork | None = None) -> None:
         # A failure of the handler is retried and kept by the error router; what comes out
         # here is an update that could not be kept either: its batch stays unconfirmed.
-        await self.dispatcher.feed_update(self.bot, update)
+        await self.dispatcher.feed_update(self.bot, update, batch=batch)

@@ -1,15 +1,14 @@
 """aiogram FSM storage in the database (SPEC §4: a restart mid-dialog loses nothing).
 
-Inside an update the storage writes through the update's own session, so the dialog step and
-the change it causes commit together (and SQLite never waits on itself). Outside an update it
-uses a short session of its own.
+Inside an update the storage is bound to the update's unit of work (:meth:`DatabaseStorage.bound`,
+done by the update middleware), so the dialog step and the change it causes commit together (and
+SQLite never waits on itself). Outside an update it uses a short session of its own.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from contextvars import ContextVar
 from typing import Any
 
 from aiogram.fsm.state import State
@@ -18,8 +17,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.clock import Clock
 from bot.db.repositories import DialogRepo
-
-current_session: ContextVar[AsyncSession | None] = ContextVar("current_session", default=None)
 
 
 class DatabaseStorage(BaseStorage):
@@ -33,12 +30,18 @@ class DatabaseStorage(BaseStorage):
         self.read_session_factory = read_session_factory or session_factory
         self.clock = clock
         self.key_builder = DefaultKeyBuilder(with_destiny=True)
+        self._bound: AsyncSession | None = None
+
+    def bound(self, session: AsyncSession) -> DatabaseStorage:
+        """This storage writing through ``session`` (an update's unit of work)."""
+        storage = DatabaseStorage(self.session_factory, self.clock, self.read_session_factory)
+        storage._bound = session
+        return storage
 
     @asynccontextmanager
     async def _session(self, *, write: bool) -> AsyncIterator[AsyncSession]:
-        session = current_session.get()
-        if session is not None:
-            yield session
+        if self._bound is not None:
+            yield self._bound
             return
         # aiogram reads the state before the update's unit of work begins: a plain read.
         factory = self.session_factory if write else self.read_session_factory

@@ -421,6 +421,14 @@ class DeliveryRepo:
         )
         return result.scalars().all()
 
+    async def due_now(self, chat_id: int, now: datetime) -> None:
+        """The pending deliveries to ``chat_id`` may go at once (a group took the bot back)."""
+        await self.session.execute(
+            update(Delivery)
+            .where(Delivery.chat_id == chat_id, Delivery.status == "pending")
+            .values(not_before=now)
+        )
+
     async def next_due_at(self) -> datetime | None:
         result = await self.session.execute(
             select(func.min(Delivery.not_before)).where(Delivery.status == "pending")

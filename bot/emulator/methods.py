@@ -17,7 +17,7 @@ from .html_parser import EntityParseError, finalize_text, parse_text, utf16_len
 from .schema import ApiError, Schema, UploadedFile, bad_request
 from .world import FakeChat, FileRecord, JsonDict, StoredMessage, World
 
-__all__ = ["BotApi", "RateLimits"]
+__all__ = ["BotApi", "RateLimits", "UploadLimits"]
 
 _TOKEN_CHARS = re.compile(r"^[a-z0-9_]{1,32}$")
 _CHAT_ACTIONS = frozenset(
@@ -51,8 +51,6 @@ _SEND_METHODS = frozenset(
     }
 )
 _MAX_FILE_DOWNLOAD = 20 * 1024 * 1024
-_MAX_UPLOAD = 50 * 1024 * 1024
-_MAX_PHOTO_UPLOAD = 10 * 1024 * 1024
 
 Handler = Callable[[JsonDict], Any]
 
@@ -65,6 +63,26 @@ class RateLimits:
     private: list[tuple[float, int]] = field(default_factory=lambda: [(1.0, 3), (10.0, 12)])
     group: list[tuple[float, int]] = field(default_factory=lambda: [(60.0, 20)])
     overall: list[tuple[float, int]] = field(default_factory=lambda: [(1.0, 30)])
+
+
+@dataclass
+class UploadLimits:
+    """What Telegram accepts as uploads, in bytes (tests may make them a few KB).
+
+    ``files``: the uploaded files of one request together (Telegram's 50 MB for bots). Over
+    it, the request is refused before it is read, with HTTP 413 and the JSON body
+    ``{"ok": false, "error_code": 413, "description": "Request Entity Too Large"}``; aiogram
+    raises ``TelegramEntityTooLarge`` (a ``TelegramNetworkError``). Only file parts count:
+    the rest of a request is a few KB at most, so a test limit of a few KB still lets long
+    texts through.
+
+    ``photo``: one photo (Telegram's 10 MB). A larger one in ``sendPhoto`` or an album is
+    refused with 400 ``Bad Request: file of size N bytes is too big for a photo; the maximum
+    size is M bytes`` (TDLib's check), which aiogram raises as ``TelegramBadRequest``.
+    """
+
+    files: int = 50 * 1024 * 1024
+    photo: int = 10 * 1024 * 1024
 
 
 class _Limiter:
@@ -106,10 +124,12 @@ class BotApi:
         *,
         enforce_limits: bool = False,
         rate_limits: RateLimits | None = None,
+        upload_limits: UploadLimits | None = None,
     ) -> None:
         self.w = world
         self.schema = schema
         self.enforce_limits = enforce_limits
+        self.upload_limits = upload_limits or UploadLimits()
         self.limiter = _Limiter(rate_limits or RateLimits())
         self.files: dict[str, UploadedFile] = {}
         self.handlers: dict[str, Handler] = {
@@ -161,14 +181,27 @@ class BotApi:
             return handler(params)
         returns = self.schema.methods[method].returns
         if returns == ("Boolean",) or returns == ("True",):
-            # Setters we don't model (descriptions, menu buttons, pins, ...): accepted.
+            # Setters we don't model (descriptions, menu buttons, pins, ...): accepted, but a
+            # group the bot was removed from refuses them as it refuses everything.
+            chat = params.get("chat_id")
+            if (
+                isinstance(chat, int | str)
+                and str(chat).lstrip("-").isdigit()
+                and int(chat) in self.w.groups
+            ):
+                self.resolve_chat(chat, send=False)
             return True
         raise ApiError(501, f"Not Implemented: FakeTelegram does not emulate {method}")
 
     # ================================================================== helpers
 
-    def resolve_chat(self, value: Any, *, send: bool) -> int:
-        """Finds the chat a bot refers to; raises Telegram's errors for unknown/forbidden."""
+    def resolve_chat(self, value: Any, *, send: bool, read: bool = False) -> int:
+        """Finds the chat a bot refers to; raises Telegram's errors for unknown/forbidden.
+
+        ``read``: the method only reads the chat (getChat, getChatMember, the source of a copy),
+        which a public group allows a bot that is not a member; anything else (sending,
+        editing, deleting, managing topics) needs membership. A bot removed (banned) from a
+        group is refused everything there (telegram-bot-api's ``check_chat_access``)."""
         chat_id: int | None = None
         if isinstance(value, int):
             chat_id = value
@@ -195,7 +228,9 @@ class BotApi:
                     "Bad Request: group chat was upgraded to a supergroup chat",
                     migrate_to_chat_id=grp.migrated_to,
                 )
-            if not grp.bot_is_member:
+            if grp.bot_kicked:
+                raise ApiError(403, "Forbidden: bot was kicked from the supergroup chat")
+            if not grp.bot_is_member and not (read and grp.username is not None):
                 raise ApiError(403, "Forbidden: bot is not a member of the supergroup chat")
             self.w._chat_state(chat_id)
             return chat_id
@@ -247,7 +282,7 @@ class BotApi:
             raw_id = rp.get("message_id")
             allow = bool(rp.get("allow_sending_without_reply"))
             if rp.get("chat_id") not in (None, ""):
-                target_chat = self.resolve_chat(rp["chat_id"], send=False)
+                target_chat = self.resolve_chat(rp["chat_id"], send=False, read=True)
         if not raw_id:
             return None
         msg = self.w._find(target_chat, int(raw_id))
@@ -401,9 +436,14 @@ class BotApi:
         if isinstance(value, UploadedFile):
             if not value.content:
                 raise bad_request("file must be non-empty")
-            limit = _MAX_PHOTO_UPLOAD if kind == "photo" else _MAX_UPLOAD
-            if len(value.content) > limit:
+            size = len(value.content)
+            if size > self.upload_limits.files:  # the HTTP side refuses it first
                 raise ApiError(413, "Request Entity Too Large")
+            if kind == "photo" and size > self.upload_limits.photo:
+                raise bad_request(
+                    f"file of size {size} bytes is too big for a photo; "
+                    f"the maximum size is {self.upload_limits.photo} bytes"
+                )
             mime = value.content_type
             if not mime or mime == "application/octet-stream":
                 mime = mimetypes.guess_type(value.filename)[0] or "application/octet-stream"
@@ -660,7 +700,7 @@ class BotApi:
         return out
 
     def _source(self, p: JsonDict, message_id: int, what: str) -> StoredMessage:
-        from_chat = self.resolve_chat(p["from_chat_id"], send=False)
+        from_chat = self.resolve_chat(p["from_chat_id"], send=False, read=True)
         src = self.w._find(from_chat, message_id)
         if src is None:
             raise bad_request(f"message to {what} not found")
@@ -710,7 +750,7 @@ class BotApi:
             raise bad_request("too many messages")
         if any(b <= a for a, b in itertools.pairwise(ids)):
             raise bad_request("message identifiers must be in a strictly increasing order")
-        from_chat = self.resolve_chat(p["from_chat_id"], send=False)
+        from_chat = self.resolve_chat(p["from_chat_id"], send=False, read=True)
         found = [m for m in (self.w._find(from_chat, i) for i in ids) if m is not None]
         found = [m for m in found if any(k in m.data for k in ("text", *_MEDIA_KEYS))]
         if not found:
@@ -906,7 +946,7 @@ class BotApi:
         return True
 
     def get_chat(self, p: JsonDict) -> JsonDict:
-        chat_id = self.resolve_chat(p["chat_id"], send=False)
+        chat_id = self.resolve_chat(p["chat_id"], send=False, read=True)
         if chat_id == self.w.bot_user["id"]:
             info: JsonDict = {
                 "id": chat_id,
@@ -950,10 +990,9 @@ class BotApi:
 
     def _member(self, grp: FakeChat | None, user_id: int) -> JsonDict:
         if user_id == self.w.bot_user["id"]:
-            user = self.w._bot_user_short()
-            if grp is not None and grp.bot_rights is not None:
-                return _admin(user, grp.bot_rights, can_be_edited=False)
-            return {"status": "member", "user": user}
+            if grp is not None:
+                return self.w._bot_member_json(grp)
+            return {"status": "member", "user": self.w._bot_user_short()}
         if user_id not in self.w.users:
             raise bad_request("user not found")
         user = self.w.users[user_id].to_user()
@@ -969,7 +1008,7 @@ class BotApi:
         return {"status": "left", "user": user}
 
     def get_chat_member(self, p: JsonDict) -> JsonDict:
-        chat_id = self.resolve_chat(p["chat_id"], send=False)
+        chat_id = self.resolve_chat(p["chat_id"], send=False, read=True)
         user_id = int(p["user_id"])
         grp = self.w.groups.get(chat_id)
         if grp is None and user_id not in (chat_id, self.w.bot_user["id"]):
@@ -977,7 +1016,7 @@ class BotApi:
         return self._member(grp, user_id)
 
     def get_chat_administrators(self, p: JsonDict) -> list[JsonDict]:
-        chat_id = self.resolve_chat(p["chat_id"], send=False)
+        chat_id = self.resolve_chat(p["chat_id"], send=False, read=True)
         grp = self.w.groups.get(chat_id)
         if grp is None:
             raise bad_request("there are no administrators in the private chat")
@@ -987,12 +1026,12 @@ class BotApi:
         for uid in sorted(grp.admins):
             if uid != grp.owner:
                 out.append(self._member(grp, uid))
-        if grp.bot_rights is not None:
+        if grp.bot_rights is not None and grp.bot_is_member:
             out.append(self._member(grp, self.w.bot_user["id"]))
         return out
 
     def get_chat_member_count(self, p: JsonDict) -> int:
-        chat_id = self.resolve_chat(p["chat_id"], send=False)
+        chat_id = self.resolve_chat(p["chat_id"], send=False, read=True)
         grp = self.w.groups.get(chat_id)
         if grp is None:
             return 2

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from aiohttp import BodyPartReader, ClientError, ClientSession, ClientTimeout, web
 
-from .methods import BotApi, RateLimits, _allowed
+from .methods import BotApi, RateLimits, UploadLimits, _allowed
 from .schema import ApiError, UploadedFile, bad_request, load_schema
 from .world import Call, JsonDict, World
 
@@ -30,6 +30,7 @@ _DEFAULT_DESCRIPTIONS = {
     403: "Forbidden",
     404: "Not Found",
     409: "Conflict",
+    413: "Request Entity Too Large",
     500: "Internal Server Error",
     502: "Bad Gateway",
     503: "Service Unavailable",
@@ -37,6 +38,15 @@ _DEFAULT_DESCRIPTIONS = {
 WEBHOOK_TIMEOUT = 10.0
 WEBHOOK_RETRY_FIRST, WEBHOOK_RETRY_MAX = 0.2, 5.0
 _CONFLICT = "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running"  # noqa: E501
+_UPLOAD_CHUNK = 64 * 1024
+
+
+class _TooLargeError(ApiError):
+    """Uploads over the limit: Telegram's 413, with what the request said before its files."""
+
+    def __init__(self, params: JsonDict) -> None:
+        super().__init__(413, "Request Entity Too Large")
+        self.params = params
 
 
 class FakeTelegram(World):
@@ -47,6 +57,10 @@ class FakeTelegram(World):
     >>> alice = fake.add_user(1001, "Alice", username="alice")
     >>> fake.send_command(alice, "/start")
     >>> msg = await fake.next_message(alice.id)
+
+    Telegram's failures on demand: :meth:`fail_next`, :meth:`drop_connection_next`, uploads over
+    :attr:`upload_limits` (413), the bot removed from a group and back (:meth:`kick_bot`,
+    :meth:`unban_bot`, :meth:`add_bot`); :mod:`bot.emulator` says what aiogram raises for each.
     """
 
     def __init__(
@@ -58,6 +72,7 @@ class FakeTelegram(World):
         bot_name: str = "Ecomet Support",
         privacy_mode: bool = True,
         rate_limits: RateLimits | None = None,
+        upload_limits: UploadLimits | None = None,
         first_update_id: int = 700_000_001,
     ) -> None:
         super().__init__(
@@ -68,7 +83,13 @@ class FakeTelegram(World):
             first_update_id=first_update_id,
         )
         self.schema = load_schema()
-        self.api = BotApi(self, self.schema, enforce_limits=enforce_limits, rate_limits=rate_limits)
+        self.api = BotApi(
+            self,
+            self.schema,
+            enforce_limits=enforce_limits,
+            rate_limits=rate_limits,
+            upload_limits=upload_limits,
+        )
         self.url: str | None = None
         self._runner: web.AppRunner | None = None
         self._pusher: asyncio.Task[None] | None = None
@@ -84,6 +105,16 @@ class FakeTelegram(World):
     @enforce_limits.setter
     def enforce_limits(self, value: bool) -> None:
         self.api.enforce_limits = value
+
+    @property
+    def upload_limits(self) -> UploadLimits:
+        """Telegram's upload limits (see :class:`UploadLimits`); a test may lower them at any
+        time, e.g. ``fake.upload_limits.files = 4096``."""
+        return self.api.upload_limits
+
+    @upload_limits.setter
+    def upload_limits(self, value: UploadLimits) -> None:
+        self.api.upload_limits = value
 
     # ================================================================== lifecycle
 
@@ -159,6 +190,7 @@ class FakeTelegram(World):
             params.update(body)
         elif ctype.startswith("multipart/"):
             reader = await request.multipart()
+            uploaded = 0
             while True:
                 part = await reader.next()
                 if part is None:
@@ -167,10 +199,18 @@ class FakeTelegram(World):
                     continue
                 name = part.name or ""
                 if part.filename is not None:
-                    data = await part.read()
+                    chunks: list[bytes] = []
+                    while chunk := await part.read_chunk(_UPLOAD_CHUNK):
+                        uploaded += len(chunk)
+                        if uploaded > self.upload_limits.files:
+                            # Refused unread, as Telegram does; the rest of the body is read
+                            # and dropped so that the client gets the answer, not a reset.
+                            await request.release()
+                            raise _TooLargeError(params)
+                        chunks.append(chunk)
                     files[name] = UploadedFile(
                         part.filename,
-                        bytes(data),
+                        b"".join(chunks),
                         part.headers.get("Content-Type", "application/octet-stream"),
                     )
                 else:
@@ -198,7 +238,7 @@ class FakeTelegram(World):
         try:
             raw, files = await self._read(request)
         except ApiError as exc:
-            self._log(method, {}, None, exc)
+            self._log(method, exc.params if isinstance(exc, _TooLargeError) else {}, None, exc)
             return _json_error(exc)
         fault = self._take_fault(method, raw)
         if fault is not None:

@@ -145,6 +145,9 @@ class FakeChat:
     owner: int | None = None
     bot_rights: dict[str, bool] | None = field(default_factory=lambda: dict(DEFAULT_BOT_RIGHTS))
     bot_is_member: bool = True
+    # Removed by an administrator ("kicked", i.e. banned): refused everything there until
+    # unbanned or added back (see World.kick_bot); left but not banned: bot_is_member False.
+    bot_kicked: bool = False
     topics: dict[int, Topic] = field(default_factory=dict)
     migrated_to: int | None = None  # upgraded to a supergroup with this id
     # A public group (with a username) can be read, and its inline buttons pressed, by people
@@ -559,6 +562,7 @@ class World:
             owner=old.owner,
             bot_rights=dict(old.bot_rights) if old.bot_rights is not None else None,
             bot_is_member=old.bot_is_member,
+            bot_kicked=old.bot_kicked,
         )
         self.groups[new_chat_id] = new
         self._chat_state(new_chat_id).next_id = 2
@@ -600,6 +604,115 @@ class World:
         grp.members.discard(_uid(user))
         grp.admins.discard(_uid(user))
         self._member_changed(grp, _uid(user), old, by, kicked=by is not None)
+
+    # ------------------------------------------------------------------ the bot's own membership
+
+    def kick_bot(self, chat_id: int, *, by: int | FakeUser) -> None:
+        """An administrator ``by`` removes the bot from the group, as Telegram's clients do in a
+        supergroup: banned ("kicked"), its administrator rights gone.
+
+        The bot gets a ``my_chat_member`` update (old: its status until now, new: "kicked",
+        ``from``: ``by``); never a ``chat_member`` one for itself, and nothing more from the
+        group (messages, members' changes) until it is back. Every Bot API call on the group
+        then fails with 403 ``Forbidden: bot was kicked from the supergroup chat``, which
+        aiogram raises as ``TelegramForbiddenError`` (sending, editing, deleting, topics,
+        getChat, getChatMember, copying from it...). A service message ``left_chat_member``
+        stays in the group's history, not sent to the bot. See :meth:`unban_bot`,
+        :meth:`add_bot`."""
+        grp = self._group(chat_id)
+        actor = self._chat_admin(grp, by)
+        if grp.bot_kicked:
+            raise AssertionError(f"the bot is already removed from {chat_id}")
+        old = self._bot_member_json(grp)
+        grp.bot_kicked, grp.bot_is_member, grp.bot_rights = True, False, None
+        self._store_message(
+            chat_id, actor.to_user(), {"left_chat_member": self._bot_user_short()}, by_bot=False
+        )
+        self._bot_member_changed(grp, actor, old)
+
+    def unban_bot(self, chat_id: int, *, by: int | FakeUser) -> None:
+        """``by`` takes the removed bot off the group's ban list without adding it back: its
+        status goes from "kicked" to "left" (a ``my_chat_member`` update), and its calls on
+        the group now fail with 403 ``Forbidden: bot is not a member of the supergroup chat``
+        (a public group, one with a username, still lets it read: getChat, getChatMember)."""
+        grp = self._group(chat_id)
+        actor = self._chat_admin(grp, by)
+        if not grp.bot_kicked:
+            raise AssertionError(f"the bot is not banned in {chat_id}")
+        old = self._bot_member_json(grp)
+        grp.bot_kicked = False
+        self._bot_member_changed(grp, actor, old)
+
+    def add_bot(
+        self,
+        chat_id: int,
+        *,
+        by: int | FakeUser,
+        admin: bool = True,
+        bot_rights: dict[str, bool] | None = None,
+    ) -> None:
+        """``by`` adds the bot (back) to the group, as an administrator with the usual rights
+        (:data:`DEFAULT_BOT_RIGHTS`, updated with ``bot_rights``) or, ``admin=False``, as a
+        plain member. Adding lifts a ban. The bot gets a ``my_chat_member`` update (old:
+        "kicked" or "left", new: "administrator"/"member", ``from``: ``by``) and then, like
+        any member, the ``new_chat_members`` service message as a ``message`` update; from
+        then on the group answers its calls again."""
+        grp = self._group(chat_id)
+        actor = self._chat_admin(grp, by)
+        if grp.bot_is_member:
+            raise AssertionError(f"the bot is already in {chat_id}")
+        old = self._bot_member_json(grp)
+        grp.bot_kicked, grp.bot_is_member = False, True
+        grp.bot_rights = None
+        if admin:
+            grp.bot_rights = dict(DEFAULT_BOT_RIGHTS) | (bot_rights or {})
+        self._bot_member_changed(grp, actor, old)
+        bot = self._bot_user_short()
+        joined = self._store_message(
+            chat_id,
+            actor.to_user(),
+            {"new_chat_members": [bot], "new_chat_member": bot, "new_chat_participant": bot},
+            by_bot=False,
+        )
+        if self._bot_sees(chat_id, joined.data):
+            self._enqueue("message", joined.data)
+
+    def _chat_admin(self, grp: FakeChat, user: int | FakeUser) -> FakeUser:
+        """Only the owner or an administrator adds and removes members (Telegram's rule)."""
+        actor = self._user(user)
+        if actor.id != grp.owner and actor.id not in grp.admins:
+            raise AssertionError(
+                f"user {actor.id} is not an administrator of {grp.id}; only an administrator "
+                "adds or removes the bot (add_group(admins=...) or add_member(admin=True))"
+            )
+        return actor
+
+    def _bot_member_json(self, grp: FakeChat) -> JsonDict:
+        """The bot's ChatMember in ``grp``, as getChatMember and my_chat_member show it."""
+        from .methods import _admin
+
+        bot = self._bot_user_short()
+        if grp.bot_kicked:
+            return {"status": "kicked", "user": bot, "until_date": 0}
+        if not grp.bot_is_member:
+            return {"status": "left", "user": bot}
+        if grp.bot_rights is not None:
+            return _admin(bot, grp.bot_rights, can_be_edited=False)
+        return {"status": "member", "user": bot}
+
+    def _bot_member_changed(self, grp: FakeChat, actor: FakeUser, old: JsonDict) -> None:
+        """Telegram tells the bot of its own status as ``my_chat_member``, never ``chat_member``
+        (telegram-bot-api's add_update_chat_member)."""
+        self._enqueue(
+            "my_chat_member",
+            {
+                "chat": grp.to_chat(),
+                "from": actor.to_user(),
+                "date": int(self.clock()),
+                "old_chat_member": old,
+                "new_chat_member": self._bot_member_json(grp),
+            },
+        )
 
     def _member_json(self, grp: FakeChat, user_id: int, *, kicked: bool = False) -> JsonDict:
         """The ChatMember getChatMember would return (without the bot's own)."""

@@ -8,6 +8,9 @@ from bot.handlers import customer, errors, manager, staff
 def create_root_router() -> Router:
     root = Router(name="root")
     root.include_routers(
-        manager.router, staff.create_router(), customer.create_router(), errors.router
+        manager.create_router(),
+        staff.create_router(),
+        customer.create_router(),
+        errors.create_router(),
     )
     return root

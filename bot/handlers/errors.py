@@ -8,19 +8,19 @@ import logging
 from aiogram import Bot, Router
 from aiogram.types import ErrorEvent
 
+from bot.db.uow import UnitOfWork
 from bot.failures import FailureKeeper, UpdateNotKeptError
 
 log = logging.getLogger(__name__)
-router = Router(name=__name__)
 
 
-@router.errors()
 async def unexpected_error(
     event: ErrorEvent,
     bot: Bot,
     failures: FailureKeeper,
     update_attempts: int = 1,
     replay_of: int | None = None,
+    batch: UnitOfWork | None = None,
 ) -> None:
     update = event.update
     log.error(
@@ -32,8 +32,19 @@ async def unexpected_error(
     )
     try:
         await failures.keep(
-            bot, update, event.exception, attempts=update_attempts, replay=replay_of is not None
+            bot,
+            update,
+            event.exception,
+            attempts=update_attempts,
+            replay=replay_of is not None,
+            batch=batch,
         )
     except Exception as exc:
         # Not confirmed, then: Telegram delivers the update again (bot/polling.py, webhook).
         raise UpdateNotKeptError(f"update {update.update_id} could not be kept") from exc
+
+
+def create_router() -> Router:
+    router = Router(name=__name__)
+    router.errors.register(unexpected_error)
+    return router

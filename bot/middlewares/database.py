@@ -15,13 +15,15 @@ from typing import Any
 
 from aiogram import BaseMiddleware
 from aiogram.dispatcher.event.bases import CancelHandler, SkipHandler
+from aiogram.fsm.context import FSMContext
 from aiogram.types import TelegramObject, Update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.clock import Clock
-from bot.db.dialog_storage import current_session
+from bot.db.dialog_storage import DatabaseStorage
 from bot.db.repositories import FailedUpdates, UpdateLog
-from bot.services.delivery import Sender
+from bot.db.uow import UnitOfWork, transaction
+from bot.delivery.sender import Sender
 
 log = logging.getLogger(__name__)
 
@@ -80,29 +82,24 @@ class UnitOfWorkMiddleware(BaseMiddleware):
         event: TelegramObject,
         data: dict[str, Any],
     ) -> Any:
-        batch = current_session.get()
-        if batch is not None:
-            # Inside a batch of the poller (one transaction for the batch): a savepoint, so a
-            # failing update undoes only its own changes. The poller commits.
-            async with batch.begin_nested():
-                return await self._handle(batch, handler, event, data)
-        async with self.session_factory() as session:
-            token = current_session.set(session)
-            try:
-                result = await self._handle(session, handler, event, data)
-                await session.commit()
-            finally:
-                current_session.reset(token)
-        self.sender.wake()
-        return result
+        # Inside a batch of the poller (one transaction for the batch) the poller passes its
+        # unit of work as ``batch``: this update is a savepoint of it and the poller commits.
+        batch: UnitOfWork | None = data.get("batch")
+        async with transaction(
+            self.session_factory,
+            within=batch,
+            after_commit=self.sender.wake if batch is None else None,
+        ) as uow:
+            return await self._handle(uow, handler, event, data)
 
     async def _handle(
         self,
-        session: AsyncSession,
+        uow: UnitOfWork,
         handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
         event: TelegramObject,
         data: dict[str, Any],
     ) -> Any:
+        session = uow.session
         # A failed update replayed by the running bot (bot/failures.py): its row is resolved
         # in the same transaction as its effects.
         replay_of: int | None = data.get("replay_of")
@@ -117,6 +114,16 @@ class UnitOfWorkMiddleware(BaseMiddleware):
                 )
             return None
         data["session"] = session
+        data["uow"] = uow
+        state = data.get("state")
+        if isinstance(state, FSMContext) and isinstance(state.storage, DatabaseStorage):
+            # The dialog step commits with the change it causes: the storage writes through
+            # this unit's session (aiogram made the context before the unit began).
+            state = FSMContext(storage=state.storage.bound(session), key=state.key)
+            data["state"] = state
+            # ... and read the step again in it: inside the poller's batch an earlier update of
+            # this chat may have moved the dialog on, which only this session sees yet.
+            data["raw_state"] = await state.get_state()
         result = await handler(event, data)
         if replay_of is not None:
             await FailedUpdates(session).resolve(self.clock.now(), "replayed", row_id=replay_of)

@@ -1,2 +1,2 @@
 """Use cases of the desk. Services know the domain and the database and reach Telegram only
-through the delivery path (``services.delivery``)."""
+through the delivery path (``bot.delivery``)."""

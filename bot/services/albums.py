@@ -6,15 +6,12 @@ from typing import Any
 
 
 def merge_album(
-    payload: dict[str, Any],
-    context: dict[str, Any],
-    ids: list[int],
-    media: list[dict[str, Any]],
-    key: str = "customer_message_ids",
-) -> None:
-    """Add album parts to an album delivery, keeping the parts in their order. ``key`` names
-    the list of source message ids in the context."""
-    known: list[int] = list(context.get(key) or [])
+    payload: dict[str, Any], known: list[int], ids: list[int], media: list[dict[str, Any]]
+) -> list[int]:
+    """Add album parts (source message ``ids`` and their ``media``) to an album delivery's
+    ``payload`` whose parts so far came from ``known``, keeping the parts in their order.
+    Returns the source ids of all parts, in that order."""
+    known = list(known)
     items: list[dict[str, Any]] = list(payload.get("media") or [])
     for message_id, item in zip(ids, media, strict=True):
         if message_id in known:
@@ -22,5 +19,5 @@ def merge_album(
         known.append(message_id)
         items.append(item)
     order = sorted(range(len(known)), key=known.__getitem__)
-    context[key] = [known[i] for i in order]
     payload["media"] = [items[i] for i in order]
+    return [known[i] for i in order]

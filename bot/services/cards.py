@@ -3,23 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Any
 
 from aiogram import methods
-from aiogram.utils.i18n import I18n
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.clock import Clock
 from bot.db.models import Delivery, Ticket, User
 from bot.db.repositories import TicketRepo, UserRepo
+from bot.delivery.intents import Intent, Refs
+from bot.delivery.outbox import Outbox
 from bot.domain.sla import Sla, first_response
 from bot.domain.tickets import Status
-from bot.keyboards import staff as kb
-from bot.services.delivery import Outbox, topic_name
 from bot.services.desk_config import DeskConfig
-from bot.views import staff as staff_views
-from bot.views import tickets as views
+from bot.services.desk_outcomes import TopicTitle
+from bot.services.notices_staff import Card
+from bot.services.outgoing import TicketTags
+from bot.services.rendering import Rendered, Renderer
 
 
 def display_name(user: User | None, fallback: int | None = None) -> str:
@@ -30,18 +30,19 @@ def display_name(user: User | None, fallback: int | None = None) -> str:
 
 
 class Cards:
-    def __init__(self, *, outbox: Outbox, i18n: I18n, config: DeskConfig, clock: Clock) -> None:
+    def __init__(
+        self, *, outbox: Outbox, config: DeskConfig, clock: Clock, render: Renderer
+    ) -> None:
         self.clock = clock
         self.outbox = outbox
-        self.i18n = i18n
         self.config = config
+        self.render_notice = render
 
-    async def render(self, session: AsyncSession, ticket: Ticket) -> tuple[str, dict[str, Any]]:
+    async def card(self, session: AsyncSession, ticket: Ticket) -> Card:
         users = UserRepo(session)
         customer = await users.get(ticket.customer_id)
         assignee = await users.get(ticket.assignee_id) if ticket.assignee_id else None
-        attachments = await TicketRepo(session).count_attachments(ticket.number)
-        data = views.CardData(
+        return Card(
             number=ticket.number,
             kind=ticket.kind,
             priority=ticket.priority,
@@ -58,16 +59,15 @@ class Cards:
             else None,
             line=ticket.line,
             created_at=ticket.created_at,
-            attachments=attachments,
-            reopened=ticket.reopened_count,
+            attachments=await TicketRepo(session).count_attachments(ticket.number),
+            reopened=ticket.reopened_count or 0,
+            sla=self.sla(ticket) if ticket.status is not Status.CLOSED else None,
+            tz=self.config.tz,
         )
-        locale = self.config.default_locale
-        with self.i18n.use_locale(locale):
-            if ticket.status is not Status.CLOSED:
-                data = replace(data, sla=staff_views.sla_line(self.sla(ticket), locale))
-            text = views.staff_card(data, tz=self.config.tz, locale=locale)
-            markup = kb.card(ticket.number, ticket.status)
-        return text, markup.model_dump(mode="json", exclude_none=True)
+
+    async def render(self, session: AsyncSession, ticket: Ticket) -> Rendered:
+        """The card in the desk's language (staff share one group), with its buttons."""
+        return self.render_notice(await self.card(session, ticket), self.config.default_locale)
 
     def sla(self, ticket: Ticket) -> Sla:
         return first_response(
@@ -84,70 +84,78 @@ class Cards:
         self, session: AsyncSession, ticket: Ticket, media: Sequence[Sequence[dict[str, Any]]]
     ) -> None:
         """The card, then the screenshots as replies to it."""
-        card = self._send_card(session, ticket, *await self.render(session, ticket))
+        card = self._send_card(session, ticket, await self.render(session, ticket))
         await session.flush()  # the card's id: the screenshots reply to it
         for group in media:
-            self.add_media(session, ticket, group, {"reply_to_delivery": card.id}, "card_media")
+            self.add_media(session, ticket, group, card, "card_media")
 
     async def repost(self, session: AsyncSession, ticket: Ticket) -> None:
         """The card again, as the ticket's card from now on (its topic was deleted with the
         old one): later edits go to this one."""
-        # Called from the sender, outside any update: the i18n context is ours to set.
-        with self.i18n.context():
-            text, markup = await self.render(session, ticket)
-        self._send_card(session, ticket, text, markup)
+        self._send_card(session, ticket, await self.render(session, ticket))
 
-    def _send_card(
-        self, session: AsyncSession, ticket: Ticket, text: str, markup: dict[str, Any]
-    ) -> Delivery:
+    def _topic(self, ticket: Ticket) -> str:
+        """The name of the ticket's forum topic (its status shows in the list of topics)."""
+        title = TopicTitle(ticket.number, ticket.status, ticket.topic)
+        return self.render_notice(title, self.config.default_locale).text
+
+    def _send_card(self, session: AsyncSession, ticket: Ticket, card: Rendered) -> Delivery:
         """A card message: the sender makes it the ticket's card (``purpose="card"``)."""
         staff = self.config.staff_chat_id
         return self.outbox.add(
             session,
-            chat_id=staff,
-            method=methods.SendMessage,
-            payload={"chat_id": staff, "text": text, "reply_markup": markup},
-            purpose="card",
-            ticket_number=ticket.number,
-            rank=int(ticket.priority),
-            context={"customer_chat_id": ticket.customer_id},
+            Intent(
+                chat_id=staff,
+                method=methods.SendMessage,
+                payload={"chat_id": staff, "text": card.text, "reply_markup": card.reply_markup},
+                purpose="card",
+                subject=ticket.number,
+                rank=int(ticket.priority),
+                refs=Refs(party=ticket.customer_id),
+            ),
         )
 
     async def refresh(self, session: AsyncSession, ticket: Ticket) -> None:
         """Edit the card in place; it follows the card in the same stream, so it finds it."""
         staff = self.config.staff_chat_id
-        text, markup = await self.render(session, ticket)
+        card = await self.render(session, ticket)
         self.outbox.add(
             session,
-            chat_id=staff,
-            method=methods.EditMessageText,
-            payload={"chat_id": staff, "text": text, "reply_markup": markup},
-            purpose="card_edit",
-            ticket_number=ticket.number,
-            rank=int(ticket.priority),
-            context={"edit_card": True},
+            Intent(
+                chat_id=staff,
+                method=methods.EditMessageText,
+                payload={"chat_id": staff, "text": card.text, "reply_markup": card.reply_markup},
+                purpose="card_edit",
+                subject=ticket.number,
+                rank=int(ticket.priority),
+                tags=TicketTags(edit_card=True),
+            ),
         )
         if self.config.staff_is_forum:
             # The topic's name shows the status; a closed ticket's topic is closed.
             # (message_thread_id 0 is filled in with the ticket's topic when sent.)
             self.outbox.add(
                 session,
-                chat_id=staff,
-                method=methods.EditForumTopic,
-                payload={"chat_id": staff, "message_thread_id": 0, "name": topic_name(ticket)},
-                purpose="topic",
-                ticket_number=ticket.number,
-                rank=int(ticket.priority),
+                Intent(
+                    chat_id=staff,
+                    method=methods.EditForumTopic,
+                    payload={"chat_id": staff, "message_thread_id": 0, "name": self._topic(ticket)},
+                    purpose="topic",
+                    subject=ticket.number,
+                    rank=int(ticket.priority),
+                ),
             )
             if ticket.status is Status.CLOSED:
                 self.outbox.add(
                     session,
-                    chat_id=staff,
-                    method=methods.CloseForumTopic,
-                    payload={"chat_id": staff, "message_thread_id": 0},
-                    purpose="topic",
-                    ticket_number=ticket.number,
-                    rank=int(ticket.priority),
+                    Intent(
+                        chat_id=staff,
+                        method=methods.CloseForumTopic,
+                        payload={"chat_id": staff, "message_thread_id": 0},
+                        purpose="topic",
+                        subject=ticket.number,
+                        rank=int(ticket.priority),
+                    ),
                 )
 
     def add_media(
@@ -155,11 +163,12 @@ class Cards:
         session: AsyncSession,
         ticket: Ticket,
         media: Sequence[dict[str, Any]],
-        context: dict[str, Any],
+        card: Delivery,
         purpose: str,
     ) -> None:
+        """Screenshots of a request, as replies to its ``card``."""
         staff = self.config.staff_chat_id
-        context = {**context, "customer_chat_id": ticket.customer_id}
+        refs = Refs(party=ticket.customer_id, reply_to_delivery=card.id)
         if len(media) == 1:
             item = media[0]
             single: dict[str, type[methods.TelegramMethod[Any]]] = {
@@ -172,24 +181,28 @@ class Cards:
             payload.update({k: v for k, v in item.items() if k in ("caption", "caption_entities")})
             self.outbox.add(
                 session,
-                chat_id=staff,
-                method=single[item["type"]],
-                payload=payload,
-                purpose=purpose,
-                ticket_number=ticket.number,
-                rank=int(ticket.priority),
-                context=context,
+                Intent(
+                    chat_id=staff,
+                    method=single[item["type"]],
+                    payload=payload,
+                    purpose=purpose,
+                    subject=ticket.number,
+                    rank=int(ticket.priority),
+                    refs=refs,
+                ),
             )
             return
         self.outbox.add(
             session,
-            chat_id=staff,
-            method=methods.SendMediaGroup,
-            payload={"chat_id": staff, "media": list(media)},
-            purpose=purpose,
-            ticket_number=ticket.number,
-            rank=int(ticket.priority),
-            context=context,
+            Intent(
+                chat_id=staff,
+                method=methods.SendMediaGroup,
+                payload={"chat_id": staff, "media": list(media)},
+                purpose=purpose,
+                subject=ticket.number,
+                rank=int(ticket.priority),
+                refs=refs,
+            ),
         )
 
     def post_to_ticket(
@@ -200,11 +213,14 @@ class Cards:
         staff = self.config.staff_chat_id
         self.outbox.add(
             session,
-            chat_id=staff,
-            method=methods.SendMessage,
-            payload={"chat_id": staff, "text": text},
-            purpose=purpose,
-            ticket_number=ticket.number,
-            rank=int(ticket.priority),
-            context={"reply_to_card": True, "customer_chat_id": ticket.customer_id},
+            Intent(
+                chat_id=staff,
+                method=methods.SendMessage,
+                payload={"chat_id": staff, "text": text},
+                purpose=purpose,
+                subject=ticket.number,
+                rank=int(ticket.priority),
+                refs=Refs(party=ticket.customer_id),
+                tags=TicketTags(reply_to_card=True),
+            ),
         )

@@ -9,7 +9,8 @@ from aiogram.types import Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db.models import Ticket
-from bot.services.delivery import RANK_CUSTOMER_WAITING, Outbox
+from bot.delivery.intents import RANK_CUSTOMER_WAITING, Intent, Refs
+from bot.delivery.outbox import Outbox
 
 
 def edit_copy(
@@ -37,11 +38,13 @@ def edit_copy(
         return
     outbox.add(
         session,
-        chat_id=chat_id,
-        method=method,
-        payload=dict(payload),
-        purpose="edit",
-        ticket_number=ticket.number,
-        rank=RANK_CUSTOMER_WAITING if chat_id > 0 else int(ticket.priority),
-        context={"customer_chat_id": ticket.customer_id, "in_topic": chat_id < 0},
+        Intent(
+            chat_id=chat_id,
+            method=method,
+            payload=dict(payload),
+            purpose="edit",
+            subject=ticket.number,
+            rank=RANK_CUSTOMER_WAITING if chat_id > 0 else int(ticket.priority),
+            refs=Refs(party=ticket.customer_id),
+        ),
     )

@@ -15,11 +15,21 @@ from bot.db.models import Ticket
 from bot.db.repositories import EventRepo, UserRepo
 from bot.domain.hours import SupportHours
 from bot.domain.tickets import Action, Outcome, Status, TransitionRefused, transition
-from bot.views.labels import status_label
 
 
 class Refusal(Exception):  # noqa: N818 - an expected answer to a person, not a bug
-    """The action was not done; ``str()`` is what to tell the person who asked."""
+    """The action was not done. What to tell the person who asked is data: a sentence (through
+    gettext, with named placeholders) and the values to fill in. The edge fills them
+    (``refusal_text`` beside the status labels), naming a status in the reader's words."""
+
+    def __init__(self, sentence: str, /, **values: object) -> None:
+        super().__init__(sentence)
+        self.sentence = sentence
+        self.values = values
+
+    def __str__(self) -> str:
+        # Away from the edge (a log line): values as they are, a status by its id.
+        return self.sentence.format(**self.values) if self.values else self.sentence
 
 
 def apply(
@@ -84,14 +94,12 @@ def apply_or_refuse(
     hours: SupportHours,
     refusal: str,
 ) -> Outcome:
-    """:func:`apply`, or a :class:`Refusal` saying ``refusal`` (with ``{number}`` and
-    ``{status}`` filled in) to the person who asked."""
+    """:func:`apply`, or a :class:`Refusal` saying ``refusal`` (its ``{number}`` and
+    ``{status}`` the ticket's) to the person who asked."""
     try:
         return apply(session, ticket, action, actor_id=actor_id, role=role, now=now, hours=hours)
     except TransitionRefused:
-        raise Refusal(
-            refusal.format(number=ticket.number, status=status_label(ticket.status).lower())
-        ) from None
+        raise Refusal(refusal, number=ticket.number, status=ticket.status) from None
 
 
 async def customer_locale(session: AsyncSession, ticket: Ticket) -> str:

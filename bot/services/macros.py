@@ -1,7 +1,8 @@
 """Saved answers: written once by staff, sent to a ticket's customer with one press.
 
-Titles and bodies are people's text: quoted wherever they go into an HTML message (the
-listing, every confirmation and refusal); the answer to a button press is plain text."""
+Titles and bodies are people's text: quoted wherever they go into an HTML message (the body
+sent, every refusal, and at the edge the listing and confirmations); the answer to a button
+press is plain text."""
 
 from __future__ import annotations
 
@@ -14,10 +15,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.clock import Clock
 from bot.db.models import Macro, User
 from bot.db.repositories import EventRepo, MacroRepo, UserRepo
+from bot.delivery.outbox import Outbox
 from bot.domain.tickets import is_open
-from bot.services.delivery import Outbox, to_customer
+from bot.services.assignment import closed_refusal
 from bot.services.lifecycle import Refusal
-from bot.services.staff import StaffService
+from bot.services.outgoing import to_customer
+from bot.services.staff.lookup import StaffLookup
 
 PLACEHOLDER = re.compile(r"\{(\w+)\}")
 KNOWN = {"name", "number"}
@@ -37,28 +40,17 @@ def fill(body: str, values: dict[str, str]) -> str:
 
 
 class MacroService:
-    def __init__(self, *, clock: Clock, outbox: Outbox, staff: StaffService) -> None:
+    def __init__(self, *, clock: Clock, outbox: Outbox, lookup: StaffLookup) -> None:
         self.clock = clock
         self.outbox = outbox
-        self.staff = staff
+        self.lookup = lookup
 
     async def all(self, session: AsyncSession) -> list[Macro]:
         return list(await MacroRepo(session).all())
 
-    def listing(self, items: list[Macro]) -> str:
-        if not items:
-            return _(
-                "No saved answers yet. Add one: /macro_add Title | Hello, {name}! About #{number}…"
-            )
-        lines = [_("<b>Saved answers</b>"), ""]
-        for macro in items:
-            lines.append(f"<b>{html.quote(macro.title)}</b>\n{html.quote(macro.body)}")
-        lines += ["", _("/macro_add, /macro_edit Title | Text; /macro_del Title")]
-        return "\n\n".join(lines)
-
     async def save(
         self, session: AsyncSession, title: str, body: str, author: User, *, create: bool
-    ) -> str:
+    ) -> None:
         if not 1 <= len(title) <= 64:
             raise Refusal(_("The title must be 1–64 characters."))
         if not 1 <= len(body) <= 3500:
@@ -66,9 +58,8 @@ class MacroService:
         unknown = sorted(set(PLACEHOLDER.findall(body)) - KNOWN)
         if unknown:
             raise Refusal(
-                _("Unknown placeholders: {names}. Use {{name}} and {{number}}.").format(
-                    names=", ".join(unknown)
-                )
+                _("Unknown placeholders: {names}. Use {{name}} and {{number}}."),
+                names=", ".join(unknown),
             )
         repo = MacroRepo(session)
         existing = await repo.by_title(title)
@@ -76,30 +67,29 @@ class MacroService:
         if create:
             if existing is not None:
                 raise Refusal(
-                    _("“{title}” exists already; use /macro_edit.").format(title=html.quote(title))
+                    _("“{title}” exists already; use /macro_edit."), title=html.quote(title)
                 )
             repo.add(Macro(title=title, body=body, created_by=author.id, updated_at=now))
-            return _("Saved “{title}”.").format(title=html.quote(title))
+            return
         if existing is None:
-            raise Refusal(_("There is no saved answer “{title}”.").format(title=html.quote(title)))
+            raise Refusal(_("There is no saved answer “{title}”."), title=html.quote(title))
         existing.body, existing.updated_at = body, now
-        return _("Updated “{title}”.").format(title=html.quote(title))
 
-    async def delete(self, session: AsyncSession, title: str) -> str:
+    async def delete(self, session: AsyncSession, title: str) -> None:
         repo = MacroRepo(session)
         existing = await repo.by_title(title)
         if existing is None:
-            raise Refusal(_("There is no saved answer “{title}”.").format(title=html.quote(title)))
+            raise Refusal(_("There is no saved answer “{title}”."), title=html.quote(title))
         await repo.delete(existing)
-        return _("Deleted “{title}”.").format(title=html.quote(title))
 
-    async def send(self, session: AsyncSession, macro_id: int, number: int, actor: User) -> str:
+    async def send(self, session: AsyncSession, macro_id: int, number: int, actor: User) -> Macro:
+        """Send a saved answer to the customer of ticket ``number``; returns the one sent."""
         macro = await MacroRepo(session).get(macro_id)
         if macro is None:
             raise Refusal(_("That saved answer no longer exists."))
-        ticket = await self.staff.ticket(session, number)
+        ticket = await self.lookup.ticket(session, number)
         if not is_open(ticket.status):
-            raise Refusal(_("#{number} is closed: nothing can change it.").format(number=number))
+            raise closed_refusal(ticket)
         customer = await UserRepo(session).get(ticket.customer_id)
         text = fill(
             macro.body,
@@ -117,5 +107,4 @@ class MacroService:
             details={"macro": macro.title},
         )
         to_customer(self.outbox, session, ticket, text, purpose="answer")
-        # The answer to the press: plain text (not HTML), so the title goes as it is.
-        return _("Sent “{title}” to #{number}.").format(title=macro.title, number=number)
+        return macro

@@ -1,13 +1,28 @@
-"""Managers' summaries on demand and on schedule, and the CSV export (SPEC §6)."""
+"""Managers' summaries on demand and on schedule, and the export (SPEC §6).
+
+The figures are data (``bot/services/reports.py``). On demand, the handler draws them and
+hands the result back to be sent; the daily summary, sent by the scheduler, is drawn through
+the ports this service is given (a ``Renderer`` for the text, a ``ChartRenderer`` for the
+chart), both implemented at the edge.
+
+An export of any size arrives (issue 11): Telegram refuses an upload over 50 MB (HTTP 413), so
+a CSV over ``upload_limit`` is zipped, and when even the zip is too big the export is split by
+month (and a month still too big into equal parts), each file under the limit.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import io
 import logging
-from collections.abc import AsyncIterator
+import zipfile
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from datetime import date, time, timedelta
-from typing import Any
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
 
 from aiogram import methods
 from aiogram.utils.i18n import I18n
@@ -16,12 +31,46 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.clock import Clock
 from bot.db.repositories import DeskSettings, TicketRepo, UserRepo
-from bot.services.delivery import Outbox
+from bot.db.uow import transaction
+from bot.delivery.intents import Intent
+from bot.delivery.outbox import Outbox
 from bot.services.desk_config import DeskConfig
-from bot.services.reports import Reports, chart_png
-from bot.views import reports as views
+from bot.services.notices_desk import DailySummary
+from bot.services.rendering import Renderer
+from bot.services.reports import DayReport, ExportRow, Reports
 
 log = logging.getLogger(__name__)
+
+# Telegram's upload limit is "50 MB" (bigger files fail with 413). Counted in decimal
+# megabytes, the file stays under it however the server counts, with room for the form around it.
+UPLOAD_LIMIT = 50 * 1000 * 1000
+
+
+class ChartRenderer(Protocol):
+    """Draws a day's chart as a PNG in a reader's language (implemented at the edge)."""
+
+    def __call__(self, report: DayReport, locale: str) -> bytes: ...
+
+
+# The export's rows as the bytes of one CSV file (header included), drawn by the handler.
+CsvWriter = Callable[[Sequence[ExportRow]], bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class Export:
+    """Tickets opened in [first, last], in the order of their numbers."""
+
+    first: date
+    last: date
+    rows: Sequence[ExportRow]
+
+
+@dataclass(frozen=True, slots=True)
+class ExportFile:
+    filename: str
+    data: bytes
+    rows: int
+
 
 # The desk's first day, kept once in desk_settings: no daily summary is sent for a day before
 # it (a desk installed this morning has no "yesterday" to sum up).
@@ -43,7 +92,10 @@ class ManagerService:
         config: DeskConfig,
         managers: frozenset[int],
         summary_time: time,
+        render: Renderer,
+        chart: ChartRenderer,
         read_sessions: async_sessionmaker[AsyncSession] | None = None,
+        upload_limit: int = UPLOAD_LIMIT,
     ) -> None:
         # Figures are read on their own connection: on SQLite the writer is not held while
         # a summary is computed.
@@ -54,6 +106,9 @@ class ManagerService:
         self.config = config
         self.managers = managers
         self.summary_time = summary_time
+        self.render = render
+        self.chart = chart
+        self.upload_limit = upload_limit
         self.reports = Reports(config.hours)
 
     def is_manager(self, user_id: int) -> bool:
@@ -62,54 +117,81 @@ class ManagerService:
     def today(self) -> date:
         return self.clock.now().astimezone(self.config.tz).date()
 
-    async def send_summary(
-        self, session: AsyncSession, chat_id: int, day: date, locale: str, thread: int | None = None
-    ) -> None:
+    async def summary(self, session: AsyncSession, day: date) -> DayReport:
         async with self._reader(session) as reader:
             summary = await self.reports.summary(reader, day)
             points = await self.reports.history(reader, day)
-        with self.i18n.context(), self.i18n.use_locale(locale):
-            text = views.summary_text(summary, locale)
-            png = chart_png(
-                points, title=views.chart_title(day, locale), labels=views.chart_labels()
-            )
+        return DayReport(summary, points)
+
+    def post_summary(
+        self,
+        session: AsyncSession,
+        chat_id: int,
+        day: date,
+        text: str,
+        chart: bytes,
+        thread: int | None = None,
+    ) -> None:
+        """A drawn summary to a chat: its text, then its chart."""
         extra: dict[str, Any] = {"message_thread_id": thread} if thread else {}
         self.outbox.add(
             session,
-            chat_id=chat_id,
-            method=methods.SendMessage,
-            payload={"chat_id": chat_id, "text": text, **extra},
-            purpose="summary",
+            Intent(
+                chat_id=chat_id,
+                method=methods.SendMessage,
+                payload={"chat_id": chat_id, "text": text, **extra},
+                purpose="summary",
+            ),
         )
         self.outbox.add(
             session,
-            chat_id=chat_id,
-            method=methods.SendPhoto,
-            payload={
-                "chat_id": chat_id,
-                "photo": file_payload(png, f"summary-{day.isoformat()}.png"),
-                **extra,
-            },
-            purpose="summary",
+            Intent(
+                chat_id=chat_id,
+                method=methods.SendPhoto,
+                payload={
+                    "chat_id": chat_id,
+                    "photo": file_payload(chart, f"summary-{day.isoformat()}.png"),
+                    **extra,
+                },
+                purpose="summary",
+            ),
         )
 
-    async def send_export(
-        self, session: AsyncSession, chat_id: int, first: date, last: date, locale: str
+    async def send_summary(
+        self, session: AsyncSession, chat_id: int, day: date, locale: str
     ) -> None:
-        with self.i18n.context(), self.i18n.use_locale(locale):
-            header = views.export_header()
+        """The day's summary drawn through the ports, for a manager outside any update."""
+        report = await self.summary(session, day)
+        text = self.render(DailySummary(report), locale).text
+        self.post_summary(session, chat_id, day, text, self.chart(report, locale))
+
+    async def export(self, session: AsyncSession, first: date, last: date) -> Export:
         async with self._reader(session) as reader:
-            data = await self.reports.export_csv(reader, first, last, header)
-        self.outbox.add(
-            session,
-            chat_id=chat_id,
-            method=methods.SendDocument,
-            payload={
-                "chat_id": chat_id,
-                "document": file_payload(data, f"tickets-{first}-{last}.csv"),
-            },
-            purpose="export",
+            return Export(first, last, await self.reports.export_rows(reader, first, last))
+
+    async def send_export(
+        self, session: AsyncSession, chat_id: int, export: Export, write: CsvWriter
+    ) -> list[ExportFile]:
+        """The export as documents, each under the upload limit (see the module's note)."""
+        stamp = self.clock.now().astimezone(self.config.tz)
+        # Zipping a large export takes seconds: off the event loop.
+        files = await asyncio.to_thread(
+            pack_export, export, write, limit=self.upload_limit, tz=self.config.tz, stamp=stamp
         )
+        for file in files:
+            self.outbox.add(
+                session,
+                Intent(
+                    chat_id=chat_id,
+                    method=methods.SendDocument,
+                    payload={
+                        "chat_id": chat_id,
+                        "document": file_payload(file.data, file.filename),
+                    },
+                    purpose="export",
+                ),
+            )
+        return files
 
     @asynccontextmanager
     async def _reader(self, session: AsyncSession) -> AsyncIterator[AsyncSession]:
@@ -137,8 +219,9 @@ class ManagerService:
         if stored is not None:
             return date.fromisoformat(stored)
         try:
-            async with session_factory() as session, session.begin():
-                settings = DeskSettings(session)
+            async with transaction(session_factory) as uow:
+                session = uow.session
+                settings = uow.desk_settings
                 stored = await settings.get(FIRST_DAY_KEY)
                 if stored is not None:
                     return date.fromisoformat(stored)
@@ -169,8 +252,9 @@ class ManagerService:
         async with (self.read_sessions or session_factory)() as reader:
             if await DeskSettings(reader).get(key) is not None:
                 return False  # the common case: nothing to do, no write lock taken
-        async with session_factory() as session, session.begin():
-            settings = DeskSettings(session)
+        async with transaction(session_factory) as uow:
+            session = uow.session
+            settings = uow.desk_settings
             if await settings.get(key) is not None:
                 return False  # another process was first
             await settings.put(key, self.clock.now().isoformat(timespec="seconds"))
@@ -184,3 +268,56 @@ class ManagerService:
                 await self.send_summary(session, manager, day, locale)
         log.info("daily summary for %s sent to %d managers", day, len(self.managers))
         return True
+
+
+def pack_export(
+    export: Export, write: CsvWriter, *, limit: int, tz: ZoneInfo, stamp: datetime
+) -> list[ExportFile]:
+    """One CSV if it fits ``limit``, else one zip; else a file per month (by the day each
+    ticket was opened, in ``tz``), a month still too big cut into equal parts."""
+    whole = _fit(f"tickets-{export.first}-{export.last}", export.rows, write, limit, stamp)
+    if whole is not None:
+        return [whole]
+    months: dict[str, list[ExportRow]] = {}
+    for row in export.rows:
+        months.setdefault(row.created_at.astimezone(tz).strftime("%Y-%m"), []).append(row)
+    files: list[ExportFile] = []
+    for month in sorted(months):
+        files += _split(f"tickets-{month}", months[month], write, limit, stamp)
+    return files
+
+
+def _split(
+    name: str, rows: Sequence[ExportRow], write: CsvWriter, limit: int, stamp: datetime
+) -> list[ExportFile]:
+    parts = 1
+    while True:
+        size = -(-len(rows) // parts)  # ceil: ``parts`` chunks of at most this many rows
+        chunks = [rows[i : i + size] for i in range(0, len(rows), size)]
+        files = [
+            _fit(name if parts == 1 else f"{name}-{n}", chunk, write, limit, stamp)
+            for n, chunk in enumerate(chunks, 1)
+        ]
+        if all(file is not None for file in files):
+            return [file for file in files if file is not None]
+        if size == 1:
+            raise ValueError(f"one row of {name} does not fit in {limit} bytes, even zipped")
+        parts *= 2
+
+
+def _fit(
+    name: str, rows: Sequence[ExportRow], write: CsvWriter, limit: int, stamp: datetime
+) -> ExportFile | None:
+    """``rows`` as a CSV, or zipped, if either fits ``limit``; None if neither does."""
+    data = write(rows)
+    if len(data) <= limit:
+        return ExportFile(f"{name}.csv", data, len(rows))
+    entry = zipfile.ZipInfo(f"{name}.csv", date_time=stamp.timetuple()[:6])
+    entry.compress_type = zipfile.ZIP_DEFLATED
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr(entry, data)
+    zipped = buffer.getvalue()
+    if len(zipped) <= limit:
+        return ExportFile(f"{name}.zip", zipped, len(rows))
+    return None

@@ -11,7 +11,8 @@ from aiogram.types import InlineKeyboardMarkup
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db.models import Delivery
-from bot.services.delivery import RANK_CUSTOMER_WAITING, Outbox
+from bot.delivery.intents import RANK_CUSTOMER_WAITING, Intent, Refs
+from bot.delivery.outbox import Outbox
 
 
 def _markup(markup: InlineKeyboardMarkup | None) -> dict[str, Any] | None:
@@ -46,12 +47,14 @@ class Messenger:
             }
         delivery = self.outbox.add(
             session,
-            chat_id=chat_id,
-            method=methods.SendMessage,
-            payload=payload,
-            purpose=purpose,
-            ticket_number=ticket_number,
-            rank=RANK_CUSTOMER_WAITING,
+            Intent(
+                chat_id=chat_id,
+                method=methods.SendMessage,
+                payload=payload,
+                purpose=purpose,
+                subject=ticket_number,
+                rank=RANK_CUSTOMER_WAITING,
+            ),
         )
         await session.flush()  # callers keep the id to edit the message later
         return delivery
@@ -74,10 +77,12 @@ class Messenger:
             payload["reply_markup"] = _markup(reply_markup)
         return self.outbox.add(
             session,
-            chat_id=chat_id,
-            method=methods.EditMessageText,
-            payload=payload,
-            purpose="edit",
-            rank=RANK_CUSTOMER_WAITING,
-            context={"target_delivery": sent_by} if sent_by is not None else None,
+            Intent(
+                chat_id=chat_id,
+                method=methods.EditMessageText,
+                payload=payload,
+                purpose="edit",
+                rank=RANK_CUSTOMER_WAITING,
+                refs=Refs(target_delivery=sent_by),
+            ),
         )

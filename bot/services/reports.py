@@ -1,14 +1,14 @@
-"""Managers' figures (SPEC §6): the daily summary, its chart, and the CSV export.
+"""Managers' figures (SPEC §6): the daily summary, its chart's data, and the export's rows.
 
 Counts come from SQL aggregates over indexed columns. Durations in support hours need the
 calendar of support hours, so they are computed in Python — but only for the tickets of that
 one day (those answered or resolved that day), never for the whole table.
+
+Everything here is data: the summary's text, the chart and the CSV are drawn at the edge.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -72,6 +72,39 @@ class DayPoint:
     opened: int
     closed: int
     backlog: int
+
+
+@dataclass(frozen=True, slots=True)
+class DayReport:
+    """A day's summary and the 14 days up to it that its chart shows."""
+
+    summary: Summary
+    points: Sequence[DayPoint]
+
+    @property
+    def day(self) -> date:
+        return self.summary.day
+
+
+@dataclass(frozen=True, slots=True)
+class ExportRow:
+    """One ticket of the export; durations in minutes of support hours."""
+
+    number: int
+    created_at: datetime
+    first_response_at: datetime | None
+    resolved_at: datetime | None
+    closed_at: datetime | None
+    kind: Kind
+    priority: Priority
+    status: Status
+    close_reason: CloseReason | None
+    assignee: str
+    line: int
+    first_response_minutes: int | None
+    resolution_minutes: int | None
+    rating: int | None
+    topic: str
 
 
 def percentile(values: Sequence[timedelta], share: float) -> timedelta | None:
@@ -261,10 +294,8 @@ class Reports:
         result = await session.execute(select(func.count()).select_from(Ticket).where(*conditions))
         return int(result.scalar_one())
 
-    async def export_csv(
-        self, session: AsyncSession, first: date, last: date, header: Sequence[str]
-    ) -> bytes:
-        """Tickets opened in [first, last], UTF-8 with a BOM so that Excel reads it right."""
+    async def export_rows(self, session: AsyncSession, first: date, last: date) -> list[ExportRow]:
+        """Tickets opened in [first, last] (days in the service's time zone), by number."""
         start, _ = self.day_bounds(first)
         _, end = self.day_bounds(last)
         assignee = aliased(User)
@@ -274,64 +305,29 @@ class Reports:
             .where(Ticket.created_at >= start, Ticket.created_at < end)
             .order_by(Ticket.number)
         )
-        out = io.StringIO()
-        writer = csv.writer(out)
-        writer.writerow(header)
-        tz = self.hours.tz
 
-        def stamp(moment: datetime | None) -> str:
-            return moment.astimezone(tz).strftime("%Y-%m-%d %H:%M") if moment else ""
-
-        def minutes(a: datetime, b: datetime | None) -> int | str:
+        def minutes(a: datetime, b: datetime | None) -> int | None:
             if b is None:
-                return ""
+                return None
             return round(self.hours.working_time_between(a, b).total_seconds() / 60)
 
-        for ticket, first_name, last_name in rows.all():
-            writer.writerow(
-                csv_cell(cell)
-                for cell in [
-                    ticket.number,
-                    stamp(ticket.created_at),
-                    stamp(ticket.first_response_at),
-                    stamp(ticket.resolved_at),
-                    stamp(ticket.closed_at),
-                    ticket.kind.value,
-                    ticket.priority.name,
-                    ticket.status.value,
-                    ticket.close_reason.value if ticket.close_reason else "",
-                    " ".join(filter(None, (first_name, last_name))),
-                    ticket.line,
-                    minutes(ticket.created_at, ticket.first_response_at),
-                    minutes(ticket.created_at, ticket.resolved_at),
-                    ticket.rating or "",
-                    ticket.topic,
-                ]
+        return [
+            ExportRow(
+                number=ticket.number,
+                created_at=ticket.created_at,
+                first_response_at=ticket.first_response_at,
+                resolved_at=ticket.resolved_at,
+                closed_at=ticket.closed_at,
+                kind=ticket.kind,
+                priority=ticket.priority,
+                status=ticket.status,
+                close_reason=ticket.close_reason,
+                assignee=" ".join(filter(None, (first_name, last_name))),
+                line=ticket.line,
+                first_response_minutes=minutes(ticket.created_at, ticket.first_response_at),
+                resolution_minutes=minutes(ticket.created_at, ticket.resolved_at),
+                rating=ticket.rating,
+                topic=ticket.topic,
             )
-        return ("\ufeff" + out.getvalue()).encode("utf-8")
-
-
-def chart_png(points: Sequence[DayPoint], *, title: str, labels: tuple[str, str, str]) -> bytes:
-    """Opened and closed per day as bars, the backlog as a line; big enough for a phone."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(8, 4.5), dpi=120)
-    try:
-        days = [p.day.strftime("%d.%m") for p in points]
-        x = list(range(len(points)))
-        axis.bar([i - 0.2 for i in x], [p.opened for p in points], 0.4, label=labels[0])
-        axis.bar([i + 0.2 for i in x], [p.closed for p in points], 0.4, label=labels[1])
-        axis.plot(x, [p.backlog for p in points], color="black", marker="o", label=labels[2])
-        axis.set_xticks(x, days, rotation=45, fontsize=9)
-        axis.set_title(title)
-        axis.legend(loc="upper left")
-        axis.grid(axis="y", alpha=0.3)
-        figure.tight_layout()
-        buffer = io.BytesIO()
-        figure.savefig(buffer, format="png")
-        return buffer.getvalue()
-    finally:
-        plt.close(figure)
+            for ticket, first_name, last_name in rows.all()
+        ]

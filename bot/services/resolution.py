@@ -4,12 +4,8 @@ customer, ratings, and the timers that remind and auto-close."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from datetime import timedelta
 
-from aiogram import methods
-from aiogram.types import InlineKeyboardMarkup
-from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,17 +13,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.clock import Clock
 from bot.db.models import Ticket, User
 from bot.db.repositories import EventRepo, TicketRepo
+from bot.delivery.outbox import Outbox
 from bot.domain.sla import SlaState
 from bot.domain.tickets import Action, Status, is_open
-from bot.keyboards import customer as kb
+from bot.services import notices_customer as notices
+from bot.services import notices_desk as desk_notices
+from bot.services.assignment import Assignment
 from bot.services.cards import Cards
-from bot.services.delivery import RANK_CUSTOMER_WAITING, Outbox, to_customer
 from bot.services.desk_config import DeskConfig
-from bot.services.lifecycle import Refusal, apply, apply_or_refuse, customer_locale
-from bot.views import resolution as views
-from bot.views import staff as staff_views
-from bot.views.formatting import duration
-from bot.views.labels import status_label
+from bot.services.lifecycle import Refusal, apply, apply_or_refuse
+from bot.services.outgoing import copy_answer, tell_customer
+from bot.services.rendering import Renderer
 
 log = logging.getLogger(__name__)
 
@@ -40,40 +36,32 @@ class ResolutionService:
         *,
         clock: Clock,
         outbox: Outbox,
-        i18n: I18n,
         config: DeskConfig,
         cards: Cards,
+        render: Renderer,
+        assignment: Assignment,
         reminder_after: timedelta,
         auto_close_after: timedelta,
     ) -> None:
+        self.assignment = assignment
         self.clock = clock
         self.outbox = outbox
-        self.i18n = i18n
         self.config = config
         self.cards = cards
+        self.render = render
         self.reminder_after = reminder_after
         self.auto_close_after = auto_close_after
 
     # -- helpers -------------------------------------------------------------------------------
 
     async def _tell(
-        self,
-        session: AsyncSession,
-        ticket: Ticket,
-        render: Callable[[str], tuple[str, InlineKeyboardMarkup | None]],
-        purpose: str = "notice",
+        self, session: AsyncSession, ticket: Ticket, notice: object, purpose: str = "notice"
     ) -> None:
-        """A message to the customer in their language (works outside updates too)."""
-        locale = await customer_locale(session, ticket)
-        with self.i18n.context(), self.i18n.use_locale(locale):
-            text, markup = render(locale)
-        dump = markup.model_dump(mode="json", exclude_none=True) if markup is not None else None
-        to_customer(self.outbox, session, ticket, text, dump, purpose=purpose)
+        await tell_customer(self.outbox, self.render, session, ticket, notice, purpose=purpose)
 
-    def _to_staff(self, session: AsyncSession, ticket: Ticket, render: Callable[[], str]) -> None:
-        with self.i18n.context(), self.i18n.use_locale(self.config.default_locale):
-            text = render()
-        self.cards.post_to_ticket(session, ticket, text)
+    def _to_staff(self, session: AsyncSession, ticket: Ticket, notice: object) -> None:
+        rendered = self.render(notice, self.config.default_locale)
+        self.cards.post_to_ticket(session, ticket, rendered.text)
 
     async def _own(self, session: AsyncSession, customer: User, number: int) -> Ticket:
         """The customer's own ticket (callback data names it and can be forged)."""
@@ -96,15 +84,6 @@ class ResolutionService:
             refusal=_("Request #{number} is {status} now."),
         )
 
-    def _confirm_markup(self, ticket: Ticket) -> Callable[[str], tuple[str, InlineKeyboardMarkup]]:
-        def render(locale: str) -> tuple[str, InlineKeyboardMarkup]:
-            days = duration(self.auto_close_after, locale)
-            return views.confirm_question_text(ticket.number, days), kb.confirm_solution(
-                ticket.number
-            )
-
-        return render
-
     # -- staff: the answer ---------------------------------------------------------------------
 
     async def resolve(
@@ -113,8 +92,9 @@ class ResolutionService:
         """The answer (a staff message, copied) and the Solved / Not solved question."""
         now = self.clock.now()
         if ticket.status is Status.NEW:
-            ticket.assignee_id = ticket.assignee_id or actor.id
-            self._apply(session, ticket, Action.TAKE, actor.id, "staff")
+            # Taken by whoever answers, as staff's own Take (the answer follows at once: no
+            # separate word to the customer about who has it).
+            await self.assignment.assign(session, ticket, actor, actor, tell=False)
         self._apply(session, ticket, Action.RESOLVE, actor.id, "staff")
         if ticket.first_response_at is None:
             ticket.first_response_at = now
@@ -127,37 +107,20 @@ class ResolutionService:
                 actor_role="staff",
                 details={"message_id": answer_message_id, "answer": True},
             )
-            self.outbox.add(
+            copy_answer(
+                self.outbox,
                 session,
-                chat_id=ticket.customer_id,
-                method=methods.CopyMessage,
-                payload={
-                    "chat_id": ticket.customer_id,
-                    "from_chat_id": self.config.staff_chat_id,
-                    "message_id": answer_message_id,
-                },
-                purpose="answer",
-                ticket_number=ticket.number,
-                rank=RANK_CUSTOMER_WAITING,
-                context={
-                    "customer_chat_id": ticket.customer_id,
-                    "staff_message_ids": [answer_message_id],
-                },
+                ticket,
+                from_chat_id=self.config.staff_chat_id,
+                message_id=answer_message_id,
             )
-        await self._tell(session, ticket, self._confirm_markup(ticket), purpose="confirm")
+        notice = notices.ConfirmQuestion(ticket.number, self.auto_close_after)
+        await self._tell(session, ticket, notice, purpose="confirm")
         await self.cards.refresh(session, ticket)
 
     async def ask_again(self, session: AsyncSession, ticket: Ticket) -> None:
         """The customer wrote to a resolved ticket: relayed, and asked the same question."""
-        await self._tell(
-            session,
-            ticket,
-            lambda _locale: (
-                views.still_resolved(ticket.number),
-                kb.confirm_solution(ticket.number),
-            ),
-            purpose="confirm",
-        )
+        await self._tell(session, ticket, notices.StillResolved(ticket.number), purpose="confirm")
 
     # -- the customer's answer -----------------------------------------------------------------
 
@@ -165,9 +128,7 @@ class ResolutionService:
         ticket = await self._own(session, customer, number)
         self._apply(session, ticket, Action.CONFIRM, customer.id, "customer")
         await self.cards.refresh(session, ticket)
-        await self._tell(
-            session, ticket, lambda _locale: (views.closed_confirmed(ticket.number), None)
-        )
+        await self._tell(session, ticket, notices.ClosedConfirmed(ticket.number))
         await self.ask_rating(session, ticket)
         return ticket
 
@@ -175,9 +136,7 @@ class ResolutionService:
         ticket = await self._own(session, customer, number)
         if ticket.status is not Status.RESOLVED:
             raise Refusal(
-                _("Request #{number} is {status} now.").format(
-                    number=number, status=status_label(ticket.status).lower()
-                )
+                _("Request #{number} is {status} now."), number=number, status=ticket.status
             )
 
     async def dispute(
@@ -193,15 +152,15 @@ class ResolutionService:
             actor_role="customer",
             details={"text": reason[:4000]},
         )
-        self._to_staff(session, ticket, lambda: views.staff_dispute(ticket.number, reason))
+        self._to_staff(session, ticket, desk_notices.DisputeReason(ticket.number, reason))
         await self.cards.refresh(session, ticket)
-        await self._tell(session, ticket, lambda _locale: (views.reopened(ticket.number), None))
+        await self._tell(session, ticket, notices.Reopened(ticket.number))
         return ticket
 
     async def check_can_close(self, session: AsyncSession, customer: User, number: int) -> None:
         ticket = await self._own(session, customer, number)
         if not is_open(ticket.status):
-            raise Refusal(_("Request #{number} is closed already.").format(number=number))
+            raise Refusal(_("Request #{number} is closed already."), number=number)
 
     async def close_by_customer(
         self, session: AsyncSession, customer: User, number: int, reason: str
@@ -209,11 +168,9 @@ class ResolutionService:
         ticket = await self._own(session, customer, number)
         self._apply(session, ticket, Action.CLOSE_BY_CUSTOMER, customer.id, "customer")
         ticket.close_note = reason[:1000]
-        self._to_staff(session, ticket, lambda: views.staff_customer_closed(ticket.number, reason))
+        self._to_staff(session, ticket, desk_notices.CustomerClosed(ticket.number, reason))
         await self.cards.refresh(session, ticket)
-        await self._tell(
-            session, ticket, lambda _locale: (views.closed_by_customer(ticket.number), None)
-        )
+        await self._tell(session, ticket, notices.ClosedByCustomer(ticket.number))
         await self.ask_rating(session, ticket)
         return ticket
 
@@ -222,12 +179,7 @@ class ResolutionService:
     async def ask_rating(self, session: AsyncSession, ticket: Ticket) -> None:
         # A reopened ticket is rated again when it closes: the old rating gives way.
         ticket.rating, ticket.rating_comment = None, None
-        await self._tell(
-            session,
-            ticket,
-            lambda _locale: (views.ask_rating(ticket.number), kb.rating(ticket.number)),
-            purpose="rating",
-        )
+        await self._tell(session, ticket, notices.AskRating(ticket.number), purpose="rating")
 
     async def rate(self, session: AsyncSession, customer: User, number: int, score: int) -> None:
         ticket = await self._own(session, customer, number)
@@ -243,9 +195,7 @@ class ResolutionService:
             new=str(score),
         )
         if score <= LOW_RATING:
-            self._to_staff(
-                session, ticket, lambda: views.staff_low_rating(ticket.number, score, None)
-            )
+            self._to_staff(session, ticket, desk_notices.LowRating(ticket.number, score))
 
     async def comment(self, session: AsyncSession, customer: User, number: int, text: str) -> None:
         ticket = await self._own(session, customer, number)
@@ -258,7 +208,7 @@ class ResolutionService:
             actor_role="customer",
             details={"text": text[:2000]},
         )
-        self._to_staff(session, ticket, lambda: views.staff_rating_comment(ticket.number, text))
+        self._to_staff(session, ticket, desk_notices.RatingComment(ticket.number, text))
 
     # -- timers --------------------------------------------------------------------------------
 
@@ -285,15 +235,7 @@ class ResolutionService:
         EventRepo(session).record(
             number, at=now, type="reminder", actor_id=None, actor_role="system"
         )
-        await self._tell(
-            session,
-            ticket,
-            lambda locale: (
-                views.reminder(number, duration(left, locale)),
-                kb.confirm_solution(number),
-            ),
-            purpose="confirm",
-        )
+        await self._tell(session, ticket, notices.Reminder(number, left), purpose="confirm")
         return True
 
     async def auto_close(self, session: AsyncSession, number: int) -> bool:
@@ -314,9 +256,8 @@ class ResolutionService:
             now=now,
             hours=self.config.hours,
         )
-        with self.i18n.context():
-            await self.cards.refresh(session, ticket)
-        await self._tell(session, ticket, lambda _locale: (views.closed_auto(number), None))
+        await self.cards.refresh(session, ticket)
+        await self._tell(session, ticket, notices.ClosedAuto(number))
         await self.ask_rating(session, ticket)
         return True
 
@@ -353,8 +294,6 @@ class ResolutionService:
         EventRepo(session).record(
             number, at=now, type=f"sla_{sla.state.value}", actor_id=None, actor_role="system"
         )
-        locale = self.config.default_locale
-        self._to_staff(session, ticket, lambda: staff_views.sla_alert(number, sla, locale))
-        with self.i18n.context():
-            await self.cards.refresh(session, ticket)
+        self._to_staff(session, ticket, desk_notices.SlaAlert(number, sla))
+        await self.cards.refresh(session, ticket)
         return True

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.clock import Clock
 from bot.db.repositories import TicketRepo
+from bot.db.uow import transaction
 from bot.services.managers import ManagerService
 from bot.services.resolution import ResolutionService
 
@@ -59,12 +60,14 @@ class Scheduler:
             to_remind = await repo.unreminded_resolved_before(now - self.resolution.reminder_after)
         closed = reminded = 0
         for number in to_close:
-            async with self.session_factory() as session, session.begin():
+            async with transaction(self.session_factory) as uow:
+                session = uow.session
                 closed += await self.resolution.auto_close(session, number)
         for number in to_remind:
             if number in to_close:
                 continue  # the bot was down past both: closing is what is left to do
-            async with self.session_factory() as session, session.begin():
+            async with transaction(self.session_factory) as uow:
+                session = uow.session
                 reminded += await self.resolution.remind(session, number)
         alerts = 0
         async with self.read_session_factory() as session:
@@ -72,7 +75,8 @@ class Scheduler:
             # Only tickets with an alert due take the write lock.
             due = [t.number for t in unanswered if self.resolution.sla_alert_due(t)]
         for number in due:
-            async with self.session_factory() as session, session.begin():
+            async with transaction(self.session_factory) as uow:
+                session = uow.session
                 alerts += await self.resolution.check_sla(session, number)
         summaries = 0
         if self.managers is not None and await self.managers.daily(self.session_factory):

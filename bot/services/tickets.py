@@ -10,20 +10,23 @@ from typing import Any
 
 from aiogram import methods
 from aiogram.types import Message
-from aiogram.utils.i18n import I18n
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.clock import Clock
 from bot.db.models import Attachment, Delivery, Ticket, User
 from bot.db.repositories import DeliveryRepo, EventRepo, LinkRepo, TicketRepo
+from bot.delivery.intents import Intent, Refs
+from bot.delivery.outbox import ALBUM_GRACE, COALESCE_GRACE, Outbox, stream_of
 from bot.domain.tickets import Action, Kind, Status, default_priority, is_open
 from bot.services.albums import merge_album
 from bot.services.cards import Cards, display_name
 from bot.services.copies import edit_copy
-from bot.services.delivery import ALBUM_GRACE, COALESCE_GRACE, Outbox, stream_of, to_customer
 from bot.services.desk_config import DeskConfig
 from bot.services.lifecycle import apply
-from bot.views import tickets as views
+from bot.services.notices_customer import AfterHours, Registered
+from bot.services.notices_desk import CoalescedEdit, CoalescedHeader
+from bot.services.outgoing import TicketTags, to_customer
+from bot.services.rendering import Renderer
 
 log = logging.getLogger(__name__)
 
@@ -112,16 +115,16 @@ class TicketService:
         *,
         clock: Clock,
         outbox: Outbox,
-        i18n: I18n,
         config: DeskConfig,
         cards: Cards,
+        render: Renderer,
         max_open_tickets: int = 5,
     ) -> None:
         self.clock = clock
         self.outbox = outbox
-        self.i18n = i18n
         self.config = config
         self.cards = cards
+        self.render = render
         self.max_open_tickets = max_open_tickets
 
     async def check_can_open(self, session: AsyncSession, customer_id: int) -> None:
@@ -195,19 +198,17 @@ class TicketService:
         opens_at = None if hours.is_open(now) else hours.next_opening(now)
         if opens_at is not None:
             ticket.after_hours_notice_at = now  # told once per ticket (SPEC §3)
-        with self.i18n.use_locale(locale):
-            text = views.registered_notice(
-                number=ticket.number,
-                topic=ticket.topic,
-                kind=ticket.kind,
-                priority=ticket.priority,
-                opens_at=opens_at,
-                now=now,
-                hours_text=self.config.hours_text,
-                tz=self.config.tz,
-                locale=locale,
-            )
-        to_customer(self.outbox, session, ticket, text)
+        notice = Registered(
+            number=ticket.number,
+            topic=ticket.topic,
+            kind=ticket.kind,
+            priority=ticket.priority,
+            opens_at=opens_at,
+            now=now,
+            hours_text=self.config.hours_text,
+            tz=self.config.tz,
+        )
+        to_customer(self.outbox, session, ticket, self.render(notice, locale).text)
 
     # -- after registration ---------------------------------------------------------------------
 
@@ -292,16 +293,14 @@ class TicketService:
         if not self.config.hours.is_open(now) and ticket.after_hours_notice_at is None:
             ticket.after_hours_notice_at = now
             result.after_hours_notice = True
-            with self.i18n.use_locale(locale):
-                text = views.after_hours_notice(
-                    number=ticket.number,
-                    opens_at=self.config.hours.next_opening(now),
-                    now=now,
-                    hours_text=self.config.hours_text,
-                    tz=self.config.tz,
-                    locale=locale,
-                )
-            to_customer(self.outbox, session, ticket, text)
+            notice = AfterHours(
+                number=ticket.number,
+                opens_at=self.config.hours.next_opening(now),
+                now=now,
+                hours_text=self.config.hours_text,
+                tz=self.config.tz,
+            )
+            to_customer(self.outbox, session, ticket, self.render(notice, locale).text)
         return result
 
     async def _relay_to_staff(
@@ -344,23 +343,23 @@ class TicketService:
             "from_chat_id": ticket.customer_id,
             "message_id": item.message_id,
         }
-        context: dict[str, Any] = {
-            "customer_message_ids": [item.message_id],
-            "customer_chat_id": ticket.customer_id,
-        }
+        tags = TicketTags(customer_message_ids=[item.message_id])
         if ticket.card_message_id is not None:
             payload["reply_parameters"] = _reply_to(ticket.card_message_id)
         else:  # the card is still on its way: the sender fills its id in
-            context["reply_to_card"] = True
+            tags.reply_to_card = True
         self.outbox.add(
             session,
-            chat_id=staff,
-            method=methods.CopyMessage,
-            payload=payload,
-            purpose="relay",
-            ticket_number=ticket.number,
-            rank=int(ticket.priority),
-            context=context,
+            Intent(
+                chat_id=staff,
+                method=methods.CopyMessage,
+                payload=payload,
+                purpose="relay",
+                subject=ticket.number,
+                rank=int(ticket.priority),
+                refs=Refs(party=ticket.customer_id),
+                tags=tags,
+            ),
         )
 
     async def _coalesce(
@@ -383,59 +382,56 @@ class TicketService:
         last = await DeliveryRepo(session).last_unclaimed(stream_of(staff, ticket.number))
         if last is not None and not _can_join(last, kind, item):
             last = None
-        context = dict(last.context or {}) if last is not None else {}
+        held = TicketTags.of(last) if last is not None else None
         if kind == "copies":
-            ids = [*context.get("customer_message_ids", []), item.message_id]
+            ids = [*(held.customer_message_ids if held else []), item.message_id]
             payload = {"chat_id": staff, "from_chat_id": ticket.customer_id, "message_ids": ids}
-            context = {
-                "coalesced": kind,
-                "customer_message_ids": ids,
-                "customer_chat_id": ticket.customer_id,
-            }
+            tags = TicketTags(coalesced=kind, customer_message_ids=ids)
         else:
             sent_at = (item.sent_at or self.clock.now()).timestamp()
-            first = context.get("first", sent_at)
-            body = f"{context['body']}\n{item.text_html}" if context else item.text_html
-            chars = context["chars"] + 1 + item.text_length if context else item.text_length
-            count = context.get("count", 0) + 1
-            ids = [*(context.get("coalesced_message_ids") or []), item.message_id]
-            context = {
-                "coalesced": kind,
-                "reply_to_card": True,
-                "customer_chat_id": ticket.customer_id,
-                "customer_message_ids": [],
-                "coalesced_message_ids": ids,
-                "body": body,
-                "chars": chars,
-                "count": count,
-                "first": first,
-                "last": sent_at,
-            }
-            with self.i18n.use_locale(self.config.default_locale):
-                header = views.coalesced_header(
-                    name=display_name(customer),
-                    count=count,
-                    first=datetime.fromtimestamp(first, UTC),
-                    last=datetime.fromtimestamp(sent_at, UTC),
-                    tz=self.config.tz,
-                    locale=self.config.default_locale,
-                )
+            first = held.first if held is not None and held.first is not None else sent_at
+            body = f"{held.body}\n{item.text_html}" if held else item.text_html
+            chars = held.chars + 1 + item.text_length if held else item.text_length
+            count = (held.count if held else 0) + 1
+            tags = TicketTags(
+                coalesced=kind,
+                reply_to_card=True,
+                coalesced_message_ids=[
+                    *(held.coalesced_message_ids if held else []),
+                    item.message_id,
+                ],
+                body=body,
+                chars=chars,
+                count=count,
+                first=first,
+                last=sent_at,
+            )
+            heading = CoalescedHeader(
+                name=display_name(customer),
+                count=count,
+                first=datetime.fromtimestamp(first, UTC),
+                last=datetime.fromtimestamp(sent_at, UTC),
+                tz=self.config.tz,
+            )
+            header = self.render(heading, self.config.default_locale).text
             payload = {"chat_id": staff, "text": f"{header}\n{body}"}
         if last is None:
             self.outbox.add(
                 session,
-                chat_id=staff,
-                method=methods.SendMessage if kind == "text" else methods.CopyMessages,
-                payload=payload,
-                purpose="relay",
-                ticket_number=ticket.number,
-                rank=int(ticket.priority),
-                context=context,
-                delay=COALESCE_GRACE,
+                Intent(
+                    chat_id=staff,
+                    method=methods.SendMessage if kind == "text" else methods.CopyMessages,
+                    payload=payload,
+                    purpose="relay",
+                    subject=ticket.number,
+                    rank=int(ticket.priority),
+                    refs=Refs(party=ticket.customer_id, grows=True),
+                    tags=tags,
+                    delay=COALESCE_GRACE,
+                ),
             )
         else:
-            # New dicts, so the JSON columns are seen as changed.
-            last.payload, last.context = payload, context
+            Outbox.revise(last, payload, tags)
             await session.flush()
         return True
 
@@ -453,25 +449,25 @@ class TicketService:
         if delivery is None:
             delivery = self.outbox.add(
                 session,
-                chat_id=staff,
-                method=methods.SendMediaGroup,
-                payload={"chat_id": staff, "media": []},
-                purpose="relay",
-                ticket_number=ticket.number,
-                rank=int(ticket.priority),
-                context={
-                    "reply_to_card": True,
-                    "customer_message_ids": [],
-                    "customer_chat_id": ticket.customer_id,
-                    "media_group_id": media_group_id,
-                    "from_chat_id": ticket.customer_id,
-                },
-                delay=ALBUM_GRACE,
+                Intent(
+                    chat_id=staff,
+                    method=methods.SendMediaGroup,
+                    payload={"chat_id": staff, "media": []},
+                    purpose="relay",
+                    subject=ticket.number,
+                    rank=int(ticket.priority),
+                    delay=ALBUM_GRACE,
+                    refs=Refs(party=ticket.customer_id, grows=True),
+                    tags=TicketTags(
+                        reply_to_card=True,
+                        customer_message_ids=[],
+                        media_group_id=media_group_id,
+                    ),
+                ),
             )
-        payload, context = dict(delivery.payload), dict(delivery.context or {})
-        merge_album(payload, context, ids, album)
-        # New dicts, so the JSON columns are seen as changed.
-        delivery.payload, delivery.context = payload, context
+        payload, tags = dict(delivery.payload), TicketTags.of(delivery)
+        tags.customer_message_ids = merge_album(payload, tags.customer_message_ids, ids, album)
+        Outbox.revise(delivery, payload, tags)
         await session.flush()
 
     async def carry_edit(self, session: AsyncSession, customer: User, message: Message) -> None:
@@ -486,8 +482,8 @@ class TicketService:
             edit_copy(self.outbox, session, ticket, self.config.staff_chat_id, copy_id, message)
         elif message.text is not None and is_open(ticket.status):
             # It went to staff joined with others (coalesced): the new text follows on its own.
-            with self.i18n.use_locale(self.config.default_locale):
-                text = views.coalesced_edit(display_name(customer), message.html_text)
+            notice = CoalescedEdit(display_name(customer), message.html_text)
+            text = self.render(notice, self.config.default_locale).text
             self.cards.post_to_ticket(session, ticket, text, purpose="relay")
 
     async def customer_tickets(
@@ -501,12 +497,12 @@ class TicketService:
 
 def _can_join(last: Delivery, kind: str, item: RelayItem) -> bool:
     """Whether ``item`` may join the queued relay ``last`` (of the same kind, with room)."""
-    context = last.context or {}
-    if last.purpose != "relay" or context.get("coalesced") != kind:
+    held = TicketTags.of(last)
+    if last.purpose != "relay" or held.coalesced != kind:
         return False
     if kind == "text":
-        return int(context["chars"]) + 1 + item.text_length <= COALESCED_TEXT_LIMIT
-    ids = context["customer_message_ids"]
+        return held.chars + 1 + item.text_length <= COALESCED_TEXT_LIMIT
+    ids = held.customer_message_ids
     # copyMessages wants the ids in increasing order, as they are in one chat.
     return len(ids) < COPY_MESSAGES_LIMIT and ids[-1] < item.message_id
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiogram.utils.i18n import gettext as _
 
 from bot.domain.tickets import CloseReason, Kind, Priority, Status
+from bot.services.lifecycle import Refusal
 
 
 def kind_label(kind: Kind) -> str:
@@ -52,6 +53,16 @@ def close_reason_label(reason: CloseReason) -> str:
         CloseReason.BY_CUSTOMER: _("closed by the customer"),
         CloseReason.BY_STAFF: _("closed by staff"),
     }[reason]
+
+
+def refusal_text(refusal: Refusal) -> str:
+    """What a refused person is told: the refusal's sentence with its values, a status by its
+    name in the reader's language."""
+    values = {
+        key: status_label(value).lower() if isinstance(value, Status) else value
+        for key, value in refusal.values.items()
+    }
+    return refusal.sentence.format(**values) if values else refusal.sentence
 
 
 STATUS_ICON = {

@@ -1,18 +1,27 @@
-"""The managers' summary as text, numbers and durations in the manager's language."""
+"""The managers' figures drawn for a manager: the summary as text (numbers and durations in
+their language), its chart as a PNG, and the export as CSV."""
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+import csv
+import io
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from aiogram import html
+from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 from babel.dates import format_date
 from babel.numbers import format_decimal
 
 from bot.domain.tickets import CloseReason, Kind, Priority
-from bot.services.reports import Summary
+from bot.services.notices_desk import DailySummary
+from bot.services.rendering import Rendered
+from bot.services.reports import DayPoint, DayReport, ExportRow, Summary, csv_cell
 from bot.views.formatting import duration
 from bot.views.labels import close_reason_label, kind_label, priority_label
+from bot.views.render import RenderFn
 
 
 def _time(value: timedelta | None, locale: str) -> str:
@@ -105,3 +114,90 @@ def export_header() -> list[str]:
         _("Rating"),
         _("Topic"),
     ]
+
+
+def export_csv(rows: Sequence[ExportRow], *, header: Sequence[str], tz: ZoneInfo) -> bytes:
+    """The export's rows as CSV in UTF-8 with a BOM, so that Excel reads it right; times in
+    the service's time zone."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(header)
+
+    def stamp(moment: datetime | None) -> str:
+        return moment.astimezone(tz).strftime("%Y-%m-%d %H:%M") if moment else ""
+
+    def blank(value: int | None) -> int | str:
+        return "" if value is None else value
+
+    for row in rows:
+        writer.writerow(
+            csv_cell(cell)
+            for cell in [
+                row.number,
+                stamp(row.created_at),
+                stamp(row.first_response_at),
+                stamp(row.resolved_at),
+                stamp(row.closed_at),
+                row.kind.value,
+                row.priority.name,
+                row.status.value,
+                row.close_reason.value if row.close_reason else "",
+                row.assignee,
+                row.line,
+                blank(row.first_response_minutes),
+                blank(row.resolution_minutes),
+                row.rating or "",
+                row.topic,
+            ]
+        )
+    return ("\ufeff" + out.getvalue()).encode("utf-8")
+
+
+def chart_png(points: Sequence[DayPoint], *, title: str, labels: tuple[str, str, str]) -> bytes:
+    """Opened and closed per day as bars, the backlog as a line; big enough for a phone."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(8, 4.5), dpi=120)
+    try:
+        days = [p.day.strftime("%d.%m") for p in points]
+        x = list(range(len(points)))
+        axis.bar([i - 0.2 for i in x], [p.opened for p in points], 0.4, label=labels[0])
+        axis.bar([i + 0.2 for i in x], [p.closed for p in points], 0.4, label=labels[1])
+        axis.plot(x, [p.backlog for p in points], color="black", marker="o", label=labels[2])
+        axis.set_xticks(x, days, rotation=45, fontsize=9)
+        axis.set_title(title)
+        axis.legend(loc="upper left")
+        axis.grid(axis="y", alpha=0.3)
+        figure.tight_layout()
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png")
+        return buffer.getvalue()
+    finally:
+        plt.close(figure)
+
+
+def summary_chart(report: DayReport, locale: str) -> bytes:
+    """The summary's chart, titled and labelled in the current locale."""
+    return chart_png(report.points, title=chart_title(report.day, locale), labels=chart_labels())
+
+
+class SummaryCharts:
+    """Draws the summary's chart in a manager's language outside any update (the daily
+    summary): the ``ChartRenderer`` that ``ManagerService`` is given."""
+
+    def __init__(self, i18n: I18n) -> None:
+        self.i18n = i18n
+
+    def __call__(self, report: DayReport, locale: str) -> bytes:
+        with self.i18n.context(), self.i18n.use_locale(locale):
+            return summary_chart(report, locale)
+
+
+def notice_views() -> Mapping[type, RenderFn]:
+    """The managers' notices, for ``ViewRenderer``."""
+    return {
+        DailySummary: lambda notice, locale: Rendered(summary_text(notice.report.summary, locale))
+    }

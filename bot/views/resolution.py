@@ -1,9 +1,22 @@
-"""Texts of the resolution: the confirmation question, reminders, disputes, ratings."""
+"""Texts of the resolution: the confirmation question, reminders, disputes, ratings; and the
+views of the resolution's notices (``notice_views``)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from aiogram import html
+from aiogram.types import InlineKeyboardMarkup
 from aiogram.utils.i18n import gettext as _
+
+from bot.keyboards import customer as kb
+from bot.services import notices_customer as customer
+from bot.services import notices_desk as desk
+from bot.services.rendering import Rendered
+from bot.views.formatting import duration
+from bot.views.render import RenderFn
+from bot.views.staff import sla_alert
 
 
 def confirm_question_text(number: int, days: str) -> str:
@@ -106,3 +119,60 @@ def resolve_prompt(number: int, has_last: bool) -> str:
     if has_last:
         text += "\n" + _("Or use your last message to the customer as the answer.")
     return text
+
+
+def _json(markup: InlineKeyboardMarkup) -> dict[str, Any]:
+    return markup.model_dump(mode="json", exclude_none=True)
+
+
+def _confirm_question(notice: customer.ConfirmQuestion, locale: str) -> Rendered:
+    days = duration(notice.auto_close_after, locale)
+    return Rendered(
+        confirm_question_text(notice.number, days), _json(kb.confirm_solution(notice.number))
+    )
+
+
+def _reminder(notice: customer.Reminder, locale: str) -> Rendered:
+    return Rendered(
+        reminder(notice.number, duration(notice.left, locale)),
+        _json(kb.confirm_solution(notice.number)),
+    )
+
+
+def _still_resolved(notice: customer.StillResolved, locale: str) -> Rendered:
+    return Rendered(still_resolved(notice.number), _json(kb.confirm_solution(notice.number)))
+
+
+def _ask_rating(notice: customer.AskRating, locale: str) -> Rendered:
+    return Rendered(ask_rating(notice.number), _json(kb.rating(notice.number)))
+
+
+def notice_views() -> Mapping[type, RenderFn]:
+    """The resolution's notices to customers and its posts for staff, for ``ViewRenderer``."""
+    return {
+        customer.ConfirmQuestion: _confirm_question,
+        customer.Reminder: _reminder,
+        customer.StillResolved: _still_resolved,
+        customer.AskRating: _ask_rating,
+        customer.Reopened: lambda notice, locale: Rendered(reopened(notice.number)),
+        customer.ClosedConfirmed: lambda notice, locale: Rendered(closed_confirmed(notice.number)),
+        customer.ClosedAuto: lambda notice, locale: Rendered(closed_auto(notice.number)),
+        customer.ClosedByCustomer: lambda notice, locale: Rendered(
+            closed_by_customer(notice.number)
+        ),
+        desk.DisputeReason: lambda notice, locale: Rendered(
+            staff_dispute(notice.number, notice.reason)
+        ),
+        desk.CustomerClosed: lambda notice, locale: Rendered(
+            staff_customer_closed(notice.number, notice.reason)
+        ),
+        desk.LowRating: lambda notice, locale: Rendered(
+            staff_low_rating(notice.number, notice.score, notice.comment)
+        ),
+        desk.RatingComment: lambda notice, locale: Rendered(
+            staff_rating_comment(notice.number, notice.comment)
+        ),
+        desk.SlaAlert: lambda notice, locale: Rendered(
+            sla_alert(notice.number, notice.sla, locale)
+        ),
+    }

@@ -1,32 +1,29 @@
-"""Texts of the staff side: history, queue, search results, notes; and the customer notices
-that staff actions cause."""
+"""Texts of the staff side: the card, history, queue, search results, saved answers, what staff
+are told about their own messages and presses; and the customer notices that staff actions
+cause. ``notice_views()`` is this side's table for ``bot/views/render.py``."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from aiogram import html
+from aiogram.types import InlineKeyboardMarkup
 from aiogram.utils.i18n import gettext as _
 
+from bot.db.models import Macro
 from bot.domain.sla import Sla, SlaState
 from bot.domain.tickets import CloseReason, Priority, Status
+from bot.keyboards import staff as kb
+from bot.services import notices_staff as notices
+from bot.services.rendering import Rendered
+from bot.services.staff.lookup import FoundTicket, HistoryEvent, QueuePage, TicketHistory
+from bot.views import tickets as ticket_views
 from bot.views.formatting import duration, when
 from bot.views.labels import STATUS_ICON, close_reason_label, priority_label, status_label
+from bot.views.render import RenderFn
 
 quote = html.quote
-
-
-@dataclass(frozen=True, slots=True)
-class EventLine:
-    at: datetime
-    actor: str
-    type: str
-    old: str | None
-    new: str | None
-    text: str | None = None
 
 
 def _status(value: str | None) -> str:
@@ -43,7 +40,7 @@ def _priority(value: str | None) -> str:
         return value or "—"
 
 
-def event_text(event: EventLine) -> str:
+def event_text(event: HistoryEvent) -> str:
     kinds = {
         "created": lambda: _("registered the request"),
         "status": lambda: _("status: {old} → {new}").format(
@@ -67,33 +64,27 @@ def event_text(event: EventLine) -> str:
     return render() if render else quote(event.type)
 
 
-def history(number: int, events: Sequence[EventLine], *, tz: ZoneInfo, locale: str) -> str:
-    lines = [_("<b>History of #{number}</b>").format(number=number), ""]
+def history(history: TicketHistory, locale: str) -> str:
+    lines = [_("<b>History of #{number}</b>").format(number=history.number), ""]
+    events = history.events
     for event in events[-40:]:
+        actor = event.actor if event.actor is not None else _("the desk")
         lines.append(
-            f"<code>{when(event.at, tz, locale)}</code> {quote(event.actor)}: {event_text(event)}"
+            f"<code>{when(event.at, history.tz, locale)}</code> {quote(actor)}: {event_text(event)}"
         )
     if len(events) > 40:
         lines.insert(2, _("(the last 40 of {count} events)").format(count=len(events)))
     return "\n".join(lines)
 
 
-@dataclass(frozen=True, slots=True)
-class QueueLine:
-    number: int
-    priority: Priority
-    status: Status
-    topic: str
-    assignee: str | None
-    age: timedelta
-    sla: Sla | None = None
-
-
-def queue(rows: Sequence[QueueLine], *, page: int, pages: int, total: int, locale: str) -> str:
-    if not rows:
+def queue(page: QueuePage, locale: str) -> str:
+    if not page.rows:
         return _("The queue is empty: no open requests.")
-    lines = [_("<b>Open requests: {total}</b> (by priority, then age)").format(total=total), ""]
-    for row in rows:
+    lines = [
+        _("<b>Open requests: {total}</b> (by priority, then age)").format(total=page.total),
+        "",
+    ]
+    for row in page.rows:
         assignee = quote(row.assignee) if row.assignee else _("nobody")
         topic = quote(row.topic if len(row.topic) <= 50 else row.topic[:49] + "…")
         line = (
@@ -107,13 +98,14 @@ def queue(rows: Sequence[QueueLine], *, page: int, pages: int, total: int, local
     return "\n".join(lines)
 
 
-def found(query: str, rows: Sequence[tuple[int, Status, str]]) -> str:
+def found(query: str, rows: Sequence[FoundTicket]) -> str:
     if not rows:
         return _("Nothing found for “{query}”.").format(query=quote(query))
     lines = [_("<b>Found for “{query}”:</b>").format(query=quote(query)), ""]
     lines += [
-        f"{STATUS_ICON[status]} <b>#{number}</b> · {quote(topic)} · {status_label(status)}"
-        for number, status, topic in rows
+        f"{STATUS_ICON[row.status]} <b>#{row.number}</b> · {quote(row.topic)} · "
+        f"{status_label(row.status)}"
+        for row in rows
     ]
     lines += ["", _("/ticket N shows a request with its history.")]
     return "\n".join(lines)
@@ -204,3 +196,159 @@ def sla_alert(number: int, sla: Sla, locale: str) -> str:
     return _("⚠️ #{number}: {time} left to the first response.").format(
         number=number, time=duration(sla.left, locale)
     )
+
+
+def undelivered(notice: notices.Undelivered) -> str:
+    reasons = {
+        notices.UndeliveredReason.BLOCKED: lambda: _("the customer has blocked the bot"),
+        notices.UndeliveredReason.DELETED: lambda: _("the customer's account is deleted"),
+        notices.UndeliveredReason.REFUSED: lambda: _("Telegram refused it: {error}").format(
+            error=quote(notice.error)
+        ),
+    }
+    return _("⚠️ A message to the customer of #{number} was not delivered: {reason}.").format(
+        number=notice.number, reason=reasons[notice.reason]()
+    )
+
+
+# -- answers to the card's buttons (plain text: a callback answer is not HTML) -------------------
+
+
+def stale_button() -> str:
+    return _("This button is no longer active.")
+
+
+def not_staff() -> str:
+    return _("Only members of the staff group can be assigned.")
+
+
+def taken(number: int) -> str:
+    return _("#{number} is yours now.").format(number=number)
+
+
+def assigned(number: int, name: str) -> str:
+    return _("#{number} is assigned to {name}.").format(number=number, name=name)
+
+
+def priority_set(number: int, priority: Priority) -> str:
+    return _("Priority of #{number}: {priority}.").format(number=number, priority=priority.name)
+
+
+def line_set(number: int, line: int) -> str:
+    return _("#{number} is on line {line}.").format(number=number, line=line)
+
+
+def info_asked(number: int, *, forum: bool) -> str:
+    if forum:
+        hint = _("#{number} waits for the customer. Write your question in this topic.")
+    else:
+        hint = _("#{number} waits for the customer. Write your question as a reply to the card.")
+    return hint.format(number=number)
+
+
+def write_the_answer() -> str:
+    return _("Write the answer as a reply to my message.")
+
+
+def resolved(number: int) -> str:
+    return _("#{number} is resolved.").format(number=number)
+
+
+def closed(number: int) -> str:
+    return _("#{number} is closed.").format(number=number)
+
+
+# -- saved answers ------------------------------------------------------------------------------
+
+
+def macro_listing(items: Sequence[Macro], *, for_ticket: int | None = None) -> str:
+    """The saved answers; ``for_ticket``: their buttons send one to that ticket's customer."""
+    if not items:
+        return _(
+            "No saved answers yet. Add one: /macro_add Title | Hello, {name}! About #{number}…"
+        )
+    lines = [_("<b>Saved answers</b>"), ""]
+    for macro in items:
+        lines.append(f"<b>{quote(macro.title)}</b>\n{quote(macro.body)}")
+    lines += ["", _("/macro_add, /macro_edit Title | Text; /macro_del Title")]
+    text = "\n\n".join(lines)
+    if for_ticket is not None:
+        text += "\n\n" + _("Press one to send it to the customer of #{number}.").format(
+            number=for_ticket
+        )
+    return text
+
+
+def macro_saved(title: str, *, created: bool) -> str:
+    if created:
+        return _("Saved “{title}”.").format(title=quote(title))
+    return _("Updated “{title}”.").format(title=quote(title))
+
+
+def macro_deleted(title: str) -> str:
+    return _("Deleted “{title}”.").format(title=quote(title))
+
+
+def macro_sent(title: str, number: int) -> str:
+    # The answer to the press: plain text (not HTML), so the title goes as it is.
+    return _("Sent “{title}” to #{number}.").format(title=title, number=number)
+
+
+# -- the notices' table -------------------------------------------------------------------------
+
+
+def _json(markup: InlineKeyboardMarkup) -> dict[str, Any]:
+    return markup.model_dump(mode="json", exclude_none=True)
+
+
+def card(notice: notices.Card, locale: str) -> Rendered:
+    data = ticket_views.CardData(
+        number=notice.number,
+        kind=notice.kind,
+        priority=notice.priority,
+        status=notice.status,
+        topic=notice.topic,
+        account_number=notice.account_number,
+        description=notice.description,
+        customer_id=notice.customer_id,
+        customer_name=notice.customer_name,
+        customer_username=notice.customer_username,
+        customer_locale=notice.customer_locale,
+        assignee_name=notice.assignee_name,
+        line=notice.line,
+        created_at=notice.created_at,
+        attachments=notice.attachments,
+        reopened=notice.reopened,
+        sla=sla_line(notice.sla, locale) if notice.sla is not None else None,
+    )
+    return Rendered(
+        ticket_views.staff_card(data, tz=notice.tz, locale=locale),
+        _json(kb.card(notice.number, notice.status)),
+    )
+
+
+def resolve_prompt(notice: notices.ResolvePrompt, locale: str) -> Rendered:
+    text = _(
+        "✍ Reply to this message with the answer for #{number}: the customer gets it with "
+        "the buttons Solved / Not solved."
+    ).format(number=notice.number)
+    if not notice.has_last:
+        return Rendered(text)
+    text += "\n" + _("Or use your last message to the customer as the answer.")
+    return Rendered(text, _json(kb.resolve_prompt(notice.number)))
+
+
+def notice_views() -> Mapping[type, RenderFn]:
+    """The staff side's notices, for ``ViewRenderer``."""
+    return {
+        notices.Card: card,
+        notices.ResolvePrompt: resolve_prompt,
+        notices.KeptInside: lambda notice, locale: Rendered(kept_inside(notice.forum)),
+        notices.EditNotCarried: lambda notice, locale: Rendered(edit_not_carried()),
+        notices.AlbumAlreadySent: lambda notice, locale: Rendered(album_already_sent()),
+        notices.Undelivered: lambda notice, locale: Rendered(undelivered(notice)),
+        notices.Taken: lambda notice, locale: Rendered(taken_notice(notice.number, notice.agent)),
+        notices.InfoAsked: lambda notice, locale: Rendered(ask_info_notice(notice.number)),
+        notices.ClosedByStaff: lambda notice, locale: Rendered(closed_notice(notice.number)),
+        TicketHistory: lambda notice, locale: Rendered(history(notice, locale)),
+    }

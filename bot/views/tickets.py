@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -12,8 +12,12 @@ from aiogram.utils.i18n import gettext as _
 from aiogram.utils.i18n import ngettext
 
 from bot.domain.tickets import Kind, Priority, Status
+from bot.services.notices_customer import AfterHours, Registered
+from bot.services.notices_desk import CoalescedEdit, CoalescedHeader
+from bot.services.rendering import Rendered
 from bot.views.formatting import clock_time, opening, when
 from bot.views.labels import STATUS_ICON, kind_label, priority_label, status_label
+from bot.views.render import RenderFn
 
 # Telegram counts 4096 characters after entity parsing; the card's own lines take < 600.
 CARD_DESCRIPTION_LIMIT = 3300
@@ -87,23 +91,12 @@ def staff_card(card: CardData, *, tz: ZoneInfo, locale: str) -> str:
     return "\n".join(lines)
 
 
-def registered_notice(
-    *,
-    number: int,
-    topic: str,
-    kind: Kind,
-    priority: Priority,
-    opens_at: datetime | None,
-    now: datetime,
-    hours_text: str,
-    tz: ZoneInfo,
-    locale: str,
-) -> str:
+def registered_notice(notice: Registered, locale: str) -> str:
     lines = [
-        _("✅ Your request <b>#{number}</b> is registered.").format(number=number),
-        _("Topic: {topic}").format(topic=quote(topic)),
+        _("✅ Your request <b>#{number}</b> is registered.").format(number=notice.number),
+        _("Topic: {topic}").format(topic=quote(notice.topic)),
         _("Kind: {kind} · priority {priority}").format(
-            kind=kind_label(kind), priority=priority_label(priority)
+            kind=kind_label(notice.kind), priority=priority_label(notice.priority)
         ),
         "",
         _(
@@ -112,24 +105,29 @@ def registered_notice(
             "/my shows all your requests."
         ),
     ]
-    if opens_at is not None:
+    if notice.opens_at is not None:
+        tz = notice.tz
         lines += [
             "",
             _("🌙 Support works {hours} ({zone}). We will answer from {opening}.").format(
-                hours=hours_text, zone=tz.key, opening=opening(opens_at, now, tz, locale)
+                hours=notice.hours_text,
+                zone=tz.key,
+                opening=opening(notice.opens_at, notice.now, tz, locale),
             ),
         ]
     return "\n".join(lines)
 
 
-def after_hours_notice(
-    *, number: int, opens_at: datetime, now: datetime, hours_text: str, tz: ZoneInfo, locale: str
-) -> str:
+def after_hours_notice(notice: AfterHours, locale: str) -> str:
+    tz = notice.tz
     return _(
         "🌙 Your message is added to request #{number}. Support works {hours} ({zone}); "
         "we will answer from {opening}."
     ).format(
-        number=number, hours=hours_text, zone=tz.key, opening=opening(opens_at, now, tz, locale)
+        number=notice.number,
+        hours=notice.hours_text,
+        zone=tz.key,
+        opening=opening(notice.opens_at, notice.now, tz, locale),
     )
 
 
@@ -203,25 +201,23 @@ def my_tickets(rows: Sequence[TicketLine], total: int, *, tz: ZoneInfo, locale: 
     return "\n".join(lines)
 
 
-def coalesced_header(
-    *, name: str, count: int, first: datetime, last: datetime, tz: ZoneInfo, locale: str
-) -> str:
+def coalesced_header(notice: CoalescedHeader, locale: str) -> str:
     """The head of a customer's messages joined into one (they wrote faster than the desk's
     per-customer pace): who wrote, how many, and when."""
-    start, end = clock_time(first, tz, locale), clock_time(last, tz, locale)
+    tz = notice.tz
+    start, end = clock_time(notice.first, tz, locale), clock_time(notice.last, tz, locale)
     span = start if start == end else f"{start}–{end}"
     return ngettext(
         "💬 <b>{name}</b> · {count} message in a row, {span}:",
         "💬 <b>{name}</b> · {count} messages in a row, {span}:",
-        count,
-    ).format(name=quote(name), count=count, span=span)
+        notice.count,
+    ).format(name=quote(notice.name), count=notice.count, span=span)
 
 
-def coalesced_edit(name: str, html_text: str) -> str:
+def coalesced_edit(notice: CoalescedEdit, locale: str) -> str:
     """A customer edited a message that reached staff joined with others: its new text."""
-    return _("✏️ <b>{name}</b> edited a message; it now reads:").format(name=quote(name)) + (
-        f"\n{html_text}"
-    )
+    heading = _("✏️ <b>{name}</b> edited a message; it now reads:").format(name=quote(notice.name))
+    return f"{heading}\n{notice.html_text}"
 
 
 def too_many_open(rows: Sequence[TicketLine], limit: int, *, tz: ZoneInfo, locale: str) -> str:
@@ -260,3 +256,13 @@ def slow_down_notice(per_minute: int) -> str:
         "follow you.",
         per_minute,
     ).format(count=per_minute)
+
+
+def notice_views() -> Mapping[type, RenderFn]:
+    """The notices of registering and relaying requests, for ``ViewRenderer``."""
+    return {
+        Registered: lambda notice, locale: Rendered(registered_notice(notice, locale)),
+        AfterHours: lambda notice, locale: Rendered(after_hours_notice(notice, locale)),
+        CoalescedHeader: lambda notice, locale: Rendered(coalesced_header(notice, locale)),
+        CoalescedEdit: lambda notice, locale: Rendered(coalesced_edit(notice, locale)),
+    }

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bot.emulator import FakeTelegram, FakeUser
+from tests.waiting import eventually
 
 JsonDict = dict[str, Any]
 
@@ -35,17 +36,16 @@ class Customer:
 
     async def edited(self, message: JsonDict, fragment: str, timeout: float = 10) -> str:
         """Wait until the bot edits ``message`` to contain ``fragment``."""
-        import asyncio
 
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
+        def shown() -> str | None:
             text = self.text(message)
-            if fragment in text:
-                return text
-            if loop.time() > deadline:
-                raise AssertionError(f"{fragment!r} never appeared in the message:\n{text}")
-            await asyncio.sleep(0.05)
+            return text if fragment in text else None
+
+        return await eventually(
+            shown,
+            lambda: f"{fragment!r} never appeared in the message:\n{self.text(message)}",
+            timeout,
+        )
 
     def press(self, label: str, message: JsonDict | None = None) -> str:
         message = message or self.last

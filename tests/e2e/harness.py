@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from bot.emulator import FakeTelegram
+from tests.waiting import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 STAFF_CHAT_ID = -1001000000001
@@ -48,15 +51,15 @@ class BotProcess:
     async def wait_polling(self, timeout: float = 30) -> None:
         """Wait until this start of the process has begun polling (it logs so)."""
         marker = f"===== start {self.starts} ====="
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while loop.time() < deadline:
+
+        def polling() -> bool:
             if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(f"bot exited with {self.proc.returncode}:\n{self.log()}")
-            if self.ready in self.log().rpartition(marker)[2]:
-                return
-            await asyncio.sleep(0.05)
-        raise TimeoutError(f"bot did not start polling in {timeout}s:\n{self.log()}")
+            return self.ready in self.log().rpartition(marker)[2]
+
+        await eventually(
+            polling, lambda: f"bot did not start polling in {timeout}s:\n{self.log()}", timeout
+        )
 
     def kill(self) -> None:
         """kill -9: no shutdown, no flush, nothing."""
@@ -67,18 +70,79 @@ class BotProcess:
     async def stop(self) -> int | None:
         if self.proc is None:
             return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            for _ in range(200):
-                if self.proc.poll() is not None:
-                    break
-                await asyncio.sleep(0.05)
-            else:
-                self.proc.kill()
-        return self.proc.wait(10)
+        proc = self.proc
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                await eventually(lambda: proc.poll() is not None, "no exit on SIGTERM", 10)
+            except AssertionError:
+                proc.kill()
+        return proc.wait(10)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    # -- what the desk has recorded: read-only looks at the bot's SQLite database ---------------
+
+    @property
+    def database(self) -> Path:
+        return Path(self.env["DATABASE_URL"].removeprefix("sqlite+aiosqlite:///"))
+
+    def query(self, statement: str, *params: object) -> list[tuple[Any, ...]]:
+        """Rows of the bot's database as they are now; opened read-only, so a test only looks."""
+        uri = f"file:{self.database}?mode=ro"
+        with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=30)) as db:
+            return db.execute(statement, params).fetchall()
+
+    def in_hand(self) -> list[str]:
+        """What the desk has still to finish, in words; empty once it has finished everything
+        it was given. Telegram keeps an update until the bot confirms it, which the bot does
+        only once the update is handled and committed; a delivery stays ``pending`` while it
+        is held back, due, claimed or in flight, until its outcome is recorded; a failed
+        update an operator retried stays ``retried`` until the bot has replayed it."""
+        left = [f"update {u['update_id']} not confirmed" for u in self.fake.updates]
+        left += [
+            f"delivery {row[0]} ({row[2]}) to {row[1]}: {row[3]} attempt(s), last error {row[4]}"
+            for row in self.query(
+                "SELECT id, chat_id, purpose, attempts, error FROM deliveries"
+                " WHERE status = 'pending' ORDER BY id"
+            )
+        ]
+        left += [
+            f"failed update #{row[0]} waits for its replay"
+            for row in self.query("SELECT id FROM failed_updates WHERE status = 'retried'")
+        ]
+        return left
+
+    async def settled(self, within: float = 20) -> None:
+        """Wait until the desk has finished with all it was given (see :meth:`in_hand`): what
+        it sends for it has reached Telegram and is recorded, so a reply to it finds its
+        ticket, a kill loses and repeats nothing, and nothing more is on its way. Timers
+        (reminders, SLA alerts, summaries) fire with time and are not covered."""
+        await eventually(
+            lambda: not self.in_hand(),
+            lambda: f"the desk did not settle within {within}s: {self.in_hand()}",
+            within,
+        )
+
+    async def expect_silence(self, *chat_ids: int) -> None:
+        """The bot sends these chats nothing more (from this call on) for what it has been
+        given: proved by waiting until it has settled, rather than by listening for a while."""
+        before = {chat_id: len(self._sent_to(chat_id)) for chat_id in chat_ids}
+        await self.settled()
+        for chat_id, count in before.items():
+            new = self._sent_to(chat_id)[count:]
+            assert not new, f"expected silence in chat {chat_id}, but the bot sent: " + "; ".join(
+                repr(self.fake.text_of(m) or "(media)") for m in new
+            )
+
+    def _sent_to(self, chat_id: int) -> list[dict[str, Any]]:
+        """Every message the bot sent to the chat, deleted ones too, in order."""
+        state = self.fake.chats.get(chat_id)
+        if state is None:
+            return []
+        stored = (state.messages.get(i) or state.deleted.get(i) for i in state.bot_ids)
+        return [message.data for message in stored if message is not None]
 
 
 def bot_env(fake: FakeTelegram, workdir: Path, **overrides: str) -> dict[str, str]:

@@ -15,7 +15,7 @@ FAST_PRIVATE = {"DELIVERY_PRIVATE_PER_SECOND": "100"}
 
 
 async def _card(fake: FakeTelegram, number: int) -> dict:
-    while True:
+    while True:  # each turn waits for the next message
         message = await fake.next_message(STAFF_CHAT_ID)
         if f"#{number} " in fake.text_of(message).split("\n", 1)[0]:
             return message
@@ -50,7 +50,7 @@ async def test_the_next_new_beyond_max_open_tickets_explains_and_lists_them(
 async def test_at_most_ten_screenshots_per_ticket(
     fake: FakeTelegram, alice: FakeUser, start_bot
 ) -> None:
-    await start_bot(**FAST_PRIVATE)
+    bot = await start_bot(**FAST_PRIVATE)
     c = Customer(fake, alice)
     c.command("/new")
     await c.expect("What is your request about?")
@@ -75,7 +75,7 @@ async def test_at_most_ten_screenshots_per_ticket(
     album = [await fake.next_message(STAFF_CHAT_ID) for _ in range(10)]
     assert all(part.get("photo") for part in album)
     assert len({part.get("media_group_id") for part in album}) == 1
-    await fake.expect_silence(STAFF_CHAT_ID, within=1.5)
+    await bot.expect_silence(STAFF_CHAT_ID)
 
     # In the description step, a photo beyond the ten is refused with the reason.
     c.command("/new")
@@ -98,7 +98,7 @@ async def test_a_flood_is_coalesced_and_does_not_hold_up_another_customer(
     message about his own P1 ticket is not queued behind her backlog. The bot sends at most
     3 messages a second in all here, so Alice's three tickets alone could fill every slot."""
     boris = fake.add_user(1003, "Boris", username="boris_en", language_code="en")
-    await start_bot(
+    bot = await start_bot(
         DELIVERY_GLOBAL_PER_SECOND="3",
         DELIVERY_PRIVATE_PER_SECOND="100",
         DELIVERY_GROUP_PER_MINUTE="100000",
@@ -150,7 +150,7 @@ async def test_a_flood_is_coalesced_and_does_not_hold_up_another_customer(
     assert boris_at - flood_start < (flood_end - flood_start) / 3, arrivals
 
     # Alice was told exactly once to slow down.
-    await fake.expect_silence(STAFF_CHAT_ID, within=1)
+    await bot.expect_silence(STAFF_CHAT_ID)
     notices = [m for m in fake.bot_messages(alice.id) if "🐢" in fake.text_of(m)]
     assert len(notices) == 1
     assert "faster than 20 messages a minute" in fake.text_of(notices[0])

@@ -94,7 +94,7 @@ async def test_whole_dialog_in_russian(fake: FakeTelegram, boris: FakeUser, star
 async def test_every_bad_input_is_answered_and_nothing_is_lost(
     fake: FakeTelegram, alice: FakeUser, start_bot
 ) -> None:
-    await start_bot()
+    bot = await start_bot()
     c = Customer(fake, alice)
     c.command("/new")
     kinds = await c.expect("What is your request about?")
@@ -121,7 +121,7 @@ async def test_every_bad_input_is_answered_and_nothing_is_lost(
     await c.expect("what is it about?")
     # Garbage callback data (a forged or outdated client) is answered, and changes nothing.
     fake.press_data(alice, alice.id, kinds["message_id"], "kind:nonsense")
-    await fake.expect_silence(alice.id, within=0.7)
+    await bot.expect_silence(alice.id)
     assert fake.answers, "the stale press was not answered"
     c.say("Site is down")
     await c.expect("Describe it in detail")
@@ -172,7 +172,7 @@ async def test_every_bad_input_is_answered_and_nothing_is_lost(
 async def test_back_cancel_and_stale_summary(
     fake: FakeTelegram, alice: FakeUser, start_bot
 ) -> None:
-    await start_bot()
+    bot = await start_bot()
     c = Customer(fake, alice)
     c.command("/cancel")
     await c.expect("There is nothing to cancel")
@@ -204,7 +204,7 @@ async def test_back_cancel_and_stale_summary(
     await c.expect("That button belongs to an earlier question", "Please check your request")
     c.press("Cancel")
     await c.expect("The request is cancelled; nothing was sent.")
-    await fake.expect_silence(STAFF_CHAT_ID, within=1.5)
+    await bot.expect_silence(STAFF_CHAT_ID)
     c.command("/my")
     await c.expect("You have no requests yet")
 
@@ -232,7 +232,7 @@ async def test_user_text_is_escaped_everywhere(
 async def test_second_request_offers_last_account_and_send_twice_registers_once(
     fake: FakeTelegram, alice: FakeUser, start_bot
 ) -> None:
-    await start_bot()
+    bot = await start_bot()
     c = Customer(fake, alice)
     assert await c.open_request(account="11112222") == 1
     c.command("/new")
@@ -251,13 +251,13 @@ async def test_second_request_offers_last_account_and_send_twice_registers_once(
     c.press("Send", summary)  # a double tap
     notice = await c.expect("is registered")
     assert number_in(c.text(notice)) == 2
-    await fake.expect_silence(alice.id, within=1.5)
+    await bot.expect_silence(alice.id)
     cards = [m for m in fake.messages(STAFF_CHAT_ID) if "#2" in fake.text_of(m)]
     assert len(cards) == 1
 
 
 async def test_language_can_be_switched(fake: FakeTelegram, alice: FakeUser, start_bot) -> None:
-    await start_bot()
+    bot = await start_bot()
     c = Customer(fake, alice)
     c.command("/language")
     menu = await c.expect("Choose the language")
@@ -269,7 +269,7 @@ async def test_language_can_be_switched(fake: FakeTelegram, alice: FakeUser, sta
     c.command("/help")
     await c.expect("Я — служба поддержки e-Comet", "/new")
     c.fake.press_data(alice, alice.id, menu["message_id"], "lang:de")  # forged: no such language
-    await fake.expect_silence(alice.id, within=1.0)
+    await bot.expect_silence(alice.id)
     c.command("/help")
     await c.expect("Я — служба поддержки")
 
@@ -295,7 +295,7 @@ async def test_after_hours_customer_is_told_when_we_answer(
 
 
 async def test_an_album_is_one_answer(fake: FakeTelegram, alice: FakeUser, start_bot) -> None:
-    await start_bot()
+    bot = await start_bot()
     c = Customer(fake, alice)
     c.command("/new")
     await c.expect("What is your request about?")
@@ -311,7 +311,7 @@ async def test_an_album_is_one_answer(fake: FakeTelegram, alice: FakeUser, start
     fake.send_album(alice, n=3)
     summary = await c.expect("Please check your request")
     await c.edited(summary, "Screenshots: 5")
-    await fake.expect_silence(alice.id, within=1.0)  # one answer: one summary, no repeats
+    await bot.expect_silence(alice.id)  # one answer: one summary, no repeats
     c.press("Send", summary)
     await c.expect("#1 is registered")
     card = await fake.next_message(STAFF_CHAT_ID)

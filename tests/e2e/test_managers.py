@@ -53,6 +53,7 @@ async def test_the_daily_summary_goes_out_once_with_two_processes(
     # A manager the bot has not met yet gets it in DEFAULT_LOCALE.
     await manager.expect("Сводка поддержки за", timeout=15)
     await fake.next_message(MANAGER)  # the chart
+    # The summary is a timer: the later sweeps of both processes are listened to.
     await fake.expect_silence(MANAGER, within=3.0)
 
 

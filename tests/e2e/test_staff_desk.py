@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-
 from bot.emulator import FakeTelegram, FakeUser
 from tests.e2e.driver import Customer
 from tests.e2e.harness import STAFF_CHAT_ID
+from tests.waiting import eventually
 
 
 async def _new_ticket(fake: FakeTelegram, customer: Customer, **kwargs) -> tuple[int, dict]:
@@ -17,21 +15,24 @@ async def _new_ticket(fake: FakeTelegram, customer: Customer, **kwargs) -> tuple
     return number, card
 
 
-async def _card_shows(fake: FakeTelegram, card: dict, *fragments: str) -> str:
-    import asyncio
+def _text_now(fake: FakeTelegram, message: dict) -> str:
+    return fake.text_of(fake.message(STAFF_CHAT_ID, message["message_id"]))
 
-    for _ in range(200):
-        text = fake.text_of(fake.message(STAFF_CHAT_ID, card["message_id"]))
-        if all(f in text for f in fragments):
-            return text
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"card never showed {fragments}:\n{text}")
+
+async def _card_shows(fake: FakeTelegram, card: dict, *fragments: str) -> str:
+    def shown() -> str | None:
+        text = _text_now(fake, card)
+        return text if all(f in text for f in fragments) else None
+
+    return await eventually(
+        shown, lambda: f"card never showed {fragments}:\n{_text_now(fake, card)}"
+    )
 
 
 async def test_card_buttons_change_the_ticket_and_the_card(
     fake: FakeTelegram, alice: FakeUser, anna: FakeUser, boris_staff: FakeUser, start_bot
 ) -> None:
-    await start_bot()
+    bot = await start_bot()
     c = Customer(fake, alice)
     _number, card = await _new_ticket(fake, c)
     assert fake.buttons(card) == [
@@ -87,7 +88,7 @@ async def test_card_buttons_change_the_ticket_and_the_card(
     fake.press(anna, card, "Решено")  # asks for the answer in the ticket's thread
     prompt = await fake.next_message(STAFF_CHAT_ID)
     assert "Ответьте на это сообщение" in fake.text_of(prompt)
-    await asyncio.sleep(0.3)  # a person reads the prompt first
+    await bot.settled()  # the prompt is recorded as sent: a reply to it finds the ticket
     fake.send_text(anna, "Fixed on our side.", chat_id=STAFF_CHAT_ID, reply_to=prompt)
     await c.expect("Fixed on our side.")
     await c.expect("Is the problem solved?", "#1")
@@ -107,19 +108,18 @@ async def test_card_buttons_change_the_ticket_and_the_card(
 
 
 async def _wait_buttons(fake: FakeTelegram, card: dict, label: str) -> None:
-    import asyncio
+    def buttons() -> list[str]:
+        return fake.buttons(fake.message(STAFF_CHAT_ID, card["message_id"]))
 
-    for _ in range(200):
-        if any(label in b for b in fake.buttons(fake.message(STAFF_CHAT_ID, card["message_id"]))):
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"no button {label!r}")
+    await eventually(
+        lambda: any(label in b for b in buttons()), lambda: f"no button {label!r}: {buttons()}"
+    )
 
 
 async def test_answers_go_to_the_customer_and_notes_stay_inside(
     fake: FakeTelegram, alice: FakeUser, anna: FakeUser, start_bot
 ) -> None:
-    await start_bot()
+    bot = await start_bot()
     c = Customer(fake, alice)
     number, card = await _new_ticket(fake, c)
     # A reply to the card is an answer: copied to the customer, and the ticket is taken.
@@ -136,12 +136,12 @@ async def test_answers_go_to_the_customer_and_notes_stay_inside(
     fake.send_text(
         anna, "!customer seems confused, check logs", chat_id=STAFF_CHAT_ID, reply_to=card
     )
-    await fake.expect_silence(alice.id, within=1.5)
+    await bot.expect_silence(alice.id)
     # The customer replies to the answer: it reaches staff as a reply to Anna's message.
     c.say("Did not help", reply_to=copy)
     relayed = await fake.next_message(STAFF_CHAT_ID)
     assert fake.text_of(relayed) == "Did not help"
-    await asyncio.sleep(0.3)  # a person reads it before replying
+    await bot.settled()  # the relayed message is recorded: a reply to it finds the ticket
     # Staff reply to that relayed message: the customer gets it as a reply to their own.
     fake.send_text(anna, "Then send a screenshot, please.", chat_id=STAFF_CHAT_ID, reply_to=relayed)
     second = await c.expect("Then send a screenshot, please.")
@@ -155,7 +155,7 @@ async def test_answers_go_to_the_customer_and_notes_stay_inside(
     await c.edited(copy, "Try clearing the cache and reload.")
     # Staff talking among themselves (no reply) goes nowhere.
     fake.send_text(anna, "coffee?", chat_id=STAFF_CHAT_ID)
-    await fake.expect_silence(alice.id, within=1.0)
+    await bot.expect_silence(alice.id)
     # The history has the note, marked as internal.
     fake.send_command(anna, f"/ticket {number}", chat_id=STAFF_CHAT_ID)
     await fake.next_message(STAFF_CHAT_ID)  # the card copy
@@ -166,7 +166,7 @@ async def test_answers_go_to_the_customer_and_notes_stay_inside(
 async def test_forged_and_misplaced_presses_change_nothing(
     fake: FakeTelegram, alice: FakeUser, anna: FakeUser, start_bot
 ) -> None:
-    await start_bot()
+    bot = await start_bot()
     c = Customer(fake, alice)
     first, card_1 = await _new_ticket(fake, c, topic="First problem")
     second, card_2 = await _new_ticket(fake, c, topic="Second problem")
@@ -184,7 +184,7 @@ async def test_forged_and_misplaced_presses_change_nothing(
         anna, STAFF_CHAT_ID, card_1["message_id"], f"st:as:{first}:{outsider.id}"
     )
     assert (await fake.wait_for_answer(forged))["show_alert"]
-    await fake.expect_silence(alice.id, within=1.0)
+    await bot.expect_silence(alice.id)
     for card in (card_1, card_2):
         text = fake.text_of(fake.message(STAFF_CHAT_ID, card["message_id"]))
         assert "Статус: Новое" in text and "Исполнитель: —" in text
@@ -231,7 +231,7 @@ async def test_staff_commands(
 async def test_albums_edits_and_a_blocked_customer(
     fake: FakeTelegram, alice: FakeUser, anna: FakeUser, boris_staff: FakeUser, start_bot
 ) -> None:
-    await start_bot()
+    bot = await start_bot()
     c = Customer(fake, alice)
     number, card = await _new_ticket(fake, c)
     # Two staff press Take at the same moment: one wins, the other is told who has it.
@@ -249,14 +249,12 @@ async def test_albums_edits_and_a_blocked_customer(
     # The customer edits a relayed message: the staff copy follows.
     sent = c.say("my acount is 1234")
     relayed = await fake.next_message(STAFF_CHAT_ID)
-    await asyncio.sleep(0.5)  # people notice a typo after a moment
+    await bot.settled()  # the staff copy is recorded: an edit of the original finds it
     fake.edit_text(alice, sent, "my account is 1234")
-    for _ in range(200):
-        if fake.text_of(fake.message(STAFF_CHAT_ID, relayed["message_id"])) == "my account is 1234":
-            break
-        await asyncio.sleep(0.05)
-    else:
-        raise AssertionError("the staff copy was not edited")
+    await eventually(
+        lambda: _text_now(fake, relayed) == "my account is 1234",
+        lambda: f"the staff copy was not edited: {_text_now(fake, relayed)!r}",
+    )
     # The customer blocks the bot: staff are told in the ticket instead of silence.
     fake.block(alice)
     fake.send_text(anna, "Anything else?", chat_id=STAFF_CHAT_ID, reply_to=card)
@@ -266,7 +264,7 @@ async def test_albums_edits_and_a_blocked_customer(
 
 
 async def test_the_desk_follows_the_group_when_telegram_upgrades_it(
-    fake: FakeTelegram, alice: FakeUser, anna: FakeUser, start_bot, tmp_path
+    fake: FakeTelegram, alice: FakeUser, anna: FakeUser, start_bot
 ) -> None:
     upgraded, again = -1002000000002, -1003000000003
     bot = await start_bot()
@@ -278,7 +276,7 @@ async def test_the_desk_follows_the_group_when_telegram_upgrades_it(
     number = await c.open_request(topic="After the upgrade")
     card = await fake.next_message(upgraded)
     assert f"#{number}" in fake.text_of(card)
-    await asyncio.sleep(0.2)
+    await bot.settled()  # the card is recorded in the new group: a press on it finds the ticket
     fake.press(anna, card, "Взять")
     await c.expect("Anna", f"#{number}")
     # A restart keeps following it (STAFF_CHAT_ID still names the old group).
@@ -300,17 +298,11 @@ async def test_the_desk_follows_the_group_when_telegram_upgrades_it(
         for call in fake.calls
         if call.method == "sendMessage"
     )
+
     # ... and keeps it for every process of the desk, not only in its own memory.
-    import sqlite3
+    def kept() -> list[tuple[object, ...]]:
+        return bot.query("SELECT value FROM desk_settings WHERE key = 'staff_chat_id'")
 
-    def kept() -> str | None:
-        with contextlib.closing(sqlite3.connect(tmp_path / "support.sqlite3")) as db:
-            row = db.execute("SELECT value FROM desk_settings WHERE key = 'staff_chat_id'")
-            found = row.fetchone()
-        return found[0] if found else None
-
-    for _ in range(100):
-        if kept() == str(again):
-            break
-        await asyncio.sleep(0.05)
-    assert kept() == str(again)
+    await eventually(
+        lambda: kept() == [(str(again),)], lambda: f"the desk keeps {kept()}, not {again}"
+    )

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from bot.emulator import FakeTelegram, FakeUser
@@ -23,7 +21,7 @@ def topics(fake: FakeTelegram) -> list:
 
 async def next_post(fake: FakeTelegram) -> dict:
     """The bot's next message in the staff group, past topic service messages."""
-    while True:
+    while True:  # each turn waits for the next message
         message = await fake.next_message(STAFF_CHAT_ID)
         if not any(key.startswith("forum_topic") for key in message):
             return message
@@ -32,7 +30,7 @@ async def next_post(fake: FakeTelegram) -> dict:
 async def test_a_topic_per_ticket_and_the_conversation_inside(
     forum: None, fake: FakeTelegram, alice: FakeUser, anna: FakeUser, start_bot
 ) -> None:
-    await start_bot()
+    bot = await start_bot()
     c = Customer(fake, alice)
     number = await c.open_request(topic="Cannot pay", screenshots=2)
     # The customer writes at once, several times: still one topic.
@@ -63,7 +61,7 @@ async def test_a_topic_per_ticket_and_the_conversation_inside(
     fake.send_text(
         anna, "!check the payment gateway", chat_id=STAFF_CHAT_ID, thread_id=topic.thread_id
     )
-    await fake.expect_silence(alice.id, within=1.0)
+    await bot.expect_silence(alice.id)
     # Its name follows the status.
     await eventually(lambda: topics(fake)[0].name.startswith("🛠"), "topic not renamed")
     # Someone deletes the topic: the next message recreates it, and goes there.
@@ -80,7 +78,7 @@ async def test_a_topic_per_ticket_and_the_conversation_inside(
     new_card = await next_post(fake)
     assert new_card["message_thread_id"] == new_topic.thread_id
     assert f"#{number}" in fake.text_of(new_card) and "📜 История" in fake.buttons(new_card)
-    await asyncio.sleep(0.5)  # a person reads before answering; the new topic is recorded
+    await bot.settled()  # the new topic and card are recorded: a message there finds the ticket
     fake.send_text(anna, "Yes, here.", chat_id=STAFF_CHAT_ID, thread_id=new_topic.thread_id)
     await c.expect("Yes, here.")
     fake.press(anna, new_card, "Приоритет")

@@ -3,21 +3,20 @@ carries an answer (SPEC §5): albums marked as notes, replies to staff-side post
 
 from __future__ import annotations
 
-import asyncio
-
 from bot.emulator import FakeTelegram, FakeUser
 from tests.e2e.driver import Customer
-from tests.e2e.harness import STAFF_CHAT_ID
+from tests.e2e.harness import STAFF_CHAT_ID, BotProcess
 from tests.waiting import eventually
 
 KEPT = "Оставлено внутри как заметка"  # the hint to a writer whose reply stayed inside
 
 
-async def _nothing_reaches(fake: FakeTelegram, customer: FakeUser, before: int) -> None:
-    """Nothing more reaches the customer, past the moment an album is held for its parts."""
-    await asyncio.sleep(2.5)
-    sent = fake.bot_messages(customer.id)[before:]
-    assert not sent, [fake.text_of(m) or "(media)" for m in sent]
+async def _nothing_reaches(bot: BotProcess, customer: FakeUser, before: int) -> None:
+    """Nothing more reaches the customer: once the desk has settled, an album held back for
+    its parts has gone or been taken back, so whatever was to reach them has."""
+    await bot.settled()
+    sent = bot.fake.bot_messages(customer.id)[before:]
+    assert not sent, [bot.fake.text_of(m) or "(media)" for m in sent]
 
 
 async def _marked(fake: FakeTelegram, message: dict) -> None:
@@ -31,7 +30,7 @@ def _card(fake: FakeTelegram, card: dict) -> str:
 
 async def _post(fake: FakeTelegram) -> dict:
     """The bot's next message in the staff group, past forum service messages."""
-    while True:
+    while True:  # each turn waits for the next message
         message = await fake.next_message(STAFF_CHAT_ID)
         if not any(key.startswith("forum_topic") for key in message):
             return message
@@ -48,7 +47,7 @@ async def test_note_albums_and_replies_to_staff_posts_stay_in_the_topic(
     fake: FakeTelegram, alice: FakeUser, anna: FakeUser, boris_staff: FakeUser, start_bot
 ) -> None:
     fake.groups[STAFF_CHAT_ID].is_forum = True
-    await start_bot()
+    bot = await start_bot()
     c = Customer(fake, alice)
     number = await c.open_request(topic="Cannot pay")
     card = await _post(fake)
@@ -69,7 +68,7 @@ async def test_note_albums_and_replies_to_staff_posts_stay_in_the_topic(
         caption_on=2,
     )
     await _marked(fake, later[2])
-    await _nothing_reaches(fake, alice, before)
+    await _nothing_reaches(bot, alice, before)
     # Nobody answered: the ticket is not taken.
     await eventually(
         lambda: "Статус: Новое" in _card(fake, card) and "Исполнитель: —" in _card(fake, card),
@@ -107,7 +106,7 @@ async def test_note_albums_and_replies_to_staff_posts_stay_in_the_topic(
 async def test_replies_to_the_card_carry_answers_and_replies_to_staff_posts_do_not(
     fake: FakeTelegram, alice: FakeUser, anna: FakeUser, boris_staff: FakeUser, start_bot
 ) -> None:
-    await start_bot()
+    bot = await start_bot()
     c = Customer(fake, alice)
     number = await c.open_request()
     card = await fake.next_message(STAFF_CHAT_ID)
@@ -122,7 +121,7 @@ async def test_replies_to_the_card_carry_answers_and_replies_to_staff_posts_do_n
         anna, n=2, caption="/note and the logs", chat_id=STAFF_CHAT_ID, reply_to=card
     )
     await _marked(fake, notes[0])
-    await _nothing_reaches(fake, alice, before)
+    await _nothing_reaches(bot, alice, before)
     await eventually(
         lambda: "Статус: Новое" in _card(fake, card) and "Исполнитель: —" in _card(fake, card),
         f"the card shows the ticket taken:\n{_card(fake, card)}",
@@ -136,16 +135,16 @@ async def test_replies_to_the_card_carry_answers_and_replies_to_staff_posts_do_n
     fake.press(anna, card, "История")
     history = await fake.next_message(STAFF_CHAT_ID)
     assert f"История #{number}" in fake.text_of(history)
-    await asyncio.sleep(0.5)  # a person reads it first
+    await bot.settled()  # the history is recorded as sent: a reply to it finds the ticket
     to_history = fake.send_text(anna, "Dear customer, hi", chat_id=STAFF_CHAT_ID, reply_to=history)
     await _hint_to(fake, to_history)
-    await _nothing_reaches(fake, alice, before)
+    await _nothing_reaches(bot, alice, before)
     # A reply to the card still answers: it takes the ticket.
     answer = fake.send_text(anna, "We are on it.", chat_id=STAFF_CHAT_ID, reply_to=card)
     await c.expect("Anna", f"#{number}")
     copy = await c.expect("We are on it.")
     before = len(fake.bot_messages(alice.id))
-    await asyncio.sleep(0.5)  # a colleague reads it first
+    await bot.settled()  # the answer is recorded: a reply to it finds the ticket
     # A reply to an answer is not one: the customer is not the addressee of staff's reply.
     follow = fake.send_text(boris_staff, "Too vague?", chat_id=STAFF_CHAT_ID, reply_to=answer)
     await _hint_to(fake, follow)
@@ -156,7 +155,7 @@ async def test_replies_to_the_card_carry_answers_and_replies_to_staff_posts_do_n
     assert hint["reply_to_message"]["message_id"] == answer["message_id"]
     # A note edited without its mark stays a note.
     fake.edit_text(anna, note, "ask the bank again")
-    await _nothing_reaches(fake, alice, before)
+    await _nothing_reaches(bot, alice, before)
     assert c.text(copy) == "We are on it."
     assert not [
         call
@@ -175,7 +174,7 @@ async def test_replies_to_the_card_carry_answers_and_replies_to_staff_posts_do_n
 async def test_a_note_caption_that_comes_after_the_album_went_is_kept_and_said(
     fake: FakeTelegram, alice: FakeUser, anna: FakeUser, start_bot
 ) -> None:
-    await start_bot()
+    bot = await start_bot()
     c = Customer(fake, alice)
     await c.open_request()
     card = await fake.next_message(STAFF_CHAT_ID)
@@ -192,4 +191,4 @@ async def test_a_note_caption_that_comes_after_the_album_went_is_kept_and_said(
     assert "уже ушла клиенту" in fake.text_of(told), fake.text_of(told)
     assert told["reply_to_message"]["message_id"] == late["message_id"]
     await _marked(fake, late)
-    await fake.expect_silence(alice.id, within=2.0)
+    await bot.expect_silence(alice.id)

@@ -10,6 +10,7 @@ import aiohttp
 from bot.emulator import FakeTelegram, FakeUser
 from tests.e2e.driver import Customer
 from tests.e2e.harness import STAFF_CHAT_ID
+from tests.waiting import eventually
 
 
 def free_port() -> int:
@@ -51,8 +52,7 @@ async def test_webhook_mode_takes_updates_survives_a_kill_and_checks_the_secret(
     # The bot dies; Telegram keeps the update and retries until the bot is back.
     bot.kill()
     c.say("Are you still there?")
-    while not fake.webhook_errors:
-        await fake.wait_changed(0.2)
+    await eventually(lambda: fake.webhook_errors, "Telegram never tried the dead webhook")
     assert fake.webhook_errors[-1].startswith("Connection failed")
     await bot.start()
     relayed = await fake.next_message(STAFF_CHAT_ID, timeout=20)

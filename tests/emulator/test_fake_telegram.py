@@ -39,6 +39,7 @@ from aiogram.types import (
 )
 
 from bot.emulator import FakeTelegram, FakeUser
+from tests.waiting import eventually
 
 TOKEN = "123456:TEST-TOKEN"
 STAFF = -1001234567890
@@ -274,6 +275,11 @@ async def test_rate_limit_group_burst(bot: Bot) -> None:
 # ------------------------------------------------------------------------------ updates
 
 
+async def _long_poll_waits(fake: FakeTelegram) -> None:
+    """Until a getUpdates with a timeout has reached the server and waits there."""
+    await eventually(lambda: fake._poller is not None, "the long poll never reached the server")
+
+
 async def test_updates_polling(fake: FakeTelegram, bot: Bot, alice: FakeUser) -> None:
     updates = await bot.get_updates(timeout=0)
     assert len(updates) == 1
@@ -289,7 +295,7 @@ async def test_updates_polling(fake: FakeTelegram, bot: Bot, alice: FakeUser) ->
     last = updates[-1].update_id
     # long poll returns as soon as an update arrives
     task = asyncio.create_task(bot.get_updates(offset=last + 1, timeout=5))
-    await asyncio.sleep(0.1)
+    await _long_poll_waits(fake)
     assert not task.done()
     fake.send_text(alice, "later")
     got = await asyncio.wait_for(task, 2)
@@ -302,7 +308,7 @@ async def test_updates_polling(fake: FakeTelegram, bot: Bot, alice: FakeUser) ->
 
 async def test_get_updates_conflict_and_webhook(fake: FakeTelegram, bot: Bot) -> None:
     first = asyncio.create_task(bot.get_updates(timeout=5))
-    await asyncio.sleep(0.1)
+    await _long_poll_waits(fake)
     second = asyncio.create_task(bot.get_updates(timeout=0))
     with pytest.raises(TelegramConflictError, match="terminated by other getUpdates request"):
         await asyncio.wait_for(first, 2)
@@ -563,7 +569,7 @@ async def test_next_message_timeout_and_wait_for_call(
         await fake.next_message(alice.id, timeout=0.05)
 
     async def later() -> None:
-        await asyncio.sleep(0.05)
+        # Runs once the test is suspended inside next_message: the message comes after.
         await bot.send_message(alice.id, "first")
         await bot.send_message(alice.id, "second")
 

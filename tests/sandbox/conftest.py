@@ -14,11 +14,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.waiting import eventually_sync
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -64,23 +65,32 @@ class Sandbox:
         self.token = query.removeprefix("token=") if query else None
 
     def _wait_ready(self, timeout: float = 60) -> str:
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + timeout
-        seen = b""
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([self.proc.stdout], [], [], 0.2)
-            if ready:
-                chunk = os.read(self.proc.stdout.fileno(), 4096)
+        out = self.proc.stdout
+        assert out is not None
+        seen = bytearray()
+
+        def ready() -> str | None:
+            ended = self.proc.poll() is not None
+            while select.select([out], [], [], 0)[0]:  # what it has printed so far
+                chunk = os.read(out.fileno(), 4096)
                 if not chunk:
+                    ended = True
                     break
-                seen += chunk
-                found = re.search(rb"Sandbox is ready: (http://\S+)", seen)
-                if found:
-                    return found.group(1).decode()
-            if self.proc.poll() is not None:
-                break
-        self.stop()
-        raise RuntimeError(f"the sandbox did not start:\n{seen.decode()}\n{self.log()}")
+                seen.extend(chunk)
+            found = re.search(rb"Sandbox is ready: (http://\S+)", seen)
+            if found:
+                return found.group(1).decode()
+            if ended:
+                raise EOFError
+            return None
+
+        try:
+            return eventually_sync(ready, "not ready in time", timeout)
+        except (EOFError, AssertionError):
+            self.stop()
+            raise RuntimeError(
+                f"the sandbox did not start:\n{seen.decode()}\n{self.log()}"
+            ) from None
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

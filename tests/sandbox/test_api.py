@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 from tests.sandbox.conftest import Sandbox
+from tests.waiting import eventually_sync
 
 ALICE = 1001
 
@@ -43,14 +43,17 @@ def call(sandbox: Sandbox, path: str, body: dict[str, Any] | None = None) -> tup
 
 
 def wait_view(sandbox: Sandbox, person: int, predicate, timeout: float = 20) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        _, view = call(sandbox, f"/api/view?person={person}")
-        if predicate(view):
-            return view
-        if time.monotonic() > deadline:
-            raise AssertionError(f"the view never matched: {json.dumps(view)[:2000]}")
-        time.sleep(0.1)
+    def view() -> dict[str, Any]:
+        return call(sandbox, f"/api/view?person={person}")[1]
+
+    def matched() -> dict[str, Any] | None:
+        seen = view()
+        return seen if predicate(seen) else None
+
+    # Each look is a request the sandbox answers: every 0.1 s leaves it time for the bot.
+    return eventually_sync(
+        matched, lambda: f"the view never matched: {json.dumps(view())[:2000]}", timeout, 0.1
+    )
 
 
 def bot_texts(view: dict[str, Any]) -> list[str]:

@@ -19,14 +19,16 @@ from pydantic import ValidationError
 from bot.db.engine import Database, migrate
 from bot.db.models import Ticket, User
 from bot.db.repositories import DeskSettings
+from bot.delivery.outbox import Outbox
 from bot.domain.hours import SupportHours
 from bot.domain.ids import MAX_ID, parse_id
 from bot.domain.tickets import Kind, Priority, Status
 from bot.keyboards import customer, staff
-from bot.services.delivery import Outbox
 from bot.services.desk_config import DeskConfig
 from bot.services.managers import FIRST_DAY_KEY, ManagerService
 from bot.services.reports import csv_cell
+from bot.views import reports as report_views
+from bot.views.render import ViewRenderer
 
 ROOT = Path(__file__).resolve().parents[2]
 MSK = ZoneInfo("Europe/Moscow")
@@ -151,13 +153,16 @@ async def database(tmp_path: Path) -> AsyncIterator[Database]:
 
 def _managers(clock: FixedClock, *, summary_at: time = time(21, 0)) -> ManagerService:
     hours = SupportHours.parse("09:00-21:00", MSK)
+    i18n = I18n(path=ROOT / "locales", default_locale="ru", domain="messages")
     return ManagerService(
         clock=clock,
         outbox=Outbox(clock),
-        i18n=I18n(path=ROOT / "locales", default_locale="ru", domain="messages"),
+        i18n=i18n,
         config=DeskConfig(staff_chat_id=-1, hours=hours, hours_text="", default_locale="ru"),
         managers=frozenset({3001}),
         summary_time=summary_at,
+        render=ViewRenderer(i18n, report_views.notice_views()),
+        chart=report_views.SummaryCharts(i18n),
     )
 
 

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from aiogram.fsm.storage.base import StorageKey
 
+from bot.delivery.limiter import MAX_CHATS, Limits, RateLimiter
 from bot.services.isolation import KeyedEventIsolation
 from bot.services.membership import CACHE_SIZE, Membership
-from bot.services.ratelimit import MAX_CHATS, Limits, RateLimiter
 
 CHATS = 100_000
 
@@ -150,13 +150,15 @@ async def test_update_locks_still_take_one_update_at_a_time_per_chat() -> None:
     isolation = KeyedEventIsolation()
     same = StorageKey(bot_id=1, chat_id=5, user_id=5)
     order: list[str] = []
-    first_in = asyncio.Event()
+    first_in, other_in = asyncio.Event(), asyncio.Event()
 
     async def first() -> None:
         async with isolation.lock(same):
             order.append("first in")
             first_in.set()
-            await asyncio.sleep(0.05)
+            # Held until another chat got in meanwhile; the same chat's second update has
+            # been trying since first_in, as it is woken before the other chat.
+            await asyncio.wait_for(other_in.wait(), 5)
             order.append("first out")
 
     async def second() -> None:
@@ -168,6 +170,7 @@ async def test_update_locks_still_take_one_update_at_a_time_per_chat() -> None:
         await first_in.wait()
         async with isolation.lock(StorageKey(bot_id=1, chat_id=6, user_id=6)):
             order.append("other chat")
+            other_in.set()
 
     await asyncio.gather(first(), second(), other_chat())
     assert order == ["first in", "other chat", "first out", "second in"]

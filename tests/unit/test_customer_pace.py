@@ -9,7 +9,7 @@ import pytest
 
 from bot.config import SettingsError, load_settings
 from bot.db.models import Delivery
-from bot.services.delivery import Turns, fairness_key
+from bot.delivery.sender import Turns, fairness_key
 from bot.services.pace import CustomerPace
 
 STAFF = -1001234567890

@@ -3,31 +3,54 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import html as std_html
+import re
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import pytest_asyncio
-from aiogram import Bot
+from aiogram import Bot, html
 from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
-from aiogram.methods import SendMessage
+from aiogram.exceptions import TelegramServerError
+from aiogram.methods import SendDocument, SendMessage
+from aiogram.utils.i18n import I18n
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.clock import ShiftedClock
 from bot.db.engine import create_engine, create_session_factory, migrate
 from bot.db.models import Delivery, Ticket, TicketEvent, User
-from bot.db.repositories import TicketRepo, UserRepo
+from bot.db.repositories import DeliveryRepo, DeskSettings, TicketRepo, UserRepo
+from bot.delivery.intents import Intent, Refs
+from bot.delivery.limiter import Limits, RateLimiter
+from bot.delivery.outbox import Outbox, stream_of
+from bot.delivery.outcomes import Outcomes
+from bot.delivery.sender import Sender
+from bot.delivery.telegram import split_html, visible_length
+from bot.domain.hours import SupportHours
 from bot.domain.tickets import Kind, Priority, Status
 from bot.emulator import FakeTelegram
-from bot.services.delivery import Outbox, Sender, stream_of
-from bot.services.ratelimit import Limits, RateLimiter
+from bot.services.desk_config import DeskConfig
+from bot.services.desk_outcomes import DeskOutcomes
+from bot.views.desk import desk_views
+from bot.views.render import ViewRenderer
 from tests.waiting import eventually
+
+
+def strip_tags(part: str) -> str:
+    """The visible text of our HTML."""
+    return std_html.unescape(re.sub(r"<[^>]+>", "", part))
+
 
 TOKEN = "123456:TEST-TOKEN"
 STAFF = -1001234567890
@@ -110,6 +133,24 @@ def clock() -> ShiftedClock:
     return ShiftedClock()
 
 
+def desk_outcomes(clock: ShiftedClock) -> Outcomes:
+    """What the running desk registers with its sender: cards, the message map, topics."""
+    config = DeskConfig(
+        staff_chat_id=STAFF,
+        hours=SupportHours.parse("09:00-21:00", ZoneInfo("Europe/Moscow")),
+        hours_text="",
+        default_locale="ru",
+    )
+    i18n = I18n(path=Path(__file__).parents[2] / "locales", default_locale="ru", domain="messages")
+    return DeskOutcomes(
+        config=config,
+        clock=clock,
+        outbox=Outbox(clock),
+        render=ViewRenderer(i18n, desk_views()),
+        managers=frozenset(),
+    ).register(Outcomes())
+
+
 @pytest_asyncio.fixture
 async def make_sender(
     make_bot: Callable[[], Bot],
@@ -129,7 +170,7 @@ async def make_sender(
             session_factory=session_factory or sessions,
             clock=clock,
             limiter=RateLimiter(limits),
-            staff_chat_id=STAFF,
+            outcomes=desk_outcomes(clock),
             **kwargs,
         )
         senders.append(sender)
@@ -172,10 +213,12 @@ async def enqueue(
     async with sessions() as session, session.begin():
         delivery = Outbox(clock).add(
             session,
-            chat_id=chat_id,
-            method=SendMessage,
-            payload={"chat_id": chat_id, "text": text},
-            **kwargs,
+            Intent(
+                chat_id=chat_id,
+                method=SendMessage,
+                payload={"chat_id": chat_id, "text": text},
+                **kwargs,
+            ),
         )
         await session.flush()
         return delivery.id
@@ -299,7 +342,8 @@ async def test_429_is_waited_out_and_delivered_once(
             return (await delivery(sessions, delivery_id)).status == "sent"
 
         await eventually(sent, within=10)
-        await asyncio.sleep(0.3)  # nothing more comes
+        # Recorded, and nothing in hand: nothing more can come of it.
+        await eventually(sender.idle, "the sender kept something in hand")
     assert texts(fake, ALICE) == ["after the flood"]
     calls = send_calls(fake)
     assert [c.error_code for c in calls] == [429, None]
@@ -360,7 +404,7 @@ async def test_a_blocked_user_fails_for_good_and_is_recorded(
     number = await add_ticket(sessions, BOB)
     fake.block(BOB)
     delivery_id = await enqueue(
-        sessions, clock, BOB, "your answer", ticket_number=number, purpose="relay"
+        sessions, clock, BOB, "your answer", subject=number, purpose="relay"
     )
     sender = make_sender()
     await sender.drain(timeout=10)
@@ -484,10 +528,12 @@ async def test_two_senders_send_each_delivery_exactly_once(
             expected[user].append(text)
             outbox.add(
                 session,
-                chat_id=user,
-                method=SendMessage,
-                payload={"chat_id": user, "text": text},
-                purpose="notice",
+                Intent(
+                    chat_id=user,
+                    method=SendMessage,
+                    payload={"chat_id": user, "text": text},
+                    purpose="notice",
+                ),
             )
     # Two processes: each its own engine (connection pool) and its own Bot session.
     first = make_sender(session_factory=create_session_factory(make_engine()))
@@ -516,9 +562,7 @@ async def test_reply_to_delivery_makes_the_second_message_a_reply(
     make_sender: Callable[..., Sender],
 ) -> None:
     first = await enqueue(sessions, clock, ALICE, "the question")
-    second = await enqueue(
-        sessions, clock, ALICE, "the answer", context={"reply_to_delivery": first}
-    )
+    second = await enqueue(sessions, clock, ALICE, "the answer", refs=Refs(reply_to_delivery=first))
     await make_sender().drain(timeout=10)
     messages = fake.bot_messages(ALICE)
     assert [fake.text_of(m) for m in messages] == ["the question", "the answer"]
@@ -555,9 +599,7 @@ async def test_the_group_limit_holds_back_what_exceeds_it(
 ) -> None:
     """group_per_minute=2: two messages go at once, the third waits for the minute to pass."""
     for ticket in range(1, 4):
-        await enqueue(
-            sessions, clock, STAFF, f"card {ticket}", ticket_number=None, stream=f"s{ticket}"
-        )
+        await enqueue(sessions, clock, STAFF, f"card {ticket}", stream=f"s{ticket}")
     limits = Limits(
         private_per_second=1000, private_burst=1000, group_per_minute=2, global_per_second=1000
     )
@@ -611,13 +653,11 @@ async def test_one_customers_backlog_does_not_hold_up_another_customer(
             clock,
             STAFF,
             f"alice {n}",
-            ticket_number=1 + n % 2,
+            subject=1 + n % 2,
             rank=1,
-            context={"customer_chat_id": ALICE},
+            refs=Refs(party=ALICE),
         )
-    await enqueue(
-        sessions, clock, STAFF, "bob", ticket_number=3, rank=1, context={"customer_chat_id": BOB}
-    )
+    await enqueue(sessions, clock, STAFF, "bob", subject=3, rank=1, refs=Refs(party=BOB))
     await make_sender(concurrency=1).drain(timeout=20)
     order = [c.params["text"] for c in send_calls(fake, ok=True)]
     assert order.index("bob") == 1
@@ -637,9 +677,7 @@ async def test_a_coalesced_relay_sends_what_it_holds_when_claimed(
     it: what goes out is what the relay holds at the claim, so the joined message is not lost."""
     from bot.db.repositories import DeliveryRepo
 
-    delivery_id = await enqueue(
-        sessions, clock, STAFF, "first", context={"coalesced": "text", "chars": 5}
-    )
+    delivery_id = await enqueue(sessions, clock, STAFF, "first", refs=Refs(grows=True))
     original = DeliveryRepo.claim_many
 
     async def claim_after_a_join(self: DeliveryRepo, ids: Any, **kwargs: Any) -> set[int]:
@@ -652,3 +690,154 @@ async def test_a_coalesced_relay_sends_what_it_holds_when_claimed(
     monkeypatch.setattr(DeliveryRepo, "claim_many", claim_after_a_join)
     await make_sender().drain(timeout=10)
     assert texts(fake, STAFF) == ["first\nsecond"]
+
+
+# ---------------------------------------------------------------- staff-side failures (SPEC §8)
+
+
+async def test_a_long_text_goes_in_parts_and_a_retry_sends_only_the_rest(
+    fake: FakeTelegram,
+    sessions: async_sessionmaker[AsyncSession],
+    clock: ShiftedClock,
+    make_sender: Callable[..., Sender],
+) -> None:
+    lines = [f"<b>{i:03d}</b> line &lt;{i}&gt; " + "x" * 60 for i in range(150)]
+    delivery_id = await enqueue(sessions, clock, STAFF, "\n".join(lines))
+    sender = make_sender()
+    # The second part meets a 500 once: the first is not sent again.
+    real, calls = sender.bot, [0]
+
+    async def flaky(call: Any, **kwargs: Any) -> Any:
+        calls[0] += 1
+        if calls[0] == 2:
+            raise TelegramServerError(method=call, message="Internal Server Error")
+        return await real(call, **kwargs)
+
+    sender.bot = flaky  # type: ignore[assignment]
+    await sender.drain(timeout=10)
+    clock.offset += timedelta(minutes=5)
+    await sender.drain(timeout=10)
+    received = texts(fake, STAFF)
+    assert len(received) >= 3
+    assert all(len(text) <= 4096 for text in received)
+    assert "\n".join(received) == "\n".join(f"{i:03d} line <{i}> " + "x" * 60 for i in range(150))
+    row = await delivery(sessions, delivery_id)
+    assert row.status == "sent"
+    assert row.result is not None and len(row.result["message_ids"]) == len(received)
+
+
+async def test_a_file_too_large_fails_at_once_and_its_chat_goes_on(
+    fake: FakeTelegram,
+    sessions: async_sessionmaker[AsyncSession],
+    clock: ShiftedClock,
+    make_sender: Callable[..., Sender],
+) -> None:
+    fake.upload_limits.files = 100
+    async with sessions() as session, session.begin():
+        big = Outbox(clock).add(
+            session,
+            Intent(
+                chat_id=ALICE,
+                method=SendDocument,
+                payload={
+                    "chat_id": ALICE,
+                    "document": {
+                        "__file_b64": base64.b64encode(b"x" * 1000).decode(),
+                        "filename": "e.csv",
+                    },
+                },
+                purpose="export",
+            ),
+        )
+        await session.flush()
+        big_id = big.id
+    after = await enqueue(sessions, clock, ALICE, "the next message")
+    await make_sender().drain(timeout=10)
+    row = await delivery(sessions, big_id)
+    assert row.status == "failed" and row.attempts == 1
+    assert row.error is not None and "413" in row.error
+    assert (await delivery(sessions, after)).status == "sent"
+    said = texts(fake, ALICE)
+    assert any("e.csv" in text for text in said), said  # told, in the chat it was for
+
+
+async def test_a_group_that_removed_the_bot_keeps_its_queue_until_it_is_back(
+    fake: FakeTelegram,
+    sessions: async_sessionmaker[AsyncSession],
+    clock: ShiftedClock,
+    make_sender: Callable[..., Sender],
+) -> None:
+    admin = fake.add_user(7, "Admin")
+    fake.add_member(STAFF, admin, admin=True)
+    fake.kick_bot(STAFF, by=admin)
+    first = await enqueue(sessions, clock, STAFF, "card one")
+    second = await enqueue(sessions, clock, STAFF, "card two")
+    sender = make_sender()
+    await sender.drain(timeout=5)
+    for delivery_id in (first, second):
+        row = await delivery(sessions, delivery_id)
+        assert row.status == "pending", row.error  # waits, never dropped
+    async with sessions() as session:
+        assert await DeskSettings(session).get("staff_access_lost_at")
+    fake.add_bot(STAFF, by=admin, admin=True)
+    async with sessions() as session, session.begin():
+        await DeliveryRepo(session).due_now(STAFF, clock.now())
+    sender.resume(STAFF)
+    await sender.drain(timeout=10)
+    assert texts(fake, STAFF) == ["card one", "card two"]
+    async with sessions() as session:
+        assert not await DeskSettings(session).get("staff_access_lost_at")
+
+
+async def test_outcomes_that_cannot_be_recorded_do_not_stall_their_chat(
+    fake: FakeTelegram,
+    sessions: async_sessionmaker[AsyncSession],
+    clock: ShiftedClock,
+    make_sender: Callable[..., Sender],
+) -> None:
+    first = await enqueue(sessions, clock, ALICE, "one")
+    sender = make_sender()
+    broken = [True]
+    keep = sender._keep
+
+    async def flaky(outcomes: Any) -> None:
+        if broken[0]:
+            raise RuntimeError("database is locked")
+        await keep(outcomes)
+
+    sender._keep = flaky  # type: ignore[method-assign]
+    async with running(sender):
+        await eventually(lambda: texts(fake, ALICE) == ["one"], "not sent")
+        await eventually(lambda: sender._outcomes != [], "no outcome waiting")
+        broken[0] = False  # the database is back: the outcome is recorded, the chat goes on
+        second = await enqueue(sessions, clock, ALICE, "two")
+        sender.wake()
+        await eventually(lambda: texts(fake, ALICE) == ["one", "two"], "the chat stalled")
+    assert (await delivery(sessions, first)).status == "sent"
+    assert (await delivery(sessions, second)).status == "sent"
+    assert len(send_calls(fake)) == 2  # recorded late, never sent twice
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["", "b", "i", "code"]), st.text(min_size=0, max_size=300)),
+        max_size=40,
+    ),
+    st.integers(min_value=20, max_value=500),
+)
+def test_split_html_keeps_every_character_and_the_limit(
+    pieces: list[tuple[str, str]], limit: int
+) -> None:
+    text = "".join(
+        (f"<{tag}>{html.quote(body)}</{tag}>" if tag else html.quote(body)) for tag, body in pieces
+    )
+    parts = split_html(text, limit)
+    assert all(visible_length(part) <= limit for part in parts)
+    visible = "".join(body for _, body in pieces)
+    joined = "".join(strip_tags(part) for part in parts)
+    assert joined.replace("\n", "").strip() == visible.replace("\n", "").strip() or (
+        not visible.strip() and not joined.strip()
+    )
+    for part in parts:  # every part is well-formed on its own
+        assert part.count("<b>") == part.count("</b>")
+        assert part.count("<code>") == part.count("</code>")

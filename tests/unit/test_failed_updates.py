@@ -26,15 +26,16 @@ from bot.db.dialog_storage import DatabaseStorage
 from bot.db.engine import Database, migrate
 from bot.db.models import Delivery, DeskSetting, FailedUpdate, ProcessedUpdate
 from bot.db.repositories import DeskSettings, FailedUpdates, UpdateLog
+from bot.db.uow import UnitOfWork, transaction
+from bot.delivery.client import StaleCallbackAnswers
+from bot.delivery.outbox import Outbox
 from bot.domain.hours import SupportHours
 from bot.failures import FailureKeeper, PoisonGuard, Replayer, as_json
 from bot.failures import main as failed_cli
 from bot.handlers.errors import unexpected_error
 from bot.middlewares.database import UnitOfWorkMiddleware
-from bot.middlewares.retry import StaleCallbackAnswers
 from bot.middlewares.user import LocaleMiddleware, UserMiddleware
 from bot.polling import Poller, UpdatesNotKeptError
-from bot.services.delivery import Outbox
 from bot.services.desk_config import DeskConfig
 from bot.services.messaging import Messenger
 
@@ -300,17 +301,14 @@ class Unkeepable:
         self.desk = desk
         self.poison = poison
 
-    async def feed_update(self, bot: Bot, update: Update, **kwargs: Any) -> None:
-        from bot.db.dialog_storage import current_session
-
+    async def feed_update(
+        self, bot: Bot, update: Update, batch: UnitOfWork | None = None, **kwargs: Any
+    ) -> None:
         if update.update_id == self.poison:
             raise RuntimeError("cannot keep this one")
-        session = current_session.get()
-        if session is None:
-            async with self.desk.database.writer.begin() as own:
-                await DeskSettings(own).put(f"seen:{update.update_id}", "ok")
-        else:
-            await DeskSettings(session).put(f"seen:{update.update_id}", "ok")
+        # As the dispatcher's unit of work does: inside the poller's batch, in its transaction.
+        async with transaction(self.desk.database.writer, within=batch) as uow:
+            await DeskSettings(uow.session).put(f"seen:{update.update_id}", "ok")
 
 
 @pytest.mark.parametrize("batch", [True, False])

@@ -10,7 +10,7 @@ from itertools import pairwise
 
 import pytest
 
-from bot.services.ratelimit import Limits, RateLimiter
+from bot.delivery.limiter import Limits, RateLimiter
 
 USER = 1001
 OTHER_USER = 1002

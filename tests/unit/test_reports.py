@@ -15,7 +15,8 @@ from bot.db.engine import Database, migrate
 from bot.db.models import Ticket, TicketEvent, User
 from bot.domain.hours import SupportHours
 from bot.domain.tickets import CloseReason, Kind, Priority, Status
-from bot.services.reports import Reports, chart_png, percentile
+from bot.services.reports import Reports, percentile
+from bot.views.reports import chart_png, export_csv
 
 MSK = ZoneInfo("Europe/Moscow")
 HOURS = SupportHours.parse("09:00-21:00", MSK)
@@ -159,9 +160,8 @@ async def test_export_round_trip(session: AsyncSession) -> None:
     import csv
     import io
 
-    data = await Reports(HOURS).export_csv(
-        session, date(2026, 11, 9), DAY, ["№", "Создано"] + ["x"] * 12
-    )
+    rows_out = await Reports(HOURS).export_rows(session, date(2026, 11, 9), DAY)
+    data = export_csv(rows_out, header=["№", "Создано"] + ["x"] * 12, tz=MSK)
     assert data.startswith("\ufeff".encode())
     rows = list(csv.reader(io.StringIO(data.decode("utf-8-sig"))))
     assert rows[0][:2] == ["№", "Создано"]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.services.staff import CUSTOMER_SIDE, HINT, NOTE, PROMPTS, note_text
+from bot.services.staff.relay import CUSTOMER_SIDE, HINT, NOTE, PROMPTS, note_text
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -39,7 +39,7 @@ def test_other_messages_are_not(text: str) -> None:
 def test_what_carries_an_answer_is_what_the_bot_posts() -> None:
     """Link directions are the purposes of the deliveries that posted the messages, free
     strings: a renamed purpose would silently turn replies to it into notes."""
-    sources = "\n".join(path.read_text() for path in (ROOT / "bot" / "services").glob("*.py"))
+    sources = "\n".join(path.read_text() for path in (ROOT / "bot" / "services").rglob("*.py"))
     posted = set(re.findall(r'"([a-z_]+)"', sources))  # purpose="card", or passed on
     assert posted >= CUSTOMER_SIDE | PROMPTS, (CUSTOMER_SIDE | PROMPTS) - posted
     assert not (CUSTOMER_SIDE | PROMPTS) & {NOTE, HINT, "staff_note", "answer"}

@@ -26,5 +26,10 @@ def create_router() -> Router:
     router.callback_query.filter(F.message.chat.type == "private")
     router.message.middleware(_with_dialog)
     router.callback_query.middleware(_with_dialog)
-    router.include_routers(commands.router, resolution.router, dialog.router, followup.router)
+    router.include_routers(
+        commands.create_router(),
+        resolution.create_router(),
+        dialog.create_router(),
+        followup.create_router(),
+    )
     return router

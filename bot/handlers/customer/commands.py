@@ -22,8 +22,6 @@ from bot.services.tickets import TicketService
 from bot.states import STEPS
 from bot.views.tickets import TicketLine, my_tickets
 
-router = Router(name=__name__)
-
 
 def _help_text(config: DeskConfig) -> str:
     return _(
@@ -37,7 +35,6 @@ def _help_text(config: DeskConfig) -> str:
     ).format(hours=config.hours_text, zone=config.tz.key)
 
 
-@router.message(CommandStart())
 async def start(message: Message, dialog: Dialog) -> None:
     greeting = _(
         "Hello, {name}! This is e-Comet support. Tell us about a problem or ask a question — "
@@ -49,12 +46,10 @@ async def start(message: Message, dialog: Dialog) -> None:
     await dialog.messenger.send(dialog.session, dialog.user.id, greeting, kb.start_menu())
 
 
-@router.message(Command("help"))
 async def help_command(message: Message, dialog: Dialog, desk: DeskConfig) -> None:
     await dialog.messenger.send(dialog.session, dialog.user.id, _help_text(desk), kb.start_menu())
 
 
-@router.message(Command("my"))
 async def my_command(
     message: Message, dialog: Dialog, tickets: TicketService, desk: DeskConfig, locale: str
 ) -> None:
@@ -67,14 +62,12 @@ async def my_command(
     await dialog.messenger.send(dialog.session, dialog.user.id, text, kb.close_mine(closable))
 
 
-@router.message(Command("language"))
 async def language_command(message: Message, dialog: Dialog) -> None:
     await dialog.messenger.send(
         dialog.session, dialog.user.id, _("Choose the language:"), kb.languages()
     )
 
 
-@router.callback_query(LanguageCb.filter())
 async def language_chosen(
     callback: CallbackQuery,
     callback_data: LanguageCb,
@@ -103,3 +96,13 @@ async def language_chosen(
                 private_commands(manager=managers.is_manager(dialog.user.id)),
                 scope=BotCommandScopeChat(chat_id=dialog.user.id),
             )
+
+
+def create_router() -> Router:
+    router = Router(name=__name__)
+    router.message.register(start, CommandStart())
+    router.message.register(help_command, Command("help"))
+    router.message.register(my_command, Command("my"))
+    router.message.register(language_command, Command("language"))
+    router.callback_query.register(language_chosen, LanguageCb.filter())
+    return router

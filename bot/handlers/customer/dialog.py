@@ -39,7 +39,6 @@ from bot.states import STEPS, NewRequest
 from bot.views.tickets import DraftView, TicketLine, draft_summary, too_many_open
 
 log = logging.getLogger(__name__)
-router = Router(name=__name__)
 
 IN_DIALOG = StateFilter(*STEPS)
 _STEP_NAMES = tuple(step.state for step in STEPS)
@@ -212,14 +211,12 @@ async def _too_many_open(
     await dialog.messenger.send(dialog.session, dialog.user.id, text, markup)
 
 
-@router.message(Command("new"))
 async def new_command(
     message: Message, dialog: Dialog, tickets: TicketService, desk: DeskConfig, locale: str
 ) -> None:
     await start_dialog(dialog, tickets, desk, locale)
 
 
-@router.callback_query(DialogCb.filter(F.action == Nav.NEW))
 async def new_button(
     callback: CallbackQuery,
     dialog: Dialog,
@@ -231,12 +228,10 @@ async def new_button(
     await start_dialog(dialog, tickets, desk, locale)
 
 
-@router.message(Command("cancel"))
 async def cancel_command(message: Message, dialog: Dialog) -> None:
     await _cancel(dialog)
 
 
-@router.callback_query(DialogCb.filter(F.action == Nav.CANCEL), IN_DIALOG)
 async def cancel_button(callback: CallbackQuery, dialog: Dialog) -> None:
     await callback.answer()
     await _drop_keyboard(callback)
@@ -257,7 +252,6 @@ async def _cancel(dialog: Dialog) -> None:
     )
 
 
-@router.callback_query(DialogCb.filter(F.action == Nav.BACK), IN_DIALOG)
 async def back_button(callback: CallbackQuery, callback_data: DialogCb, dialog: Dialog) -> None:
     await callback.answer()
     if not await dialog.is_current(callback_data.q):
@@ -281,7 +275,6 @@ async def back_button(callback: CallbackQuery, callback_data: DialogCb, dialog: 
 # -- commands typed in the middle of the dialog -------------------------------------------------
 
 
-@router.message(IN_DIALOG, F.text.startswith("/"))
 async def unknown_command(message: Message, dialog: Dialog) -> None:
     await dialog.ask(_("⚠️ Unknown command. Continue below or send /cancel."))
 
@@ -289,7 +282,6 @@ async def unknown_command(message: Message, dialog: Dialog) -> None:
 # -- the steps ----------------------------------------------------------------------------------
 
 
-@router.callback_query(KindCb.filter(), NewRequest.kind)
 async def kind_chosen(callback: CallbackQuery, callback_data: KindCb, dialog: Dialog) -> None:
     # Any copy of the kind question will do while the kind is what we ask (it was asked again
     # after a bad input); Back and Send depend on where the customer is, so they check ``q``.
@@ -299,7 +291,6 @@ async def kind_chosen(callback: CallbackQuery, callback_data: KindCb, dialog: Di
     await dialog.go(NewRequest.topic)
 
 
-@router.message(IN_DIALOG)
 async def step_answer(message: Message, dialog: Dialog, account_pattern: re.Pattern[str]) -> None:
     data = await dialog.state.get_data()
     if message.media_group_id and data.get("album_id") == message.media_group_id:
@@ -395,7 +386,6 @@ async def _take_account(text: str, dialog: Dialog, pattern: re.Pattern[str]) -> 
     await dialog.go(NewRequest.screenshots)
 
 
-@router.callback_query(DialogCb.filter(F.action == Nav.LAST_ACCOUNT), NewRequest.account)
 async def last_account(
     callback: CallbackQuery,
     dialog: Dialog,
@@ -428,14 +418,12 @@ async def _screenshots(message: Message, dialog: Dialog) -> None:
     await dialog.go(NewRequest.confirm, None if taken else _not_taken_notice())
 
 
-@router.callback_query(DialogCb.filter(F.action == Nav.SKIP), NewRequest.screenshots)
 async def skip_screenshots(callback: CallbackQuery, dialog: Dialog) -> None:
     await callback.answer()
     await _drop_keyboard(callback)
     await dialog.go(NewRequest.confirm)
 
 
-@router.callback_query(DialogCb.filter(F.action == Nav.SEND), NewRequest.confirm)
 async def send_request(
     callback: CallbackQuery,
     callback_data: DialogCb,
@@ -489,8 +477,6 @@ _STEP_OF_FIELD = {
 # -- stale buttons ------------------------------------------------------------------------------
 
 
-@router.callback_query(DialogCb.filter())
-@router.callback_query(KindCb.filter())
 async def stale_button(callback: CallbackQuery, dialog: Dialog) -> None:
     await callback.answer(_("This button is no longer active."))
     await _drop_keyboard(callback)
@@ -498,3 +484,29 @@ async def stale_button(callback: CallbackQuery, dialog: Dialog) -> None:
     # short notice on the button is enough.
     if await dialog.state.get_state() in _STEP_NAMES:
         await dialog.ask()
+
+
+def create_router() -> Router:
+    router = Router(name=__name__)
+    router.message.register(new_command, Command("new"))
+    router.callback_query.register(new_button, DialogCb.filter(F.action == Nav.NEW))
+    router.message.register(cancel_command, Command("cancel"))
+    router.callback_query.register(
+        cancel_button, DialogCb.filter(F.action == Nav.CANCEL), IN_DIALOG
+    )
+    router.callback_query.register(back_button, DialogCb.filter(F.action == Nav.BACK), IN_DIALOG)
+    router.message.register(unknown_command, IN_DIALOG, F.text.startswith("/"))
+    router.callback_query.register(kind_chosen, KindCb.filter(), NewRequest.kind)
+    router.message.register(step_answer, IN_DIALOG)
+    router.callback_query.register(
+        last_account, DialogCb.filter(F.action == Nav.LAST_ACCOUNT), NewRequest.account
+    )
+    router.callback_query.register(
+        skip_screenshots, DialogCb.filter(F.action == Nav.SKIP), NewRequest.screenshots
+    )
+    router.callback_query.register(
+        send_request, DialogCb.filter(F.action == Nav.SEND), NewRequest.confirm
+    )
+    router.callback_query.register(stale_button, KindCb.filter())
+    router.callback_query.register(stale_button, DialogCb.filter())
+    return router

@@ -31,8 +31,6 @@ from bot.services.resolution import ResolutionService
 from bot.services.tickets import RelayItem, TicketService
 from bot.views.tickets import slow_down_notice
 
-router = Router(name=__name__)
-
 # The messages waiting for the answer to "which request?" live in a state of their own (the
 # same storage, another destiny), so that /new, /cancel or a finished request in between
 # cannot drop them with the dialog's data.
@@ -83,18 +81,15 @@ def _count(items: list[dict[str, Any]] | list[RelayItem]) -> int:
     return count
 
 
-@router.message(F.text.startswith("/"))
 async def unknown_command(message: Message, dialog: Dialog) -> None:
     text = _("Unknown command. /help lists what I can do.")
     await dialog.messenger.send(dialog.session, dialog.user.id, text)
 
 
-@router.message(F.content_type.in_({"new_chat_members", "left_chat_member", "pinned_message"}))
 async def service_message(message: Message) -> None:
     """Service messages are not customer input."""
 
 
-@router.message()
 async def followup(
     message: Message,
     dialog: Dialog,
@@ -215,7 +210,6 @@ async def _none_open(dialog: Dialog, count: int) -> None:
     await dialog.messenger.send(dialog.session, dialog.user.id, text, kb.start_menu())
 
 
-@router.callback_query(PickTicketCb.filter())
 async def ticket_picked(
     callback: CallbackQuery,
     callback_data: PickTicketCb,
@@ -272,7 +266,6 @@ async def ticket_picked(
         dialog.messenger.edit(session, user.id, text, message_id=callback.message.message_id)
 
 
-@router.edited_message()
 async def edited(
     message: Message, user: User, session: AsyncSession, tickets: TicketService
 ) -> None:
@@ -280,7 +273,20 @@ async def edited(
     await tickets.carry_edit(session, user, message)
 
 
-@router.callback_query()
 async def unknown_button(callback: CallbackQuery) -> None:
     """Data no handler understands (a forged press, or a button of an older version)."""
     await callback.answer(_("This button is no longer active."))
+
+
+def create_router() -> Router:
+    router = Router(name=__name__)
+    router.message.register(unknown_command, F.text.startswith("/"))
+    router.message.register(
+        service_message,
+        F.content_type.in_({"new_chat_members", "left_chat_member", "pinned_message"}),
+    )
+    router.message.register(followup)
+    router.callback_query.register(ticket_picked, PickTicketCb.filter())
+    router.edited_message.register(edited)
+    router.callback_query.register(unknown_button)
+    return router

@@ -18,8 +18,7 @@ from bot.services.lifecycle import Refusal
 from bot.services.resolution import ResolutionService
 from bot.states import Feedback
 from bot.views import resolution as views
-
-router = Router(name=__name__)
+from bot.views.labels import refusal_text
 
 IN_FEEDBACK = StateFilter(Feedback.dispute_reason, Feedback.close_reason, Feedback.rating_comment)
 
@@ -30,33 +29,30 @@ async def _drop_keyboard(callback: CallbackQuery) -> None:
             await callback.message.edit_reply_markup(reply_markup=None)
 
 
-@router.message(IN_FEEDBACK, Command("cancel"))
 async def cancel_feedback(message: Message, dialog: Dialog) -> None:
     await dialog.state.clear()
     await dialog.messenger.send(dialog.session, dialog.user.id, _("OK, nothing was changed."))
 
 
-@router.callback_query(ConfirmCb.filter(F.solved))
 async def solved(
     callback: CallbackQuery, callback_data: ConfirmCb, dialog: Dialog, resolution: ResolutionService
 ) -> None:
     try:
         await resolution.confirm(dialog.session, dialog.user, callback_data.number)
     except Refusal as refusal:
-        await callback.answer(str(refusal), show_alert=True)
+        await callback.answer(refusal_text(refusal), show_alert=True)
         return
     await callback.answer(_("Thank you!"))
     await _drop_keyboard(callback)
 
 
-@router.callback_query(ConfirmCb.filter(~F.solved))
 async def not_solved(
     callback: CallbackQuery, callback_data: ConfirmCb, dialog: Dialog, resolution: ResolutionService
 ) -> None:
     try:
         await resolution.check_can_dispute(dialog.session, dialog.user, callback_data.number)
     except Refusal as refusal:
-        await callback.answer(str(refusal), show_alert=True)
+        await callback.answer(refusal_text(refusal), show_alert=True)
         return
     await callback.answer()
     await dialog.state.set_state(Feedback.dispute_reason)
@@ -65,17 +61,15 @@ async def not_solved(
     await dialog.messenger.send(dialog.session, dialog.user.id, text)
 
 
-@router.message(Feedback.dispute_reason, F.text)
 async def dispute_reason(message: Message, dialog: Dialog, resolution: ResolutionService) -> None:
     number = int((await dialog.state.get_data())["ticket"])
     await dialog.state.set_state(None)
     try:
         await resolution.dispute(dialog.session, dialog.user, number, message.text or "")
     except Refusal as refusal:
-        await dialog.messenger.send(dialog.session, dialog.user.id, str(refusal))
+        await dialog.messenger.send(dialog.session, dialog.user.id, refusal_text(refusal))
 
 
-@router.callback_query(CloseMineCb.filter())
 async def close_mine(
     callback: CallbackQuery,
     callback_data: CloseMineCb,
@@ -85,7 +79,7 @@ async def close_mine(
     try:
         await resolution.check_can_close(dialog.session, dialog.user, callback_data.number)
     except Refusal as refusal:
-        await callback.answer(str(refusal), show_alert=True)
+        await callback.answer(refusal_text(refusal), show_alert=True)
         return
     await callback.answer()
     await dialog.state.set_state(Feedback.close_reason)
@@ -94,17 +88,15 @@ async def close_mine(
     await dialog.messenger.send(dialog.session, dialog.user.id, text)
 
 
-@router.message(Feedback.close_reason, F.text)
 async def close_reason(message: Message, dialog: Dialog, resolution: ResolutionService) -> None:
     number = int((await dialog.state.get_data())["ticket"])
     await dialog.state.set_state(None)
     try:
         await resolution.close_by_customer(dialog.session, dialog.user, number, message.text or "")
     except Refusal as refusal:
-        await dialog.messenger.send(dialog.session, dialog.user.id, str(refusal))
+        await dialog.messenger.send(dialog.session, dialog.user.id, refusal_text(refusal))
 
 
-@router.callback_query(RateCb.filter(F.score > 0))
 async def rated(
     callback: CallbackQuery, callback_data: RateCb, dialog: Dialog, resolution: ResolutionService
 ) -> None:
@@ -113,7 +105,7 @@ async def rated(
             dialog.session, dialog.user, callback_data.number, callback_data.score
         )
     except Refusal as refusal:
-        await callback.answer(str(refusal), show_alert=True)
+        await callback.answer(refusal_text(refusal), show_alert=True)
         return
     await callback.answer("⭐" * callback_data.score)
     await _drop_keyboard(callback)
@@ -124,7 +116,6 @@ async def rated(
     )
 
 
-@router.callback_query(RateCb.filter(F.score == 0))
 async def no_comment(callback: CallbackQuery, dialog: Dialog) -> None:
     await callback.answer()
     await _drop_keyboard(callback)
@@ -133,7 +124,6 @@ async def no_comment(callback: CallbackQuery, dialog: Dialog) -> None:
         await dialog.messenger.send(dialog.session, dialog.user.id, views.thanks_for_rating())
 
 
-@router.message(Feedback.rating_comment, F.text)
 async def rating_comment(message: Message, dialog: Dialog, resolution: ResolutionService) -> None:
     number = int((await dialog.state.get_data())["ticket"])
     await dialog.state.set_state(None)
@@ -142,10 +132,24 @@ async def rating_comment(message: Message, dialog: Dialog, resolution: Resolutio
     await dialog.messenger.send(dialog.session, dialog.user.id, views.thanks_for_rating())
 
 
-@router.message(IN_FEEDBACK)
 async def not_text(message: Message, dialog: Dialog) -> None:
     await dialog.messenger.send(
         dialog.session,
         dialog.user.id,
         _("⚠️ Please write it as text (or /cancel)."),
     )
+
+
+def create_router() -> Router:
+    router = Router(name=__name__)
+    router.message.register(cancel_feedback, IN_FEEDBACK, Command("cancel"))
+    router.callback_query.register(solved, ConfirmCb.filter(F.solved))
+    router.callback_query.register(not_solved, ConfirmCb.filter(~F.solved))
+    router.message.register(dispute_reason, Feedback.dispute_reason, F.text)
+    router.callback_query.register(close_mine, CloseMineCb.filter())
+    router.message.register(close_reason, Feedback.close_reason, F.text)
+    router.callback_query.register(rated, RateCb.filter(F.score > 0))
+    router.callback_query.register(no_comment, RateCb.filter(F.score == 0))
+    router.message.register(rating_comment, Feedback.rating_comment, F.text)
+    router.message.register(not_text, IN_FEEDBACK)
+    return router

@@ -4,6 +4,7 @@ chat or the staff group. Anyone else gets a polite refusal."""
 from __future__ import annotations
 
 from datetime import date, timedelta
+from functools import partial
 
 from aiogram import Router
 from aiogram.filters import Command, CommandObject
@@ -15,12 +16,20 @@ from bot.db.models import User
 from bot.services.desk_config import DeskConfig
 from bot.services.managers import ManagerService
 from bot.services.messaging import Messenger
-
-router = Router(name=__name__)
+from bot.views import reports as views
 
 
 def _where(message: Message, desk: DeskConfig) -> bool:
+    """A private chat or the staff group (its id is read at run time: the group may move)."""
     return message.chat.type == "private" or message.chat.id == desk.staff_chat_id
+
+
+def _is_manager(message: Message, user: User, managers: ManagerService) -> bool:
+    return managers.is_manager(user.id)
+
+
+def _thread(message: Message) -> int | None:
+    return message.message_thread_id if message.is_topic_message else None
 
 
 def _date(text: str) -> date | None:
@@ -30,32 +39,39 @@ def _date(text: str) -> date | None:
         return None
 
 
-@router.message(Command("summary", "export"))
-async def manager_command(
+async def summary_command(
     message: Message,
     command: CommandObject,
-    user: User,
+    session: AsyncSession,
+    managers: ManagerService,
+    messenger: Messenger,
+    locale: str,
+) -> None:
+    args = (command.args or "").split()
+    day = _date(args[0]) if args else managers.today()
+    if day is None:
+        await messenger.send(session, message.chat.id, _("Usage: /summary [YYYY-MM-DD]"))
+        return
+    report = await managers.summary(session, day)
+    managers.post_summary(
+        session,
+        message.chat.id,
+        day,
+        views.summary_text(report.summary, locale),
+        views.summary_chart(report, locale),
+        _thread(message),
+    )
+
+
+async def export_command(
+    message: Message,
+    command: CommandObject,
     session: AsyncSession,
     managers: ManagerService,
     messenger: Messenger,
     desk: DeskConfig,
-    locale: str,
 ) -> None:
-    if not _where(message, desk):
-        return
-    thread = message.message_thread_id if message.is_topic_message else None
-    if not managers.is_manager(user.id):
-        text = _("Sorry, summaries and exports are for the service's managers only.")
-        await messenger.send(session, message.chat.id, text, thread_id=thread)
-        return
     args = (command.args or "").split()
-    if command.command == "summary":
-        day = _date(args[0]) if args else managers.today()
-        if day is None:
-            await messenger.send(session, message.chat.id, _("Usage: /summary [YYYY-MM-DD]"))
-            return
-        await managers.send_summary(session, message.chat.id, day, locale, thread)
-        return
     today = managers.today()
     first = _date(args[0]) if args else today.replace(day=1)
     last = _date(args[1]) if len(args) > 1 else today
@@ -64,4 +80,20 @@ async def manager_command(
             session, message.chat.id, _("Usage: /export [YYYY-MM-DD] [YYYY-MM-DD] (up to a year)")
         )
         return
-    await managers.send_export(session, message.chat.id, first, last, locale)
+    export = await managers.export(session, first, last)
+    write = partial(views.export_csv, header=views.export_header(), tz=desk.tz)
+    await managers.send_export(session, message.chat.id, export, write)
+
+
+async def not_a_manager(message: Message, session: AsyncSession, messenger: Messenger) -> None:
+    text = _("Sorry, summaries and exports are for the service's managers only.")
+    await messenger.send(session, message.chat.id, text, thread_id=_thread(message))
+
+
+def create_router() -> Router:
+    router = Router(name=__name__)
+    router.message.filter(_where)
+    router.message.register(summary_command, Command("summary"), _is_manager)
+    router.message.register(export_command, Command("export"), _is_manager)
+    router.message.register(not_a_manager, Command("summary", "export"))
+    return router

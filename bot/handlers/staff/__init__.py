@@ -2,53 +2,14 @@
 
 Only updates from the staff group reach these routers, and a button, a message or an edit acts
 only when its author is a member of the group (callback data can be forged; who pressed and
-where cannot). Membership changes (``chat_member``) take effect at once.
+where cannot). Membership changes (``chat_member``) take effect at once; the bot's own
+(``my_chat_member``) tell managers when the desk has lost its group.
 """
 
-from collections.abc import Awaitable, Callable
-from typing import Any
-
 from aiogram import Router
-from aiogram.filters import BaseFilter
-from aiogram.types import CallbackQuery, Chat, ChatMemberUpdated, Message, TelegramObject
-from aiogram.utils.i18n import gettext as _
 
-from bot.handlers.staff import buttons, conversation, members
-from bot.handlers.staff import commands as staff_commands
-from bot.services.desk_config import DeskConfig
-from bot.services.membership import Membership
-
-
-class InStaffChat(BaseFilter):
-    async def __call__(
-        self, event: Message | CallbackQuery | ChatMemberUpdated, desk: DeskConfig
-    ) -> bool:
-        chat: Chat | None = (
-            event.chat
-            if isinstance(event, Message | ChatMemberUpdated)
-            else getattr(event.message, "chat", None)
-        )
-        return chat is not None and chat.id == desk.staff_chat_id
-
-
-async def _members_only(
-    handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
-    event: TelegramObject,
-    data: dict[str, Any],
-) -> Any:
-    if isinstance(event, Message) and event.migrate_to_chat_id:
-        # Telegram's own service message (no client can send one): the group has a new id.
-        return await handler(event, data)
-    membership: Membership = data["membership"]
-    user = data.get("user")
-    if user is None or not await membership.is_member(user.id, data["session"]):
-        if isinstance(event, CallbackQuery):
-            # Someone removed from the group: for them the button is no longer active.
-            await event.answer(_("This button is no longer active."), show_alert=True)
-        membership.log_refused(event, user.id if user else None)
-        return None
-    membership.seen(user, data["session"])
-    return await handler(event, data)
+from bot.handlers.staff import access, buttons, commands, conversation, members
+from bot.handlers.staff.gate import AnswerPresses, InStaffChat, members_only
 
 
 def create_router() -> Router:
@@ -57,10 +18,19 @@ def create_router() -> Router:
     router.edited_message.filter(InStaffChat())
     router.callback_query.filter(InStaffChat())
     router.chat_member.filter(InStaffChat())
-    router.message.middleware(_members_only)
-    router.edited_message.middleware(_members_only)
-    router.callback_query.middleware(_members_only)
+    router.my_chat_member.filter(InStaffChat())
+    # Answers first: a press refused by ``members_only`` is answered too.
+    router.callback_query.middleware(AnswerPresses())
+    router.message.middleware(members_only)
+    router.edited_message.middleware(members_only)
+    router.callback_query.middleware(members_only)
     router.include_routers(
-        members.router, staff_commands.router, buttons.router, conversation.router
+        access.create_router(),
+        members.create_router(),
+        # Commands before the conversation (a command is not a message to a customer), and
+        # their buttons before the card's, whose router ends with the catch-all for the rest.
+        commands.create_router(),
+        buttons.create_router(),
+        conversation.create_router(),
     )
     return router

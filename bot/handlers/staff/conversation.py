@@ -16,12 +16,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.db.models import Ticket, User
 from bot.handlers.customer.common import album_media
 from bot.services.desk_config import DeskConfig
+from bot.services.desk_outcomes import DeskOutcomes
 from bot.services.lifecycle import Refusal
 from bot.services.resolution import ResolutionService
-from bot.services.staff import StaffPost, StaffService
+from bot.services.staff.lookup import StaffLookup
+from bot.services.staff.relay import StaffPost, StaffRelay
+from bot.views.labels import refusal_text
 
 log = logging.getLogger(__name__)
-router = Router(name=__name__)
 
 
 def _reply_of(message: Message) -> Message | None:
@@ -38,16 +40,16 @@ def _reply_of(message: Message) -> Message | None:
 
 
 async def ticket_of(
-    message: Message, session: AsyncSession, staff: StaffService, desk: DeskConfig
+    message: Message, session: AsyncSession, lookup: StaffLookup, desk: DeskConfig
 ) -> Ticket | None:
     """The ticket a staff command is about: its topic, or the message it replies to."""
     if desk.staff_is_forum and message.message_thread_id:
-        ticket = await staff.ticket_of_thread(session, message.message_thread_id)
+        ticket = await lookup.ticket_of_thread(session, message.message_thread_id)
         if ticket is not None:
             return ticket
     reply = _reply_of(message)
     if reply is not None:
-        return await staff.ticket_of_staff_message(session, reply.message_id)
+        return await lookup.ticket_of_staff_message(session, reply.message_id)
     return None
 
 
@@ -74,48 +76,61 @@ async def mark_note(bot: Bot, message: Message) -> None:
         )
 
 
-@router.message(F.migrate_to_chat_id)
-async def group_migrated(message: Message, staff: StaffService, session: AsyncSession) -> None:
+async def group_migrated(
+    message: Message, desk_outcomes: DeskOutcomes, session: AsyncSession
+) -> None:
+    """Telegram upgraded the staff group to a supergroup: the same path as a send that met
+    the move (bot/services/desk_outcomes.py)."""
     assert message.migrate_to_chat_id is not None
-    await staff.follow_migration(session, message.migrate_to_chat_id)
+    await desk_outcomes.follow(session, message.chat.id, message.migrate_to_chat_id)
 
 
-@router.message(
-    F.text
-    | F.caption
-    | F.photo
-    | F.document
-    | F.video
-    | F.voice
-    | F.audio
-    | F.sticker
-    | F.animation
-)
 async def staff_message(
     message: Message,
     bot: Bot,
     user: User,
     session: AsyncSession,
-    staff: StaffService,
+    staff_relay: StaffRelay,
     resolution: ResolutionService,
+    locale: str,
 ) -> None:
     post = staff_post(message, bot)
-    routed = await staff.route(session, post)
+    routed = await staff_relay.route(session, post)
     if routed is None:
         return  # staff talking among themselves
     try:
-        received = await staff.receive(session, user, post, routed)
+        received = await staff_relay.receive(session, user, post, routed, locale)
         if received.resolve:
             # The answer to the Resolve prompt: it goes to the customer with Solved / Not solved.
             await resolution.resolve(session, routed.ticket, user, message.message_id)
     except Refusal as refusal:
-        await message.reply(str(refusal))
+        await message.reply(refusal_text(refusal))
         return
     if received.mark:
         await mark_note(bot, message)
 
 
-@router.edited_message()
-async def staff_edit(message: Message, session: AsyncSession, staff: StaffService) -> None:
+async def staff_edit(
+    message: Message, session: AsyncSession, staff_relay: StaffRelay, locale: str
+) -> None:
     """An edit of an answer already sent is carried to the customer's copy."""
-    await staff.carry_edit(session, message)
+    await staff_relay.carry_edit(session, message, locale)
+
+
+def create_router() -> Router:
+    router = Router(name=__name__)
+    router.message.register(group_migrated, F.migrate_to_chat_id)
+    router.message.register(
+        staff_message,
+        F.text
+        | F.caption
+        | F.photo
+        | F.document
+        | F.video
+        | F.voice
+        | F.audio
+        | F.sticker
+        | F.animation,
+    )
+    router.edited_message.register(staff_edit)
+    return router

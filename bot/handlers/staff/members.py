@@ -11,11 +11,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.services.membership import Membership
 
-router = Router(name=__name__)
 
-
-@router.chat_member()
 async def member_changed(
     event: ChatMemberUpdated, session: AsyncSession, membership: Membership
 ) -> None:
     await membership.changed(session, event)
+
+
+def create_router() -> Router:
+    router = Router(name=__name__)
+    router.chat_member.register(member_changed)
+    return router

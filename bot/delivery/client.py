@@ -1,4 +1,5 @@
-"""Direct Bot API calls (answers inside a dialog) retried on 429 and transient errors.
+"""The Bot API client's request middlewares. Direct calls (answers inside a dialog) are
+retried on 429 and transient errors.
 
 aiogram neither retries nor waits out ``retry_after``; a session middleware is its hook. The
 background sender handles its own retries without blocking, so it switches this off.
@@ -14,6 +15,7 @@ from aiogram import Bot
 from aiogram.client.session.middlewares.base import BaseRequestMiddleware, NextRequestMiddlewareType
 from aiogram.exceptions import (
     TelegramBadRequest,
+    TelegramEntityTooLarge,
     TelegramNetworkError,
     TelegramRetryAfter,
     TelegramServerError,
@@ -48,6 +50,8 @@ class RetryMiddleware(BaseRequestMiddleware):
                 if attempt == self.attempts or exc.retry_after > self.max_wait:
                     raise
                 wait: float = exc.retry_after
+            except TelegramEntityTooLarge:
+                raise  # a network error to aiogram, but the file stays too large
             except (TelegramServerError, TelegramNetworkError) as exc:
                 if attempt == self.attempts:
                     raise

@@ -145,3 +145,14 @@ class RateLimiter:
         limit = self._limit(chat_id, now)
         limit.pause(now, seconds)
         self._keep(chat_id, limit)
+
+    def resume(self, chat_id: int, now: float | None = None) -> None:
+        """End a pause early (a group that had removed the bot took it back); the chat's
+        own rate still holds."""
+        now = monotonic() if now is None else now
+        limit = self._limit(chat_id, now)
+        if isinstance(limit, Window):
+            limit.paused_until = 0.0
+        else:
+            limit.tokens = max(limit.tokens, 0.0)
+        self._keep(chat_id, limit)

@@ -1,0 +1,517 @@
+"""The sender: background delivery of the outbox (SPEC §8).
+
+A :class:`Outbox` records a Bot API call in the transaction of the change that causes it; the
+:class:`Sender` delivers recorded calls in the background: in order within a stream (one chat,
+one ticket), the most urgent first, within Telegram's limits, retrying network errors and 5xx,
+waiting out 429 ``retry_after``, and across restarts. A delivery is leased before it is sent
+and marked sent in the same commit that records what it produced, so two senders (two
+processes) never send it twice. The one window left is a crash between Telegram's answer and
+that commit: then the lease expires and the call is repeated (at least once beats lost).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import uuid
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from aiogram import Bot, methods
+from aiogram.exceptions import TelegramBadRequest, TelegramMigrateToChat, TelegramRetryAfter
+from aiogram.methods.base import TelegramMethod
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.clock import Clock
+from bot.db.models import Delivery
+from bot.db.repositories import DeliveryRepo, SenderRepo
+from bot.db.uow import transaction
+from bot.delivery.client import retrying_enabled
+from bot.delivery.intents import Refs
+from bot.delivery.limiter import RateLimiter
+from bot.delivery.outcomes import (
+    Failure,
+    FailureKind,
+    NothingToSendError,
+    Outcomes,
+    Placement,
+    call_each,
+)
+from bot.delivery.telegram import build_calls, classify, harmless, message_ids
+
+log = logging.getLogger(__name__)
+
+LEASE = timedelta(seconds=90)
+# A sender beats every HEARTBEAT; one silent for DEAD_AFTER was killed: its leases are free.
+HEARTBEAT = timedelta(seconds=2)
+DEAD_AFTER = timedelta(seconds=10)
+REQUEST_TIMEOUT = 30
+# Outcomes that could not be recorded are tried again this many times before their streams
+# are let go (the lease then decides: at least once beats a chat stalled until a restart).
+RECORD_ATTEMPTS = 5
+
+
+def fairness_key(delivery: Delivery) -> str:
+    """Whose turn a delivery is: staff-side deliveries by the party they are about (one
+    customer's many tickets share one turn), anything else by its stream."""
+    if delivery.chat_id < 0:
+        party = Refs.of(delivery).party
+        if party is not None:
+            return f"customer:{party}"
+        if delivery.ticket_number is not None:
+            return f"ticket:{delivery.ticket_number}"
+    return delivery.stream
+
+
+class Turns:
+    """Round-robin between customers within a rank (SPEC §4: the staff-side queue is fair
+    between customers within a priority). The heads of the streams that are due are ordered
+    rank first, then by when their customer was last served (never served first), then by
+    age; and a customer with several due heads (several tickets) gets one per round. So
+    customer B's first message goes before customer A's fiftieth, however long A's backlog.
+
+    Bounded (SPEC §8): only the ``cap`` customers served most recently are remembered; one
+    forgotten counts as never served, which is right for someone who has been quiet longest.
+    """
+
+    def __init__(self, cap: int = 10_000) -> None:
+        self.cap = cap
+        self._served: OrderedDict[str, int] = OrderedDict()
+        self._counter = itertools.count(1)
+
+    def order(self, heads: Iterable[Delivery]) -> list[Delivery]:
+        ranks: dict[int, dict[str, list[Delivery]]] = {}
+        for head in sorted(heads, key=lambda d: (d.rank, d.id)):
+            ranks.setdefault(head.rank, {}).setdefault(fairness_key(head), []).append(head)
+        ordered: list[Delivery] = []
+        for rank in sorted(ranks):
+            queues = ranks[rank]
+            keys = sorted(queues, key=lambda key: (self._served.get(key, 0), queues[key][0].id))
+            for round_ in itertools.zip_longest(*(queues[key] for key in keys)):
+                ordered += [head for head in round_ if head is not None]
+        return ordered
+
+    def served(self, delivery: Delivery) -> None:
+        key = fairness_key(delivery)
+        self._served[key] = next(self._counter)
+        self._served.move_to_end(key)
+        while len(self._served) > self.cap:
+            self._served.popitem(last=False)
+
+
+@dataclass(slots=True)
+class _Outcome:
+    delivery: Delivery
+    ids: list[int] = field(default_factory=list)  # messages it made (all parts of a long text)
+    failure: Failure | None = None
+    topic: int | None = None  # a forum topic created for it on the way
+    recreated: bool = False  # ... in place of one somebody deleted
+    moved_to: int | None = None  # the chat became a supergroup with this id
+    record_attempts: int = 0
+
+
+class Sender:
+    """Background delivery of the outbox. One per process; several processes may share a DB.
+
+    Work is batched so the database is not the bottleneck: the due heads are read in one
+    query, claimed in one transaction, and the outcomes of the sends that finish meanwhile are
+    recorded together in one transaction. What an outcome means for the desk is not the
+    sender's business: it calls the handlers registered in :class:`Outcomes`.
+    """
+
+    def __init__(
+        self,
+        *,
+        bot: Bot,
+        session_factory: async_sessionmaker[AsyncSession],
+        clock: Clock,
+        limiter: RateLimiter,
+        outcomes: Outcomes | None = None,
+        read_session_factory: async_sessionmaker[AsyncSession] | None = None,
+        concurrency: int = 32,
+        poll_interval: float = 1.0,
+    ) -> None:
+        self.bot = bot
+        self.session_factory = session_factory
+        self.read_session_factory = read_session_factory or session_factory
+        self.clock = clock
+        self.limiter = limiter
+        self.outcomes = outcomes or Outcomes()
+        self._topics: dict[tuple[int, int], int] = {}  # (chat, subject) -> topic, until recorded
+        self._moved: dict[int, int] = {}  # old chat id -> new one (group upgrades)
+        self._locked_out: set[int] = set()  # groups that refuse the bot, until they take it back
+        self.poll_interval = poll_interval
+        self.concurrency = concurrency
+        self._in_flight: dict[int, str] = {}  # delivery id -> stream, until its outcome is kept
+        self._outcomes: list[_Outcome] = []
+        self._wake = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stopping = False
+        self._loop_done = asyncio.Event()  # set while run() is not looping
+        self._loop_done.set()
+        self.instance_id = uuid.uuid4().hex
+        self._last_beat: datetime | None = None
+        self.turns = Turns()
+
+    def wake(self) -> None:
+        """Something was committed to the outbox: look now rather than at the next poll."""
+        self._wake.set()
+
+    def resume(self, chat_id: int) -> None:
+        """A group that had removed the bot took it back: no more waiting on this chat here."""
+        self.limiter.resume(chat_id)
+        self.wake()
+
+    async def run(self) -> None:
+        # This task and the sends it starts handle their own retries without blocking.
+        retrying_enabled.set(False)
+        log.info("delivery sender started")
+        self._loop_done.clear()
+        try:
+            while not self._stopping:
+                wait = self.poll_interval
+                try:
+                    await self._record_outcomes()
+                    wait = min(wait, await self._dispatch_due())
+                except Exception:
+                    log.exception("delivery sweep failed; retrying")
+                    wait = 1.0
+                self._wake.clear()
+                if self._outcomes and not self._stopping:
+                    if all(o.record_attempts for o in self._outcomes):
+                        wait = min(wait, 1.0)  # the database hiccuped: not in a tight loop
+                    else:
+                        continue
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=max(wait, 0.005))
+        finally:
+            self._loop_done.set()
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Finish what is in hand and record it. The loop is let finish its turn rather than
+        cancelled: cancelled while recording, a sent message would be sent again later."""
+        self._stopping = True
+        self._wake.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._loop_done.wait(), timeout)
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=timeout)
+        try:
+            await self._record_outcomes()
+        except Exception:
+            log.exception("the last delivery outcomes could not be recorded")
+        if self._last_beat is not None and not self._in_flight:
+            async with transaction(self.session_factory) as uow:
+                session = uow.session
+                await SenderRepo(session).forget(self.instance_id)
+
+    async def _beat(self, now: datetime) -> None:
+        if self._last_beat is not None and now - self._last_beat < HEARTBEAT:
+            return
+        async with transaction(self.session_factory) as uow:
+            session = uow.session
+            repo = SenderRepo(session)
+            await repo.beat(self.instance_id, now)
+            await repo.forget_dead(now - LEASE * 10)
+        self._last_beat = now
+
+    def idle(self) -> bool:
+        """Nothing in hand: no send running and no outcome waiting to be recorded."""
+        return not (self._tasks or self._outcomes or self._in_flight)
+
+    async def drain(self, timeout: float = 30.0) -> None:
+        """Deliver everything due now (used on shutdown and by tests)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            await self._record_outcomes()
+            await self._dispatch_due()
+            if self._tasks:
+                await asyncio.wait(self._tasks, timeout=1)
+                continue
+            if self._outcomes or self._in_flight:
+                continue
+            async with self.read_session_factory() as session:
+                heads = await DeliveryRepo(session).due_heads(self.clock.now(), limit=1)
+            if not heads:
+                return
+            await asyncio.sleep(0.05)
+
+    async def _dispatch_due(self) -> float:
+        """Start sending every due head the limits allow; return seconds until a retry."""
+        now = self.clock.now()
+        await self._beat(now)
+        dead_before = now - DEAD_AFTER
+        async with self.read_session_factory() as session:
+            heads = await DeliveryRepo(session).due_heads(now, limit=200, dead_before=dead_before)
+        next_wait = min(self.poll_interval, HEARTBEAT.total_seconds())
+        busy = set(self._in_flight.values())
+        chosen: list[Delivery] = []
+        for head in self.turns.order(heads):
+            if len(self._in_flight) + len(chosen) >= self.concurrency:
+                next_wait = 0.01  # come back as soon as a slot frees
+                break
+            if head.stream in busy:
+                continue
+            wait = self.limiter.reserve(head.chat_id, edit=head.method.startswith("Edit"))
+            if wait > 0:
+                next_wait = min(next_wait, wait)
+                continue
+            busy.add(head.stream)
+            chosen.append(head)
+            self.turns.served(head)
+        if not chosen:
+            return next_wait
+        async with transaction(self.session_factory) as uow:
+            session = uow.session
+            repo = DeliveryRepo(session)
+            claimed = await repo.claim_many(
+                [head.id for head in chosen],
+                now=now,
+                until=self.clock.now() + LEASE,
+                owner=self.instance_id,
+                dead_before=dead_before,
+            )
+            # Albums and coalesced relays take in more messages until they are claimed: what
+            # is sent is what they hold at the claim, not at the read above.
+            growing = [h.id for h in chosen if h.id in claimed and Refs.of(h).grows]
+            fresh = await repo.get_many(growing) if growing else {}
+        for head in chosen:
+            if head.id not in claimed:
+                continue  # another process took it
+            if head.id in fresh:
+                head.payload, head.context = fresh[head.id].payload, fresh[head.id].context
+            head.attempts += 1
+            self._in_flight[head.id] = head.stream
+            task = asyncio.create_task(self._deliver(head))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return next_wait
+
+    async def _deliver(self, delivery: Delivery) -> None:
+        outcome = _Outcome(delivery)
+        try:
+            outcome = await self._send(delivery)
+        except Exception as exc:
+            log.exception("delivery %s crashed", delivery.id)
+            outcome.failure = Failure(FailureKind.RETRY, f"{type(exc).__name__}: {exc}", 300.0)
+        finally:
+            self._outcomes.append(outcome)
+            self._wake.set()
+
+    async def _send(self, delivery: Delivery) -> _Outcome:
+        outcome = _Outcome(delivery)
+        done_before: list[int] = list((delivery.result or {}).get("message_ids") or [])
+        try:
+            payload = dict(delivery.payload)
+            if payload.get("chat_id") in self._moved:
+                payload["chat_id"] = self._moved[payload["chat_id"]]
+            refs = Refs.of(delivery)
+            if self.outcomes.prepare is not None or refs.reply_to_delivery or refs.target_delivery:
+                async with self.read_session_factory() as session:
+                    await self._refer(session, refs, payload)
+                    if self.outcomes.prepare is not None:
+                        await self.outcomes.prepare(session, delivery, payload)
+            calls = build_calls(delivery, payload)
+            placement = await self._place(delivery)
+            if placement is not None:
+                outcome.topic = await self._topic(delivery, placement)
+        except NothingToSendError as exc:
+            outcome.failure = Failure(FailureKind.NOTHING_TO_DO, str(exc))
+            return outcome
+        except Exception as exc:  # noqa: BLE001 - creating the topic failed: classified
+            return self._failed_with(outcome, exc)
+        # Parts of a long text sent by an earlier attempt are not sent again.
+        outcome.ids = done_before
+        for call in calls[len(done_before) :]:
+            if outcome.topic is not None:
+                call.message_thread_id = outcome.topic  # type: ignore[attr-defined]
+            try:
+                outcome.ids += message_ids(await self._call(delivery, call, outcome))
+            except TelegramBadRequest as exc:
+                if not harmless(exc):
+                    return self._failed_with(outcome, exc)
+            except Exception as exc:  # noqa: BLE001 - every API error is classified and recorded
+                return self._failed_with(outcome, exc)
+        return outcome
+
+    async def _refer(self, session: AsyncSession, refs: Refs, payload: dict[str, Any]) -> None:
+        """Message ids known only once an earlier delivery of the same stream was sent: the
+        message to reply to, or the one to edit."""
+        repo = DeliveryRepo(session)
+        if refs.reply_to_delivery is not None:
+            earlier = await repo.get(refs.reply_to_delivery)
+            ids = (earlier.result or {}).get("message_ids") if earlier else None
+            if ids:
+                payload["reply_parameters"] = {
+                    "message_id": ids[0],
+                    "allow_sending_without_reply": True,
+                }
+        if refs.target_delivery is not None:
+            target = await repo.get(refs.target_delivery)
+            ids = (target.result or {}).get("message_ids") if target else None
+            if not ids:
+                raise NothingToSendError(f"delivery {refs.target_delivery} sent no message")
+            payload["message_id"] = ids[0]
+
+    async def _call(self, delivery: Delivery, call: TelegramMethod[Any], outcome: _Outcome) -> Any:
+        try:
+            return await self.bot(call, request_timeout=REQUEST_TIMEOUT)
+        except TelegramBadRequest as exc:
+            if outcome.topic is None or "thread not found" not in exc.message:
+                raise
+        # Someone deleted the topic: a new one, and the message goes there.
+        log.warning("topic of %s is gone; creating it again", delivery.stream)
+        placement = await self._place(delivery, recreate=True)
+        if placement is None or placement.create_named is None:
+            raise NothingToSendError(f"no topic for {delivery.stream}")
+        outcome.topic = await self._topic(delivery, placement, recreate=True)
+        outcome.recreated = True
+        call.message_thread_id = outcome.topic  # type: ignore[attr-defined]
+        if "reply_parameters" in type(call).model_fields:
+            call.reply_parameters = None  # type: ignore[attr-defined]  # was in the old topic
+        return await self.bot(call, request_timeout=REQUEST_TIMEOUT)
+
+    def _failed_with(self, outcome: _Outcome, exc: BaseException) -> _Outcome:
+        delivery = outcome.delivery
+        outcome.failure = classify(exc, delivery)
+        if isinstance(exc, TelegramMigrateToChat):
+            # The group became a supergroup with a new id: follow it and send there.
+            self._moved[delivery.chat_id] = exc.migrate_to_chat_id
+            outcome.moved_to = exc.migrate_to_chat_id
+        elif outcome.failure.kind is FailureKind.FORBIDDEN and outcome.failure.retry_in:
+            self._locked_out.add(delivery.chat_id)
+            self.limiter.pause(delivery.chat_id, outcome.failure.retry_in)
+        if isinstance(exc, TelegramRetryAfter):
+            self.limiter.pause(delivery.chat_id, exc.retry_after)
+        return outcome
+
+    async def _place(self, delivery: Delivery, *, recreate: bool = False) -> Placement | None:
+        """Whether the delivery goes to a forum topic (the services decide), and which."""
+        if self.outcomes.place is None:
+            return None
+        if not recreate and delivery.ticket_number is not None:
+            known = self._topics.get((delivery.chat_id, delivery.ticket_number))
+            if known is not None:
+                return Placement(thread_id=known)
+        async with self.read_session_factory() as session:
+            return await self.outcomes.place(session, delivery, recreate)
+
+    async def _topic(
+        self, delivery: Delivery, placement: Placement, *, recreate: bool = False
+    ) -> int:
+        """The topic's id, created the first time it is needed. All deliveries of one subject
+        in a group are one stream, sent one at a time: a subject never gets two topics."""
+        if placement.thread_id is not None and not recreate:
+            return placement.thread_id
+        assert placement.create_named is not None
+        topic = await self.bot(
+            methods.CreateForumTopic(chat_id=delivery.chat_id, name=placement.create_named),
+            request_timeout=REQUEST_TIMEOUT,
+        )
+        if delivery.ticket_number is not None:
+            self._topics[(delivery.chat_id, delivery.ticket_number)] = topic.message_thread_id
+        return topic.message_thread_id
+
+    async def _record_outcomes(self) -> None:
+        """Keep what the finished sends did, all in one transaction (one by one if the batch
+        cannot be kept, so one bad record never holds up the others). Whatever happens, the
+        streams of the outcomes kept are let go; those that could not be kept are tried again
+        (the message was sent: recording it beats sending it again) and, after a few tries,
+        let go too, so no chat waits for a restart."""
+        if not self._outcomes:
+            return
+        outcomes, self._outcomes = self._outcomes, []
+        kept: list[_Outcome] = []
+        try:
+            await self._keep(outcomes)
+            kept = outcomes
+        except Exception:
+            log.exception("recording %d delivery outcomes failed; one by one", len(outcomes))
+            for outcome in outcomes:
+                try:
+                    await self._keep([outcome])
+                    kept.append(outcome)
+                except Exception:
+                    outcome.record_attempts += 1
+                    if outcome.record_attempts < RECORD_ATTEMPTS:
+                        self._outcomes.append(outcome)
+                        log.exception(
+                            "delivery %s: outcome not recorded; will retry", outcome.delivery.id
+                        )
+                    else:
+                        log.exception(
+                            "delivery %s: outcome lost; its stream goes on", outcome.delivery.id
+                        )
+                        kept.append(outcome)
+        finally:
+            for outcome in kept:
+                self._release(outcome)
+
+    def _release(self, outcome: _Outcome) -> None:
+        self._in_flight.pop(outcome.delivery.id, None)
+        number = outcome.delivery.ticket_number
+        if number is not None and outcome.topic is not None:
+            self._topics.pop((outcome.delivery.chat_id, number), None)
+
+    async def _keep(self, outcomes: Sequence[_Outcome]) -> None:
+        now = self.clock.now()
+        async with transaction(self.session_factory) as uow:
+            session = uow.session
+            rows = await DeliveryRepo(session).get_many([o.delivery.id for o in outcomes])
+            for outcome in outcomes:
+                row = rows.get(outcome.delivery.id)
+                if row is None:
+                    continue
+                if outcome.moved_to is not None:
+                    await call_each(session, self.outcomes.moved, row.chat_id, outcome.moved_to)
+                if outcome.topic is not None:
+                    await call_each(
+                        session, self.outcomes.topic_created, row, outcome.topic, outcome.recreated
+                    )
+                if outcome.failure is None:
+                    await self._succeeded(session, row, outcome.ids, now)
+                else:
+                    await self._failed(session, row, outcome, now)
+
+    async def _failed(
+        self, session: AsyncSession, row: Delivery, outcome: _Outcome, now: datetime
+    ) -> None:
+        failure = outcome.failure
+        assert failure is not None
+        row.error = failure.error
+        row.claimed_until = None
+        row.claimed_by = None
+        if outcome.ids:
+            row.result = {"message_ids": outcome.ids}  # the parts sent: not sent again
+        if failure.kind is FailureKind.FORBIDDEN and failure.retry_in is not None:
+            # The handlers tell people once (they keep whether they did); the queue waits.
+            await call_each(session, self.outcomes.access_lost, row.chat_id)
+        if failure.retry_in is not None:
+            row.not_before = now + timedelta(seconds=failure.retry_in)
+            log.warning(
+                "delivery %s to %s: %s; retry in %.1fs",
+                row.id,
+                row.chat_id,
+                failure.error,
+                failure.retry_in,
+            )
+            return
+        row.status = "failed"
+        log.error("delivery %s to %s failed for good: %s", row.id, row.chat_id, failure.error)
+        await call_each(session, self.outcomes.failed, row, failure)
+
+    async def _succeeded(
+        self, session: AsyncSession, row: Delivery, ids: list[int], now: datetime
+    ) -> None:
+        row.status, row.sent_at, row.error = "sent", now, None
+        row.result = {"message_ids": ids}
+        if row.chat_id in self._locked_out:
+            self._locked_out.discard(row.chat_id)
+            await call_each(session, self.outcomes.access_back, row.chat_id)
+        await call_each(session, self.outcomes.sent, row, ids)

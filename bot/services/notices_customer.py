@@ -1,0 +1,86 @@
+"""What the request and resolution use cases tell a ticket's customer, as data.
+
+Each notice is rendered in the customer's language by the ``Renderer`` the service was given
+(``bot/services/rendering.py``), implemented at the edge with the texts and buttons.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from bot.domain.tickets import Kind, Priority
+
+
+@dataclass(frozen=True, slots=True)
+class Registered:
+    """The request is registered; ``opens_at``: support is closed now and opens then."""
+
+    number: int
+    topic: str
+    kind: Kind
+    priority: Priority
+    opens_at: datetime | None
+    now: datetime
+    hours_text: str
+    tz: ZoneInfo
+
+
+@dataclass(frozen=True, slots=True)
+class AfterHours:
+    """A follow-up arrived out of support hours (told once per ticket)."""
+
+    number: int
+    opens_at: datetime
+    now: datetime
+    hours_text: str
+    tz: ZoneInfo
+
+
+@dataclass(frozen=True, slots=True)
+class ConfirmQuestion:
+    """Support answered: Solved / Not solved, closing by itself after ``auto_close_after``."""
+
+    number: int
+    auto_close_after: timedelta
+
+
+@dataclass(frozen=True, slots=True)
+class StillResolved:
+    """The customer wrote to a resolved ticket: relayed, and the same question again."""
+
+    number: int
+
+
+@dataclass(frozen=True, slots=True)
+class Reminder:
+    """The question once more, ``left`` before the ticket closes by itself."""
+
+    number: int
+    left: timedelta
+
+
+@dataclass(frozen=True, slots=True)
+class Reopened:
+    number: int
+
+
+@dataclass(frozen=True, slots=True)
+class ClosedConfirmed:
+    number: int
+
+
+@dataclass(frozen=True, slots=True)
+class ClosedAuto:
+    number: int
+
+
+@dataclass(frozen=True, slots=True)
+class ClosedByCustomer:
+    number: int
+
+
+@dataclass(frozen=True, slots=True)
+class AskRating:
+    number: int
