@@ -302,27 +302,9 @@ def _json(markup: InlineKeyboardMarkup) -> dict[str, Any]:
 
 
 def card(notice: notices.Card, locale: str) -> Rendered:
-    data = ticket_views.CardData(
-        number=notice.number,
-        kind=notice.kind,
-        priority=notice.priority,
-        status=notice.status,
-        topic=notice.topic,
-        account_number=notice.account_number,
-        description=notice.description,
-        customer_id=notice.customer_id,
-        customer_name=notice.customer_name,
-        customer_username=notice.customer_username,
-        customer_locale=notice.customer_locale,
-        assignee_name=notice.assignee_name,
-        line=notice.line,
-        created_at=notice.created_at,
-        attachments=notice.attachments,
-        reopened=notice.reopened,
-        sla=sla_line(notice.sla, locale) if notice.sla is not None else None,
-    )
+    sla = sla_line(notice.sla, locale) if notice.sla is not None else None
     return Rendered(
-        ticket_views.staff_card(data, tz=notice.tz, locale=locale),
+        ticket_views.staff_card(notice, sla=sla, locale=locale),
         _json(kb.card(notice.number, notice.status)),
     )
 

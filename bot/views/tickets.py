@@ -11,9 +11,10 @@ from aiogram import html
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.i18n import ngettext
 
-from bot.domain.tickets import Kind, Priority, Status
+from bot.domain.tickets import Kind, Status
 from bot.services.notices_customer import AfterHours, Registered
 from bot.services.notices_desk import CoalescedEdit, CoalescedHeader
+from bot.services.notices_staff import Card
 from bot.services.rendering import Rendered
 from bot.views.formatting import clock_time, opening, when
 from bot.views.labels import STATUS_ICON, kind_label, priority_label, status_label
@@ -30,28 +31,8 @@ def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
-@dataclass(frozen=True, slots=True)
-class CardData:
-    number: int
-    kind: Kind
-    priority: Priority
-    status: Status
-    topic: str
-    account_number: str
-    description: str
-    customer_id: int
-    customer_name: str
-    customer_username: str | None
-    customer_locale: str
-    assignee_name: str | None
-    line: int
-    created_at: datetime
-    attachments: int
-    reopened: int = 0
-    sla: str | None = None
-
-
-def staff_card(card: CardData, *, tz: ZoneInfo, locale: str) -> str:
+def staff_card(card: Card, *, sla: str | None, locale: str) -> str:
+    """The ticket's card (``sla``: its SLA line, already rendered, for an open ticket)."""
     username = f" @{quote(card.customer_username)}" if card.customer_username else ""
     customer = (
         f'<a href="tg://user?id={card.customer_id}">{quote(card.customer_name)}</a>'
@@ -69,12 +50,12 @@ def staff_card(card: CardData, *, tz: ZoneInfo, locale: str) -> str:
             assignee=quote(card.assignee_name) if card.assignee_name else "—"
         ),
         _("Line: {line}").format(line=card.line),
-        _("Opened: {when}").format(when=when(card.created_at, tz, locale)),
+        _("Opened: {when}").format(when=when(card.created_at, card.tz, locale)),
     ]
     if card.reopened:
         lines.append(_("Reopened: {count}").format(count=card.reopened))
-    if card.sla:
-        lines.append(card.sla)
+    if sla:
+        lines.append(sla)
     if card.attachments:
         lines.append(
             ngettext(
