@@ -6,6 +6,8 @@ import re
 
 from playwright.sync_api import Locator, Page, expect
 
+from tests.waiting import eventually_sync
+
 NUMBER = re.compile(r"#(\d+)")
 
 
@@ -20,10 +22,18 @@ class Ui:
         expect(self.page.locator("#chat-list .chat").first).to_be_visible()
 
     def open_chat(self, title: str) -> None:
-        entry = self.page.locator("#chat-list .chat", has_text=title).first
-        expect(entry).to_be_visible()
-        entry.click()
-        expect(entry).to_have_attribute("aria-current", "true")
+        """Open the chat whose entry shows ``title``. Just after ``be()`` the list may still be
+        the previous person's and be drawn anew under the click: click until the open chat is
+        the one asked for."""
+        current = self.page.locator('#chat-list .chat[aria-current="true"]')
+
+        def opened() -> bool:
+            entry = self.page.locator("#chat-list .chat", has_text=title).first
+            expect(entry).to_be_visible()
+            entry.click()
+            return title in (current.first.locator(".title").text_content(timeout=5000) or "")
+
+        eventually_sync(opened, f"the chat {title!r} did not open", within=20, every=0.5)
 
     def type(self, text: str) -> None:
         box = self.page.locator("#text")
