@@ -1,7 +1,8 @@
 """Relay throughput and latency of the running desk, side by side with a bare aiogram echo bot.
 
-    python -m benchmarks.relay_throughput [--customers 200] [--messages 5] [--repeat 1]
-                                          [--json PATH] [--profile PATH]
+    python -m benchmarks.relay_throughput [--preset many|few|both] [--customers N] [--messages M]
+                                          [--repeat 1] [--json PATH] [--profile PATH]
+                                          [--count] [--py-spy PATH]
 
 Both bots run as processes against the emulated Bot API (:class:`bot.emulator.FakeTelegram`,
 in this process, on 127.0.0.1, without Telegram's rate limits). Each gets the same burst:
@@ -12,6 +13,12 @@ the staff group exactly once, as the copy the bot makes of it. Measured:
 * latency of each message: copy stored − update enqueued (p50/p90/p99/max);
 * peak RSS of the bot process (VmHWM) and its CPU time during the burst;
 * lost and duplicated tokens: any of them makes the exit status non-zero.
+
+Presets: ``many`` (the default) is 200 customers x 5 texts, ``few`` 3 customers x 334 texts
+(beyond their pace: most of it reaches staff coalesced), ``both`` runs one after the other.
+``--count`` runs the desk under :mod:`benchmarks.desk_probe` and prints its database work per
+relayed message (statements, transactions, thread round trips) instead of timing it;
+``--py-spy PATH`` records the desk with py-spy during the burst.
 
 The echo bot (:mod:`benchmarks.echo_bot`) answers each private text with one ``copyMessage``
 to the staff group, the Bot API work the desk does per follow-up. The desk (``python -m bot``)
@@ -44,6 +51,7 @@ import aiogram
 import aiohttp
 
 from bot.emulator import FakeTelegram, FakeUser
+from bot.emulator.world import StoredMessage
 
 ROOT = Path(__file__).resolve().parents[1]
 STAFF_CHAT_ID = -1001000000001
@@ -59,6 +67,8 @@ LIMITS_NOTE = (
 )
 TOKEN_RE = re.compile(r"bench:([a-z]+):(\d+):(\d+)")
 POLL_INTERVAL = 0.01
+# Customers x texts per customer, about 1,000 messages each.
+PRESETS = {"many": (200, 5), "few": (3, 334)}
 
 
 # ====================================================================== results
@@ -75,10 +85,13 @@ class RunResult:
     throughput_per_s: float
     latency_ms: dict[str, float]  # p50, p90, p99, max, mean
     peak_rss_mib: float
+    start_peak_rss_mib: float  # VmHWM when the burst began: start-up and warm-up
     cpu_s: float  # the bot process's user+system time during the burst
     main_thread_cpu_s: float  # of which its main thread's (the event loop)
     api_calls: dict[str, int]  # the bot's Bot API calls during the burst, by method
     timed_out: bool = False
+    # With --count: the desk's database work during the burst, by part of the desk.
+    db_work: dict[str, dict[str, int]] = field(default_factory=dict)
     log_tail: list[str] = field(default_factory=list)
 
     @property
@@ -145,11 +158,20 @@ def _read_log(path: Path) -> str:
 class BotProcess:
     """One bot run as ``python -m ...`` with its output in a log file."""
 
-    def __init__(self, name: str, argv: Sequence[str], env: dict[str, str], log_path: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        env: dict[str, str],
+        log_path: Path,
+        *,
+        cwd: Path = ROOT,  # another checkout runs that checkout's code (benchmarks.burst)
+    ) -> None:
         self.name = name
         self.argv = list(argv)
         self.env = env
         self.log_path = log_path
+        self.cwd = cwd
         self.proc: asyncio.subprocess.Process | None = None
 
     @property
@@ -161,7 +183,7 @@ class BotProcess:
         log = _open_log(self.log_path)
         try:
             self.proc = await asyncio.create_subprocess_exec(
-                *self.argv, cwd=ROOT, env=self.env, stdout=log, stderr=asyncio.subprocess.STDOUT
+                *self.argv, cwd=self.cwd, env=self.env, stdout=log, stderr=asyncio.subprocess.STDOUT
             )
         finally:
             log.close()
@@ -235,10 +257,14 @@ class RelayObserver:
             stored = self.state.messages.get(message_id) or self.state.deleted.get(message_id)
             if stored is None:
                 continue
-            # A follow-up may also arrive merged with others into one message: count each.
-            for match in TOKEN_RE.finditer(self.fake.text_of(stored.data)):
-                self.arrivals[match.group(0)].append(stored.sent_at)
-                self.last_arrival = time.monotonic()
+            self.seen(message_id, stored)
+
+    def seen(self, message_id: int, stored: StoredMessage) -> None:
+        """One new message of the bot's (a subclass may note more about it)."""
+        # A follow-up may also arrive merged with others into one message: count each.
+        for match in TOKEN_RE.finditer(self.fake.text_of(stored.data)):
+            self.arrivals[match.group(0)].append(stored.sent_at)
+            self.last_arrival = time.monotonic()
 
     def missing(self, tokens: Sequence[str]) -> int:
         return sum(1 for token in tokens if token not in self.arrivals)
@@ -275,11 +301,11 @@ def follow_up(phase: str, customer: int, number: int) -> str:
 # ====================================================================== the desk's database
 
 
-async def migrate(env: dict[str, str], log_path: Path) -> None:
+async def migrate(env: dict[str, str], log_path: Path, *, cwd: Path = ROOT) -> None:
     log = _open_log(log_path)
     try:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot", "migrate", cwd=ROOT, env=env, stdout=log, stderr=log
+            sys.executable, "-m", "bot", "migrate", cwd=cwd, env=env, stdout=log, stderr=log
         )
     finally:
         log.close()
@@ -293,15 +319,21 @@ async def migrate(env: dict[str, str], log_path: Path) -> None:
         raise RuntimeError(f"python -m bot migrate exited with {code}:\n{_read_log(log_path)}")
 
 
-async def post_cards(fake: FakeTelegram, count: int) -> list[int]:
-    """The staff cards of the seeded tickets, sent through the emulated API as the bot would."""
+async def post_cards(
+    fake: FakeTelegram, count: int, threads: Sequence[int] | None = None
+) -> list[int]:
+    """The staff cards of the seeded tickets, sent through the emulated API as the bot would
+    (into each ticket's forum topic, ``threads``, if given)."""
     url = f"{fake.url}/bot{fake.token}/sendMessage"
     ids: list[int] = []
     timeout = aiohttp.ClientTimeout(total=30)
     async with aiohttp.ClientSession(timeout=timeout) as http:
         for number in range(1, count + 1):
             text = f"#{number} · P2 · In progress\nCannot log in (seeded for the benchmark)"
-            async with http.post(url, json={"chat_id": STAFF_CHAT_ID, "text": text}) as response:
+            card: dict[str, Any] = {"chat_id": STAFF_CHAT_ID, "text": text}
+            if threads is not None:
+                card["message_thread_id"] = threads[number - 1]
+            async with http.post(url, json=card) as response:
                 body = await response.json()
             if not body.get("ok"):
                 raise RuntimeError(f"sendMessage of a card failed: {body}")
@@ -309,8 +341,14 @@ async def post_cards(fake: FakeTelegram, count: int) -> list[int]:
     return ids
 
 
-def seed_tickets(database_url: str, customers: Sequence[FakeUser], cards: Sequence[int]) -> None:
-    """One open ticket (in progress, answered, with its card) per customer."""
+def seed_tickets(
+    database_url: str,
+    customers: Sequence[FakeUser],
+    cards: Sequence[int],
+    threads: Sequence[int] | None = None,
+) -> None:
+    """One open ticket (in progress, answered, with its card, in its forum topic ``threads`` if
+    given) per customer."""
     from sqlalchemy import create_engine
     from sqlalchemy.orm import Session
 
@@ -351,6 +389,7 @@ def seed_tickets(database_url: str, customers: Sequence[FakeUser], cards: Sequen
                         first_response_at=now,
                         reopened_count=0,
                         staff_chat_id=STAFF_CHAT_ID,
+                        staff_thread_id=threads[index] if threads is not None else None,
                         card_message_id=card,
                     )
                 )
@@ -368,6 +407,8 @@ class Params:
     timeout: float
     stall: float
     profile: Path | None
+    count: bool = False
+    py_spy: Path | None = None
 
 
 async def run_bot(kind: str, params: Params, workdir: Path) -> RunResult:
@@ -405,7 +446,10 @@ async def run_bot(kind: str, params: Params, workdir: Path) -> RunResult:
             cards = await post_cards(fake, len(users))
             await asyncio.to_thread(seed_tickets, database_url, users, cards)
             argv = [sys.executable, "-m", "bot"]
-            if params.profile is not None:
+            if params.count:
+                argv = [sys.executable, "-m", "benchmarks.desk_probe"]
+                env["BENCH_PROBE_OUT"] = str(workdir / "probe.json")
+            elif params.profile is not None:
                 argv[1:1] = ["-m", "cProfile", "-o", str(params.profile)]
         bot = BotProcess(kind, argv, env, log_path)
         await bot.start()
@@ -435,7 +479,11 @@ async def _burst(
     await asyncio.sleep(0.5)
     observer.scan()
 
+    probe = Path(bot.env["BENCH_PROBE_OUT"]) if "BENCH_PROBE_OUT" in bot.env else None
+    db_before = await _probe(bot, probe) if probe is not None else {}
+    spy = await _start_py_spy(bot.pid, params.py_spy) if params.py_spy and kind == "desk" else None
     calls_before = len(fake.calls)
+    start_rss = peak_rss_mib(bot.pid)
     cpu_before = cpu_seconds(bot.pid)
     main_before = cpu_seconds(bot.pid, main_thread_only=True)
     enqueued: dict[str, float] = {}
@@ -452,6 +500,9 @@ async def _burst(
     cpu = cpu_seconds(bot.pid) - cpu_before
     main_cpu = cpu_seconds(bot.pid, main_thread_only=True) - main_before
     rss = peak_rss_mib(bot.pid)
+    if spy is not None:
+        await _stop_py_spy(spy)
+    db_work = _difference(await _probe(bot, probe), db_before) if probe is not None else {}
 
     arrivals = {t: observer.arrivals[t] for t in tokens if t in observer.arrivals}
     latencies = [(min(times) - enqueued[t]) * 1000 for t, times in arrivals.items()]
@@ -468,14 +519,93 @@ async def _burst(
         throughput_per_s=len(arrivals) / elapsed,
         latency_ms=percentiles(latencies),
         peak_rss_mib=rss,
+        start_peak_rss_mib=start_rss,
         cpu_s=cpu,
         main_thread_cpu_s=main_cpu,
         api_calls=dict(methods.most_common()),
         timed_out=not completed,
+        db_work=db_work,
     )
     if result.faulty:
         result.log_tail = bot.log().splitlines()
     return result
+
+
+# ====================================================================== probes
+
+
+async def _probe(bot: BotProcess, path: Path) -> dict[str, dict[str, int]]:
+    """The desk_probe's counters now (it writes them on SIGUSR1)."""
+    before = _mtime(path)
+    assert bot.proc is not None
+    bot.proc.send_signal(signal.SIGUSR1)
+    for _ in range(500):
+        if _mtime(path) != before:
+            return dict(json.loads(_read_log(path)))
+        await asyncio.sleep(0.01)
+    raise TimeoutError("the desk probe wrote no counters")
+
+
+def _mtime(path: Path) -> int | None:
+    return path.stat().st_mtime_ns if path.exists() else None
+
+
+def _difference(
+    after: dict[str, dict[str, int]], before: dict[str, dict[str, int]]
+) -> dict[str, dict[str, int]]:
+    work: dict[str, dict[str, int]] = {}
+    for part, counts in after.items():
+        earlier = before.get(part, {})
+        diff = {key: n - earlier.get(key, 0) for key, n in counts.items()}
+        work[part] = {key: n for key, n in diff.items() if n}
+    return {part: counts for part, counts in work.items() if counts}
+
+
+async def _start_py_spy(pid: int, path: Path) -> asyncio.subprocess.Process:
+    spy = await asyncio.create_subprocess_exec(
+        "py-spy", "record", "--pid", str(pid), "--rate", "250", "--gil", "--format", "raw",
+        "-o", str(path), stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    await asyncio.sleep(0.5)  # attached before the burst starts
+    return spy
+
+
+async def _stop_py_spy(spy: asyncio.subprocess.Process) -> None:
+    if spy.returncode is None:
+        spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+    _, err = await spy.communicate()
+    if spy.returncode not in (0, -signal.SIGINT):
+        print(f"  py-spy exited with {spy.returncode}: {err.decode(errors='replace')}")
+
+
+def db_work_table(result: RunResult) -> str:
+    """Per relayed message, by part of the desk: the --count figures."""
+    sent = max(result.sent, 1)
+    parts = sorted(result.db_work, key=lambda part: (part != "intake", part))
+    lines = [f"database work per relayed message ({result.sent} messages):"]
+    for part in parts:
+        counts = result.db_work[part]
+        updates = counts.get("updates")
+        head = f"  {part}" + (
+            f" ({updates} updates in {counts.get('batches', 0)} batches)" if updates else ""
+        )
+        lines.append(head)
+        for key in (
+            "statements",
+            "commits",
+            "rollbacks",
+            "savepoints",
+            "thread round trips",
+            "asyncio.to_thread calls",
+        ):
+            if key in counts:
+                lines.append(f"    {key:<22} {counts[key] / sent:8.2f}")
+        kinds = sorted(
+            ((k[5:], n) for k, n in counts.items() if k.startswith("sql: ")), key=lambda kv: -kv[1]
+        )
+        for kind, n in kinds:
+            lines.append(f"      {kind:<36} {n / sent:6.2f}")
+    return "\n".join(lines)
 
 
 # ====================================================================== report
@@ -525,6 +655,7 @@ def table(echo: RunResult, desk: RunResult) -> str:
         ".2f",
     )
     add("peak RSS (VmHWM), MiB", echo.peak_rss_mib, desk.peak_rss_mib, ".1f")
+    add("  of which before the burst", echo.start_peak_rss_mib, desk.start_peak_rss_mib, ".1f")
 
     def calls(result: RunResult) -> str:
         relay = result.api_calls.get("copyMessage", 0)
@@ -569,8 +700,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.relay_throughput", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument("--customers", type=int, default=200, help="customers writing at once")
-    parser.add_argument("--messages", type=int, default=5, help="texts per customer")
+    parser.add_argument(
+        "--preset",
+        choices=[*PRESETS, "both"],
+        help="many: 200 customers x 5 texts (the default); few: 3 x 334; both: one, then the other",
+    )
+    parser.add_argument("--customers", type=int, help="customers writing at once")
+    parser.add_argument("--messages", type=int, help="texts per customer")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each bot (median shown)")
     parser.add_argument("--timeout", type=float, default=90.0, help="max seconds per burst")
     parser.add_argument(
@@ -580,36 +716,90 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--profile", type=Path, help="run the desk under cProfile and write its stats here"
     )
+    parser.add_argument(
+        "--count",
+        action="store_true",
+        help="count the desk's statements, transactions and thread round trips (slows it)",
+    )
+    parser.add_argument("--py-spy", type=Path, help="record the desk's burst with py-spy here")
     args = parser.parse_args(argv)
-    if args.customers < 1 or args.messages < 1 or args.repeat < 1:
+    if args.preset is not None and (args.customers or args.messages):
+        parser.error("--preset and --customers/--messages exclude each other")
+    if args.preset is None:
+        preset = PRESETS["many"]
+        args.bursts = [(args.customers or preset[0], args.messages or preset[1])]
+    elif args.preset == "both":
+        args.bursts = [PRESETS["few"], PRESETS["many"]]
+    else:
+        args.bursts = [PRESETS[args.preset]]
+    if any(n < 1 for burst in args.bursts for n in burst) or args.repeat < 1:
         parser.error("--customers, --messages and --repeat must be positive")
     return args
 
 
 async def amain(args: argparse.Namespace) -> int:
-    params = Params(
-        customers=args.customers,
-        messages=args.messages,
-        timeout=args.timeout,
-        stall=args.stall,
-        profile=args.profile.resolve() if args.profile else None,
-    )
     info = machine()
     print(
         f"machine: {info['cpu']}, {info['cores']} cores ({info['usable_cores']} usable), "
         f"Python {info['python']}, aiogram {info['aiogram']}, aiohttp {info['aiohttp']}, "
         f"SQLAlchemy {info['sqlalchemy']}"
     )
-    print(
-        f"burst: {params.customers} customers x {params.messages} texts = "
-        f"{params.customers * params.messages} messages, repeat {args.repeat}; "
-        "emulator in this process on 127.0.0.1, enforce_limits=False"
-    )
     print(LIMITS_NOTE, flush=True)
+    if args.count:
+        print("--count: the desk runs with counting hooks; its timings here are not its own.")
+    reports: list[dict[str, Any]] = []
+    faulty: list[RunResult] = []
+    for customers, messages in args.bursts:
+        params = Params(
+            customers=customers,
+            messages=messages,
+            timeout=args.timeout,
+            stall=args.stall,
+            profile=args.profile.resolve() if args.profile else None,
+            count=args.count,
+            py_spy=args.py_spy.resolve() if args.py_spy else None,
+        )
+        report = await _one_burst(params, args.repeat)
+        reports.append(report)
+        faulty += [r for rs in (report["echo"], report["desk"]) for r in rs if r.faulty]
+    if args.json:
+        bursts = [
+            {
+                "parameters": {
+                    "customers": report["params"].customers,
+                    "messages": report["params"].messages,
+                    "repeat": args.repeat,
+                    "desk_delivery_limits": UNLIMITED,
+                },
+                "throughput_ratio": report["ratio"],
+                "echo": [asdict(r) for r in report["echo"]],
+                "desk": [asdict(r) for r in report["desk"]],
+            }
+            for report in reports
+        ]
+        args.json.write_text(json.dumps({"machine": info, "bursts": bursts}, indent=2))
+        print(f"figures written to {args.json}")
+    if args.profile is not None:
+        print(f"cProfile stats of the last desk run: {args.profile}")
+    if args.py_spy is not None:
+        print(f"py-spy samples of the last desk run: {args.py_spy}")
+    if faulty:
+        print(f"FAILED: {len(faulty)} run(s) lost, duplicated or timed out", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def _one_burst(params: Params, repeat: int) -> dict[str, Any]:
+    print(
+        f"\nburst: {params.customers} customers x {params.messages} texts = "
+        f"{params.customers * params.messages} messages, repeat {repeat}; "
+        "emulator in this process on 127.0.0.1, enforce_limits=False",
+        flush=True,
+    )
     runs: dict[str, list[RunResult]] = {"echo": [], "desk": []}
-    for attempt in range(args.repeat):
+    for attempt in range(repeat):
         for kind in ("echo", "desk"):
-            print(f"run {attempt + 1}/{args.repeat}: {kind}", flush=True)
+            print(f"run {attempt + 1}/{repeat}: {kind}", flush=True)
             with tempfile.TemporaryDirectory(prefix=f"relay-bench-{kind}-") as tmp:
                 result = await run_bot(kind, params, Path(tmp))
             runs[kind].append(result)
@@ -625,36 +815,15 @@ async def amain(args: argparse.Namespace) -> int:
     echo, desk = median_run(runs["echo"]), median_run(runs["desk"])
     ratio = desk.throughput_per_s / echo.throughput_per_s if echo.throughput_per_s else 0.0
     print()
+    print(f"{params.customers} customers x {params.messages} texts, median of {repeat}:")
     print(table(echo, desk))
     print()
     verdict = "meets" if ratio >= 0.7 else "BELOW"
     print(f"desk/echo throughput: {ratio:.2f} ({verdict} the target of >= 0.70)")
-    faulty = [r for rs in runs.values() for r in rs if r.faulty]
-    if args.json:
-        args.json.write_text(
-            json.dumps(
-                {
-                    "machine": info,
-                    "parameters": {
-                        "customers": params.customers,
-                        "messages": params.messages,
-                        "repeat": args.repeat,
-                        "desk_delivery_limits": UNLIMITED,
-                    },
-                    "throughput_ratio": ratio,
-                    "echo": [asdict(r) for r in runs["echo"]],
-                    "desk": [asdict(r) for r in runs["desk"]],
-                },
-                indent=2,
-            )
-        )
-        print(f"figures written to {args.json}")
-    if params.profile is not None:
-        print(f"cProfile stats of the last desk run: {params.profile}")
-    if faulty:
-        print(f"FAILED: {len(faulty)} run(s) lost, duplicated or timed out", file=sys.stderr)
-        return 1
-    return 0
+    if desk.db_work:
+        print()
+        print(db_work_table(desk))
+    return {"params": params, "echo": runs["echo"], "desk": runs["desk"], "ratio": ratio}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

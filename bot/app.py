@@ -53,6 +53,7 @@ from bot.middlewares.user import LocaleMiddleware, UserMiddleware
 from bot.polling import Poller
 from bot.services.assignment import Assignment
 from bot.services.cards import Cards
+from bot.services.coalescing import Coalescer
 from bot.services.desk_config import DeskConfig
 from bot.services.desk_outcomes import DeskOutcomes
 from bot.services.isolation import KeyedEventIsolation
@@ -266,6 +267,7 @@ class Services:
     membership: Membership
     pace: CustomerPace
     desk_outcomes: DeskOutcomes
+    coalescer: Coalescer
 
     def for_handlers(self) -> dict[str, Any]:
         """What handlers may take as parameters, by name."""
@@ -368,6 +370,8 @@ def create_services(
             undelivered=staff_relay.undelivered,
             repost_card=cards.repost,
         ),
+        # What a crowded staff group is sent instead of one message per customer message.
+        coalescer=Coalescer(config=desk, clock=clock, outbox=outbox, render=render),
     )
 
 
@@ -410,7 +414,7 @@ async def run(settings: Settings, *, clock: Clock | None = None) -> None:
         read_session_factory=database.reader,
         clock=clock,
         limiter=limiter,
-        outcomes=services.desk_outcomes.register(Outcomes()),
+        outcomes=services.coalescer.register(services.desk_outcomes.register(Outcomes())),
     )
     scheduler = create_scheduler(settings, database, clock, services, after_commit=sender.wake)
     dispatcher = create_dispatcher(

@@ -21,11 +21,13 @@ import signal
 from collections.abc import Callable
 
 from aiogram import Bot, Dispatcher
+from aiogram.dispatcher.middlewares.user_context import UserContextMiddleware
 from aiogram.methods import GetUpdates
 from aiogram.types import Update
 from aiogram.utils.backoff import Backoff, BackoffConfig
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.db.dialog_storage import DatabaseStorage
 from bot.db.uow import UnitOfWork, transaction
 from bot.failures import PoisonGuard
 
@@ -40,12 +42,18 @@ class UpdatesNotKeptError(Exception):
 
 class Poller:
     """With ``batch_sessions`` (SQLite: one writer at a time anyway), a batch of updates is
-    handled one after another in one transaction, each update in a savepoint, and committed
-    once: a commit per batch instead of per update. Without it, the updates of a batch are
-    handled concurrently, each in its own transaction.
+    handled one after another in one transaction, committed once: a commit per batch instead
+    of per update. Without it, the updates of a batch are handled concurrently, each in its
+    own transaction.
 
-    A batch whose transaction fails as a whole is handled again at once, one transaction per
-    update, so that the one update at fault is found and the others are kept."""
+    The first try at a batch reads ahead in a few statements what its updates will look up
+    (``UnitOfWork.read_ahead``) and has no savepoint per update, so their writes go out
+    together at the commit. If an update fails there, the whole batch is rolled back and
+    handled again with a savepoint per update: the failing update is retried and kept as
+    failed while the others are kept (a failure costs the batch twice, the common case a
+    few statements). A batch whose transaction fails even so is handled once more, one
+    transaction per update, so that the one update at fault is found and the others are
+    kept."""
 
     def __init__(
         self,
@@ -118,18 +126,15 @@ class Poller:
             )
         else:
             try:
-                await self._in_transaction(updates)
+                await self._in_transaction(updates, savepoints=False)
                 outcomes = [None] * len(updates)
-            except Exception as exc:  # noqa: BLE001 - whatever it was, the update is not kept
-                if len(updates) == 1:
-                    outcomes = [exc]
-                else:
-                    log.warning(
-                        "a batch of %d updates was not kept (%s); one transaction per update",
-                        len(updates),
-                        exc,
-                    )
-                    outcomes = [await self._alone(update) for update in updates]
+            except Exception as exc:  # noqa: BLE001 - handled again, with savepoints
+                log.warning(
+                    "a batch of %d updates is handled again with a savepoint per update: %s",
+                    len(updates),
+                    exc,
+                )
+                outcomes = await self._with_savepoints(updates)
         unkept = 0
         for update, outcome in zip(updates, outcomes, strict=True):
             if outcome is None:
@@ -143,6 +148,20 @@ class Poller:
         if unkept:
             raise UpdatesNotKeptError(f"{unkept} of {len(updates)} updates were not kept")
 
+    async def _with_savepoints(self, updates: list[Update]) -> list[BaseException | None]:
+        try:
+            await self._in_transaction(updates)
+        except Exception as exc:  # noqa: BLE001 - whatever it was, the update is not kept
+            if len(updates) == 1:
+                return [exc]
+            log.warning(
+                "a batch of %d updates was not kept (%s); one transaction per update",
+                len(updates),
+                exc,
+            )
+            return [await self._alone(update) for update in updates]
+        return [None] * len(updates)
+
     async def _alone(self, update: Update) -> Exception | None:
         try:
             await self._in_transaction([update])
@@ -150,14 +169,51 @@ class Poller:
             return exc
         return None
 
-    async def _in_transaction(self, updates: list[Update]) -> None:
+    async def _in_transaction(self, updates: list[Update], *, savepoints: bool = True) -> None:
         assert self.batch_sessions is not None
-        async with transaction(self.batch_sessions, after_commit=self.after_commit) as batch:
+        async with transaction(
+            self.batch_sessions, after_commit=self.after_commit, savepoints=savepoints
+        ) as batch:
             # The database first, the chats' locks (events isolation) second, as the replays of
             # failed updates do (bot/failures.py Replayer): the two never wait for each other.
             await batch.session.connection()
+            if not savepoints:
+                await self._read_ahead(batch, updates)
             for update in updates:
                 await self._handle(update, batch)
+            if not savepoints:
+                await batch.finish_read_ahead()
+
+    async def _read_ahead(self, batch: UnitOfWork, updates: list[Update]) -> None:
+        """What the updates' handlers will look up, read at once: the authors, the private
+        chats' open tickets, the dialog rows of each chat and author (under the key the
+        dispatcher's FSM gives them, every destiny)."""
+        storage = self.dispatcher.storage
+        users: set[int] = set()
+        customers: set[int] = set()
+        prefixes: set[str] = set()
+        for update in updates:
+            context = UserContextMiddleware.resolve_event_context(update)
+            if context.user is None or context.user.is_bot:
+                continue
+            users.add(context.user.id)
+            if context.chat is not None and context.chat.type == "private":
+                customers.add(context.user.id)
+            fsm = self.dispatcher.fsm.resolve_context(
+                self.bot,
+                chat_id=context.chat_id,
+                user_id=context.user_id,
+                thread_id=context.thread_id,
+                business_connection_id=context.business_connection_id,
+            )
+            if fsm is not None and isinstance(storage, DatabaseStorage):
+                prefixes.add(storage.prefix_of(fsm.key))
+        await batch.read_ahead(
+            update_ids=[update.update_id for update in updates],
+            user_ids=users,
+            customer_ids=customers,
+            dialog_prefixes=prefixes,
+        )
 
     async def _fetch(self, request: GetUpdates) -> list[Update] | None:
         fetch = asyncio.ensure_future(self.bot(request, request_timeout=self.timeout + 15))

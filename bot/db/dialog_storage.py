@@ -7,6 +7,8 @@ SQLite never waits on itself). Outside an update it uses a short session of its 
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -31,6 +33,11 @@ class DatabaseStorage(BaseStorage):
         self.clock = clock
         self.key_builder = DefaultKeyBuilder(with_destiny=True)
         self._bound: AsyncSession | None = None
+
+    def prefix_of(self, key: StorageKey) -> str:
+        """The prefix of the rows of every destiny of ``key``'s chat and user (a batch reads
+        them ahead: ``DialogRepo.read_ahead``)."""
+        return self.key_builder.build(dataclasses.replace(key, destiny=""))
 
     def bound(self, session: AsyncSession) -> DatabaseStorage:
         """This storage writing through ``session`` (an update's unit of work)."""
@@ -68,14 +75,19 @@ class DatabaseStorage(BaseStorage):
             repo = DialogRepo(session)
             row = await repo.get(self.key_builder.build(key))
             state = row.state if row is not None else None
+            # Copies all the way down, in and out: a list shared between the caller and the row
+            # would, changed in place, be both the row's old and new value, and never written.
             await repo.put(
-                self.key_builder.build(key), state=state, data=dict(data), now=self.clock.now()
+                self.key_builder.build(key),
+                state=state,
+                data=copy.deepcopy(dict(data)),
+                now=self.clock.now(),
             )
 
     async def get_data(self, key: StorageKey) -> dict[str, Any]:
         async with self._session(write=False) as session:
             row = await DialogRepo(session).get(self.key_builder.build(key))
-            return dict(row.data) if row is not None else {}
+            return copy.deepcopy(row.data) if row is not None else {}
 
     async def close(self) -> None:
         return None

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Callable, Iterable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import aiosqlite
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
@@ -27,12 +31,99 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
+_Outcome = tuple[Any, int, int | None, list[Any]]  # description, rowcount, lastrowid, rows
+
+
+def _run(connection: sqlite3.Connection, sql: str, parameters: Any, many: bool) -> _Outcome:
+    """One statement, start to finish, on the connection's own thread."""
+    cursor = connection.cursor()
+    try:
+        if many:
+            cursor.executemany(sql, parameters)
+        else:
+            cursor.execute(sql, parameters)
+        description = cursor.description
+        rows = cursor.fetchall() if description else []
+        return description, cursor.rowcount, cursor.lastrowid, rows
+    finally:
+        cursor.close()
+
+
+class _OneTripCursor:
+    """What SQLAlchemy's aiosqlite adapter uses of ``aiosqlite.Cursor``, in one trip to the
+    connection's thread per statement instead of four (make the cursor, execute, fetch, close:
+    each a hand-off to the thread and a wake-up of the event loop). The desk reads small
+    results, and no stream: the rows come back with the statement."""
+
+    arraysize = 1
+
+    def __init__(self, connection: aiosqlite.Connection) -> None:
+        self._connection = connection
+        self.description: Any = None
+        self.rowcount = -1
+        self.lastrowid: int | None = None
+        self._rows: list[Any] = []
+
+    async def __aenter__(self) -> _OneTripCursor:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.close()
+
+    async def _execute(self, sql: str, parameters: Any, *, many: bool) -> _OneTripCursor:
+        # aiosqlite's own hand-off to its thread (untyped).
+        handoff: Callable[..., Any] = self._connection._execute
+        outcome: _Outcome = await handoff(_run, self._connection._conn, sql, parameters, many)
+        self.description, self.rowcount, self.lastrowid, self._rows = outcome
+        return self
+
+    async def execute(self, sql: str, parameters: Iterable[Any] | None = None) -> _OneTripCursor:
+        return await self._execute(sql, () if parameters is None else parameters, many=False)
+
+    async def executemany(self, sql: str, parameters: Iterable[Iterable[Any]]) -> _OneTripCursor:
+        return await self._execute(sql, parameters, many=True)
+
+    async def fetchall(self) -> list[Any]:
+        rows, self._rows = self._rows, []
+        return rows
+
+    async def fetchmany(self, size: int | None = None) -> list[Any]:
+        count = self.arraysize if size is None else size
+        rows, self._rows = self._rows[:count], self._rows[count:]
+        return rows
+
+    async def fetchone(self) -> Any:
+        return self._rows.pop(0) if self._rows else None
+
+    async def close(self) -> None:
+        self._rows = []
+
+
+class _OneTripConnection(aiosqlite.Connection):
+    def cursor(self) -> Any:
+        return _OneTripCursor(self)
+
+
+def _one_trip_connector(path: str, options: dict[str, Any]) -> Callable[[], Any]:
+    def connect() -> aiosqlite.Connection:
+        connection = _OneTripConnection(partial(sqlite3.connect, path, **options), 64)
+        connection._thread.daemon = True  # as SQLAlchemy makes its own aiosqlite threads
+        return connection
+
+    return connect
+
+
 def create_engine(url: str, *, read_only: bool = False, **kwargs: Any) -> AsyncEngine:
     """An engine; on SQLite a writer takes the write lock at BEGIN, a reader never does."""
     _ensure_sqlite_dir(url)
     sqlite = is_sqlite(url)
     if sqlite:
         kwargs.setdefault("connect_args", {"timeout": 30})
+        parsed = make_url(url)
+        if parsed.database not in (None, "", ":memory:") and not parsed.query:
+            # The same arguments SQLAlchemy's dialect would give sqlite3.connect.
+            options = {"check_same_thread": False, **kwargs.pop("connect_args")}
+            kwargs["async_creator"] = _one_trip_connector(str(parsed.database), options)
     engine = create_async_engine(url, **kwargs)
     if not sqlite:
         return engine

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -27,7 +27,59 @@ from bot.db.models import (
     User,
 )
 from bot.domain.ids import parse_id
-from bot.domain.tickets import OPEN_STATUSES, Status
+from bot.domain.tickets import OPEN_STATUSES, Status, is_open
+
+
+class ReadAhead:
+    """What a batch of updates read in one go at its start (``UnitOfWork.read_ahead``), kept in
+    its session (``session.info``) for the rest of the transaction.
+
+    Only a batch without savepoints reads ahead: nothing can roll back part of its transaction,
+    so what this holds stays true while every write to these rows goes through the repositories
+    below, which keep it up to date: users (``UserRepo.upsert``), dialog rows
+    (``DialogRepo.put``, ``forget_before``), new tickets (``TicketRepo.add``; a ticket's status
+    is read from the row itself, and a closed ticket never opens again), handled updates
+    (``UpdateLog.first_time``). It lives and dies with the transaction; and a batch runs on
+    SQLite, holding the write lock from its start (``BEGIN IMMEDIATE``), so no other process
+    changes these rows meanwhile either."""
+
+    KEY = "read_ahead"
+
+    def __init__(self) -> None:
+        self.users: dict[int, User | None] = {}
+        self.open_tickets: dict[int, list[Ticket]] = {}  # customer -> open at the start
+        # Every dialog row under these key prefixes is in ``dialogs``; a key missing there is
+        # absent from the table.
+        self.dialog_prefixes: set[str] = set()
+        self.dialogs: dict[str, DialogState | None] = {}
+        self.update_ids: set[int] = set()  # updates looked up
+        self.handled: set[int] = set()  # ... already handled (or taken by this batch)
+        self.to_mark: dict[int, datetime] = {}  # ... taken by this batch: marked at its end
+
+    @classmethod
+    def of(cls, session: AsyncSession) -> ReadAhead | None:
+        read_ahead = session.info.get(cls.KEY)
+        return read_ahead if isinstance(read_ahead, ReadAhead) else None
+
+    @classmethod
+    def start(cls, session: AsyncSession) -> ReadAhead:
+        read_ahead = cls.of(session)
+        if read_ahead is None:
+            read_ahead = session.info[cls.KEY] = cls()
+        return read_ahead
+
+    @classmethod
+    def stop(cls, session: AsyncSession) -> None:
+        """From here on, read as you go (say, before a savepoint that may be rolled back)."""
+        read_ahead = session.info.pop(cls.KEY, None)
+        if isinstance(read_ahead, ReadAhead) and read_ahead.to_mark:
+            # Updates taken but not marked yet: dropping them would let them be handled twice.
+            raise RuntimeError("a batch that read ahead took updates: no savepoint in it")
+
+    def dialog_prefix_of(self, key: str) -> str | None:
+        """The read-ahead prefix ``key`` is directly under, if any."""
+        prefix = key[: key.rfind(":") + 1]
+        return prefix if prefix in self.dialog_prefixes else None
 
 
 class UserRepo:
@@ -35,7 +87,26 @@ class UserRepo:
         self.session = session
 
     async def get(self, user_id: int) -> User | None:
+        read_ahead = ReadAhead.of(self.session)
+        if read_ahead is not None and user_id in read_ahead.users:
+            return read_ahead.users[user_id]
         return await self.session.get(User, user_id)
+
+    async def read_ahead(self, user_ids: Iterable[int]) -> None:
+        """Load these users at once for the batch's transaction (see :class:`ReadAhead`)."""
+        read_ahead = ReadAhead.start(self.session)
+        wanted = set(user_ids) - read_ahead.users.keys()
+        if not wanted:
+            return
+        read_ahead.users.update(dict.fromkeys(wanted))
+        read_ahead.users.update(await self.get_many(wanted))
+
+    async def get_many(self, ids: Iterable[int]) -> dict[int, User]:
+        wanted = list(ids)
+        if not wanted:
+            return {}
+        result = await self.session.execute(select(User).where(User.id.in_(wanted)))
+        return {user.id: user for user in result.scalars()}
 
     async def upsert(
         self,
@@ -47,7 +118,7 @@ class UserRepo:
         language_code: str | None,
         now: datetime,
     ) -> User:
-        user = await self.session.get(User, user_id)
+        user = await self.get(user_id)
         if user is None:
             user = User(
                 id=user_id,
@@ -60,6 +131,9 @@ class UserRepo:
             )
             self.session.add(user)
             await self.session.flush()
+            read_ahead = ReadAhead.of(self.session)
+            if read_ahead is not None:
+                read_ahead.users[user_id] = user
             return user
         fresh = (first_name, last_name, username, language_code)
         if (user.first_name, user.last_name, user.username, user.language_code) != fresh:
@@ -100,6 +174,12 @@ class TicketRepo:
             Ticket, number, options=options, with_for_update=for_update or None
         )
 
+    async def get_many(self, numbers: Sequence[int]) -> Sequence[Ticket]:
+        if not numbers:
+            return []
+        result = await self.session.execute(select(Ticket).where(Ticket.number.in_(numbers)))
+        return result.scalars().all()
+
     async def by_intake_key(self, key: str) -> Ticket | None:
         result = await self.session.execute(select(Ticket).where(Ticket.intake_key == key))
         return result.scalar_one_or_none()
@@ -111,6 +191,9 @@ class TicketRepo:
     async def add(self, ticket: Ticket) -> Ticket:
         self.session.add(ticket)
         await self.session.flush()
+        read_ahead = ReadAhead.of(self.session)
+        if read_ahead is not None:
+            read_ahead.open_tickets.pop(ticket.customer_id, None)  # read again when asked
         return ticket
 
     async def resolved_before(self, moment: datetime, limit: int = 500) -> Sequence[int]:
@@ -150,12 +233,33 @@ class TicketRepo:
         return result.scalars().all()
 
     async def open_for_customer(self, customer_id: int) -> Sequence[Ticket]:
+        read_ahead = ReadAhead.of(self.session)
+        if read_ahead is not None and customer_id in read_ahead.open_tickets:
+            # Open at the start of the batch and, a closed ticket never reopening, still the
+            # only candidates (new ones drop the entry: see ``add``).
+            return [t for t in read_ahead.open_tickets[customer_id] if is_open(t.status)]
         result = await self.session.execute(
             select(Ticket)
             .where(Ticket.customer_id == customer_id, Ticket.status.in_(OPEN_STATUSES))
             .order_by(Ticket.number)
         )
         return result.scalars().all()
+
+    async def read_ahead_open(self, customer_ids: Iterable[int]) -> None:
+        """Load these customers' open tickets at once for the batch (see :class:`ReadAhead`)."""
+        read_ahead = ReadAhead.start(self.session)
+        wanted = set(customer_ids) - read_ahead.open_tickets.keys()
+        if not wanted:
+            return
+        result = await self.session.execute(
+            select(Ticket)
+            .where(Ticket.customer_id.in_(wanted), Ticket.status.in_(OPEN_STATUSES))
+            .order_by(Ticket.number)
+        )
+        found: dict[int, list[Ticket]] = {customer: [] for customer in wanted}
+        for ticket in result.scalars():
+            found[ticket.customer_id].append(ticket)
+        read_ahead.open_tickets.update(found)
 
     async def for_customer(self, customer_id: int, *, limit: int) -> Sequence[Ticket]:
         result = await self.session.execute(
@@ -497,6 +601,89 @@ class DeliveryRepo:
             delete(Delivery).where(Delivery.status == "sent", Delivery.sent_at < moment)
         )
 
+    async def streams_waiting_in_groups(self) -> dict[int, int]:
+        """How many streams (tickets) have deliveries waiting, per group (negative chat ids):
+        the sender's measure of a group's queue against its budget. Streams, not messages: what
+        waits in one stream leaves joined, a message or two however many there are."""
+        result = await self.session.execute(
+            select(Delivery.chat_id, func.count(func.distinct(Delivery.stream)))
+            .where(Delivery.status == "pending", Delivery.chat_id < 0)
+            .group_by(Delivery.chat_id)
+        )
+        return {int(chat): int(count) for chat, count in result.all()}
+
+    async def followers(self, head: Delivery, now: datetime, *, limit: int) -> Sequence[Delivery]:
+        """The deliveries queued right behind ``head`` in its stream that may leave with it:
+        up to the first one that may not go now (not due yet, like an album still taking in
+        parts, or touched by a sender), so nothing overtakes it. Locked (on PostgreSQL) until
+        the caller commits, so nothing joins them meanwhile."""
+        result = await self.session.execute(
+            select(Delivery)
+            .where(
+                Delivery.stream == head.stream,
+                Delivery.status == "pending",
+                Delivery.id > head.id,
+            )
+            .order_by(Delivery.id)
+            .limit(limit)
+            .with_for_update()
+        )
+        ready: list[Delivery] = []
+        for row in result.scalars():
+            if row.claimed_until is not None or row.attempts or row.not_before > now:
+                break
+            ready.append(row)
+        return ready
+
+    async def merged(self, rows: Sequence[Delivery], into: int, now: datetime) -> None:
+        """Deliveries that left as part of delivery ``into`` (coalesced): done, never sent on
+        their own."""
+        ids = [row.id for row in rows]
+        if ids:
+            await self.session.execute(
+                update(Delivery)
+                .where(Delivery.id.in_(ids), Delivery.status == "pending")
+                .values(status="merged", sent_at=now, result={"merged_into": into})
+                .execution_options(synchronize_session="fetch")
+            )
+
+    async def unseen_for_chat(
+        self, chat_id: int, *, purposes: Sequence[str], limit: int = 2000
+    ) -> Sequence[Delivery]:
+        """Deliveries of ``purposes`` waiting for ``chat_id`` that no sender has touched yet,
+        oldest first (what a burst digest sums up)."""
+        result = await self.session.execute(
+            select(Delivery)
+            .where(
+                Delivery.chat_id == chat_id,
+                Delivery.status == "pending",
+                Delivery.purpose.in_(purposes),
+                Delivery.claimed_until.is_(None),
+            )
+            .order_by(Delivery.id)
+            .limit(limit)
+            # Locked (PostgreSQL) while the digest marks them: an album taking in a part
+            # meanwhile waits, and another process's digest passes them by.
+            .with_for_update(skip_locked=True)
+        )
+        return result.scalars().all()
+
+    async def unclaimed_in_stream(self, stream: str) -> Sequence[Delivery]:
+        """The stream's pending deliveries no sender has touched yet, in order, locked (on
+        PostgreSQL) until the caller commits."""
+        result = await self.session.execute(
+            select(Delivery)
+            .where(
+                Delivery.stream == stream,
+                Delivery.status == "pending",
+                Delivery.claimed_until.is_(None),
+                Delivery.attempts == 0,
+            )
+            .order_by(Delivery.id)
+            .with_for_update()
+        )
+        return result.scalars().all()
+
     async def last_unclaimed(self, stream: str) -> Delivery | None:
         """The stream's last pending delivery if no sender has touched it yet, locked (on
         PostgreSQL) until the caller commits, so a message can join it and none is lost: a
@@ -602,23 +789,55 @@ class DialogRepo:
         self.session = session
 
     async def get(self, key: str) -> DialogState | None:
+        read_ahead = ReadAhead.of(self.session)
+        if read_ahead is not None and read_ahead.dialog_prefix_of(key) is not None:
+            return read_ahead.dialogs.get(key)
         return await self.session.get(DialogState, key)
+
+    async def read_ahead(self, prefixes: Iterable[str]) -> None:
+        """Load every row under these key prefixes (each ending in ``:``) at once for the
+        batch (see :class:`ReadAhead`)."""
+        read_ahead = ReadAhead.start(self.session)
+        wanted = set(prefixes) - read_ahead.dialog_prefixes
+        if not wanted:
+            return
+        # A range per prefix, on the primary key: ``;`` is the character after ``:``.
+        ranges = [
+            and_(DialogState.key >= prefix, DialogState.key < prefix[:-1] + ";")
+            for prefix in wanted
+        ]
+        result = await self.session.execute(select(DialogState).where(or_(*ranges)))
+        read_ahead.dialog_prefixes |= wanted
+        read_ahead.dialogs.update({row.key: row for row in result.scalars()})
 
     async def put(
         self, key: str, *, state: str | None, data: dict[str, Any], now: datetime
     ) -> None:
-        row = await self.session.get(DialogState, key)
+        row = await self.get(key)
+        read_ahead = ReadAhead.of(self.session)
+        cached = read_ahead is not None and read_ahead.dialog_prefix_of(key) is not None
         if state is None and not data:
             if row is not None:
                 await self.session.delete(row)
+                if cached:
+                    assert read_ahead is not None
+                    read_ahead.dialogs[key] = None
             return
         if row is None:
-            self.session.add(DialogState(key=key, state=state, data=data, updated_at=now))
+            row = DialogState(key=key, state=state, data=data, updated_at=now)
+            self.session.add(row)
+            if cached:
+                assert read_ahead is not None
+                read_ahead.dialogs[key] = row
         else:
             row.state, row.data, row.updated_at = state, data, now
 
     async def forget_before(self, prefix: str, moment: datetime) -> None:
         """Drop the rows under ``prefix`` last written before ``moment``."""
+        read_ahead = ReadAhead.of(self.session)
+        if read_ahead is not None:  # rows may go behind its back: it reads as it goes again
+            read_ahead.dialog_prefixes.clear()
+            read_ahead.dialogs.clear()
         await self.session.execute(
             delete(DialogState).where(
                 DialogState.key.startswith(prefix, autoescape=True),
@@ -627,20 +846,65 @@ class DialogRepo:
         )
 
 
+class UpdatesTakenError(Exception):
+    """Updates of a batch were marked handled by someone else while the batch ran."""
+
+    def __init__(self, update_ids: Sequence[int]) -> None:
+        super().__init__(f"updates handled elsewhere meanwhile: {list(update_ids)}")
+
+
 class UpdateLog:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
+    def _insert(self) -> Any:
+        postgresql = self.session.get_bind().dialect.name == "postgresql"
+        return pg_insert(ProcessedUpdate) if postgresql else sqlite_insert(ProcessedUpdate)
+
     async def first_time(self, update_id: int, now: datetime) -> bool:
-        """Mark the update as handled; False when it already was (a redelivery)."""
+        """Mark the update as handled; False when it already was (a redelivery). In a batch
+        that read ahead, the mark is written with the others at its end (``mark_read_ahead``)."""
+        read_ahead = ReadAhead.of(self.session)
+        if read_ahead is not None and update_id in read_ahead.update_ids:
+            if update_id in read_ahead.handled:
+                return False
+            read_ahead.handled.add(update_id)
+            read_ahead.to_mark[update_id] = now
+            return True
         values = {"update_id": update_id, "at": now}
-        statement = (
-            pg_insert(ProcessedUpdate).values(values).on_conflict_do_nothing()
-            if self.session.get_bind().dialect.name == "postgresql"
-            else sqlite_insert(ProcessedUpdate).values(values).on_conflict_do_nothing()
-        )
-        result = await self.session.execute(statement)
+        result = await self.session.execute(self._insert().values(values).on_conflict_do_nothing())
         return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def read_ahead(self, update_ids: Iterable[int]) -> None:
+        """Which of these updates were handled already, in one look for the batch."""
+        read_ahead = ReadAhead.start(self.session)
+        wanted = set(update_ids) - read_ahead.update_ids
+        if not wanted:
+            return
+        result = await self.session.execute(
+            select(ProcessedUpdate.update_id).where(ProcessedUpdate.update_id.in_(wanted))
+        )
+        read_ahead.update_ids |= wanted
+        read_ahead.handled.update(result.scalars())
+
+    async def mark_read_ahead(self) -> None:
+        """Write the marks of the updates the batch took, in one statement. Another process
+        that marked one of them meanwhile (PostgreSQL; SQLite's write lock rules it out) makes
+        it fail, and the batch is rolled back: its updates are then handled one at a time."""
+        read_ahead = ReadAhead.of(self.session)
+        if read_ahead is None or not read_ahead.to_mark:
+            return
+        rows = [{"update_id": i, "at": at} for i, at in read_ahead.to_mark.items()]
+        result = await self.session.execute(
+            self._insert()
+            .values(rows)
+            .on_conflict_do_nothing()
+            .returning(ProcessedUpdate.update_id)
+        )
+        marked = set(result.scalars())
+        if marked != read_ahead.to_mark.keys():
+            raise UpdatesTakenError(sorted(read_ahead.to_mark.keys() - marked))
+        read_ahead.to_mark.clear()
 
     async def forget_before(self, moment: datetime) -> None:
         # Not the ids of failed updates: a replay of one must still find it already applied.

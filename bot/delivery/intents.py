@@ -46,6 +46,9 @@ class Refs(Tags):
     # Later messages may still join it while it waits (an album, a coalesced relay): what is
     # sent is what it holds when claimed.
     grows: bool = False
+    # It may leave in one call with the deliveries queued right behind it (the services say
+    # how: :attr:`Outcomes.join`).
+    joins: bool = False
 
     @model_validator(mode="before")
     @classmethod

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -58,6 +59,21 @@ Preparer = Callable[[AsyncSession, Delivery, dict[str, object]], Awaitable[None]
 Placer = Callable[[AsyncSession, Delivery, bool], Awaitable[Placement | None]]
 
 
+class Joiner(Protocol):
+    async def __call__(
+        self,
+        session: AsyncSession,
+        head: Delivery,
+        followers: Sequence[Delivery],
+        *,
+        crowded: bool,
+        room: int,
+    ) -> list[Delivery]: ...
+
+
+Digester = Callable[[AsyncSession, int], Awaitable[int]]
+
+
 class NothingToSendError(Exception):
     """A delivery whose target no longer exists (an edit of a card that was never posted)."""
 
@@ -77,6 +93,13 @@ class Outcomes:
     prepare: Preparer | None = None
     # Decide whether a delivery goes to a forum topic, and which (``recreate``: it was deleted).
     place: Placer | None = None
+    # Take into a delivery about to go (a relay) the ones queued right behind it, rewriting its
+    # call; return those taken. ``crowded``: the chat's queue outgrows its budget; ``room``:
+    # how many more messages its budget takes now besides the head's.
+    join: Joiner | None = None
+    # The chat's queue outgrows its budget: sum up what waits (a digest); return how many
+    # queued deliveries that covered (0: nothing new).
+    digest: Digester | None = None
 
     def on_sent(self, handler: SentHandler) -> SentHandler:
         self.sent.append(handler)

@@ -54,6 +54,21 @@ REQUEST_TIMEOUT = 30
 # Outcomes that could not be recorded are tried again this many times before their streams
 # are let go (the lease then decides: at least once beats a chat stalled until a restart).
 RECORD_ATTEMPTS = 5
+# How often a group's queue is weighed against its budget, and a crowded one summed up.
+CROWD_CHECK = 1.0
+# At most this many deliveries queued behind a head leave with it (copyMessages takes 100).
+JOIN_AT_MOST = 100
+
+
+def messages_in(delivery: Delivery) -> int:
+    """How many messages the delivery posts (an album, copyMessages: several) — what it takes
+    of a chat's budget."""
+    payload = delivery.payload
+    if delivery.method == "SendMediaGroup":
+        return max(1, len(payload.get("media") or ()))
+    if delivery.method in ("CopyMessages", "ForwardMessages"):
+        return max(1, len(payload.get("message_ids") or ()))
+    return 1
 
 
 def fairness_key(delivery: Delivery) -> str:
@@ -157,6 +172,8 @@ class Sender:
         self.instance_id = uuid.uuid4().hex
         self._last_beat: datetime | None = None
         self.turns = Turns()
+        self._crowded: set[int] = set()  # groups whose queue outgrows their minute's budget
+        self._crowd_checked = float("-inf")
 
     def wake(self) -> None:
         """Something was committed to the outbox: look now rather than at the next poll."""
@@ -247,6 +264,9 @@ class Sender:
         now = self.clock.now()
         await self._beat(now)
         dead_before = now - DEAD_AFTER
+        # First, so that a digest it writes is among the heads read next and goes first.
+        await self._weigh_queues()
+        now = self.clock.now()
         async with self.read_session_factory() as session:
             heads = await DeliveryRepo(session).due_heads(now, limit=200, dead_before=dead_before)
         next_wait = min(self.poll_interval, HEARTBEAT.total_seconds())
@@ -258,7 +278,9 @@ class Sender:
                 break
             if head.stream in busy:
                 continue
-            wait = self.limiter.reserve(head.chat_id, edit=head.method.startswith("Edit"))
+            wait = self.limiter.reserve(
+                head.chat_id, edit=head.method.startswith("Edit"), messages=messages_in(head)
+            )
             if wait > 0:
                 next_wait = min(next_wait, wait)
                 continue
@@ -279,19 +301,65 @@ class Sender:
             )
             # Albums and coalesced relays take in more messages until they are claimed: what
             # is sent is what they hold at the claim, not at the read above.
-            growing = [h.id for h in chosen if h.id in claimed and Refs.of(h).grows]
-            fresh = await repo.get_many(growing) if growing else {}
+            refs = {h.id: Refs.of(h) for h in chosen if h.id in claimed}
+            reread = [i for i, r in refs.items() if r.grows or (r.joins and self.outcomes.join)]
+            fresh = await repo.get_many(reread) if reread else {}
+            for head_id, row in fresh.items():
+                if refs[head_id].joins:
+                    await self._join(session, row, now)
         for head in chosen:
             if head.id not in claimed:
                 continue  # another process took it
             if head.id in fresh:
-                head.payload, head.context = fresh[head.id].payload, fresh[head.id].context
+                row = fresh[head.id]
+                head.method, head.payload, head.context = row.method, row.payload, row.context
             head.attempts += 1
             self._in_flight[head.id] = head.stream
             task = asyncio.create_task(self._deliver(head))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         return next_wait
+
+    async def _weigh_queues(self) -> None:
+        """Which groups' queues outgrow what their budget sends in a minute (SPEC §8): more
+        streams wait than messages the group takes in a minute (one stream's backlog leaves
+        joined). Those are crowded, and what waits for them is summed up in a digest (the
+        services do it)."""
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._crowd_checked < CROWD_CHECK:
+            return
+        self._crowd_checked = loop.time()
+        async with self.read_session_factory() as session:
+            queued = await DeliveryRepo(session).streams_waiting_in_groups()
+        budget = self.limiter.limits.group_per_minute
+        crowded = {chat for chat, count in queued.items() if count > budget}
+        for chat in crowded - self._crowded:
+            log.warning("the queue of %s outgrows its budget: %d streams wait", chat, queued[chat])
+        self._crowded = crowded
+        if self.outcomes.digest is None:
+            return
+        for chat in sorted(crowded):
+            async with transaction(self.session_factory) as uow:
+                covered = await self.outcomes.digest(uow.session, chat)
+            if covered:
+                log.info("digest for %s now covers %d more queued messages", chat, covered)
+
+    async def _join(self, session: AsyncSession, head: Delivery, now: datetime) -> None:
+        """Let the services take into ``head`` what waits right behind it in its stream: what
+        they took leaves in ``head``'s call and is done."""
+        assert self.outcomes.join is not None
+        followers = await DeliveryRepo(session).followers(head, now, limit=JOIN_AT_MOST)
+        if not followers:
+            return
+        room = self.limiter.room(head.chat_id)
+        taken = await self.outcomes.join(
+            session, head, followers, crowded=head.chat_id in self._crowded, room=room
+        )
+        if not taken:
+            return
+        # The head took one message of the chat's budget when it was chosen; the rest now.
+        self.limiter.charge(head.chat_id, messages_in(head) - 1)
+        await DeliveryRepo(session).merged(taken, into=head.id, now=now)
 
     async def _deliver(self, delivery: Delivery) -> None:
         outcome = _Outcome(delivery)
@@ -328,7 +396,9 @@ class Sender:
             return self._failed_with(outcome, exc)
         # Parts of a long text sent by an earlier attempt are not sent again.
         outcome.ids = done_before
-        for call in calls[len(done_before) :]:
+        for index, call in enumerate(calls[len(done_before) :]):
+            if index:  # the first call's slot was taken when the delivery was chosen
+                await self._slot(delivery.chat_id)
             if outcome.topic is not None:
                 call.message_thread_id = outcome.topic  # type: ignore[attr-defined]
             try:
@@ -339,6 +409,12 @@ class Sender:
             except Exception as exc:  # noqa: BLE001 - every API error is classified and recorded
                 return self._failed_with(outcome, exc)
         return outcome
+
+    async def _slot(self, chat_id: int) -> None:
+        """Wait for the chat's limits to take one more message (the next part of a long text)."""
+        # The limiter says how long until the chat may take it; nothing else can wake us sooner.
+        while (wait := self.limiter.reserve(chat_id)) > 0:  # noqa: ASYNC110
+            await asyncio.sleep(wait)
 
     async def _refer(self, session: AsyncSession, refs: Refs, payload: dict[str, Any]) -> None:
         """Message ids known only once an earlier delivery of the same stream was sent: the

@@ -8,7 +8,7 @@ import math
 import mimetypes
 import re
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,12 +57,25 @@ Handler = Callable[[JsonDict], Any]
 
 @dataclass
 class RateLimits:
-    """Sliding windows (seconds, max messages). Defaults approximate Telegram's documented
-    limits: ~1 msg/s per private chat with a small burst, 20/min per group, 30/s overall."""
+    """Telegram's flood limits as sliding windows ``(seconds, at most)``. Defaults approximate
+    what Telegram applies: about one request a second in any one chat (a private chat
+    tolerates a small burst), 20 messages a minute per group, 30 messages a second overall.
+
+    The per-chat windows (``private``, ``group_requests``) count requests: an album or a
+    ``copyMessages`` of 100 ids is one request there. ``group`` and ``overall`` count the
+    messages a request posts; one posting more than a window holds goes only into an empty
+    window (and fills it), rather than being refused for good.
+
+    ``early``: how much earlier than the limit a request may arrive and still pass. Telegram's
+    limits are approximate, and a bot that spaces its requests exactly is seen a few
+    milliseconds off by the network.
+    """
 
     private: list[tuple[float, int]] = field(default_factory=lambda: [(1.0, 3), (10.0, 12)])
+    group_requests: list[tuple[float, int]] = field(default_factory=lambda: [(1.0, 1)])
     group: list[tuple[float, int]] = field(default_factory=lambda: [(60.0, 20)])
     overall: list[tuple[float, int]] = field(default_factory=lambda: [(1.0, 30)])
+    early: float = 0.05
 
 
 @dataclass
@@ -85,33 +98,69 @@ class UploadLimits:
     photo: int = 10 * 1024 * 1024
 
 
+def _window_wait(
+    sent: deque[float], windows: list[tuple[float, int]], count: int, now: float, early: float
+) -> float:
+    """Seconds until ``count`` more fit in every window of ``sent`` (0 when they fit now)."""
+    longest = max((w for w, _ in windows), default=0.0)
+    while sent and sent[0] <= now - longest:
+        sent.popleft()
+    wait = 0.0
+    for window, limit in windows:
+        span = window - early
+        recent = [t for t in sent if t > now - span]
+        excess = len(recent) + min(count, limit) - limit
+        if excess > 0:
+            wait = max(wait, recent[excess - 1] + span - now)
+    return wait
+
+
+def _record(sent: deque[float], windows: list[tuple[float, int]], count: int, now: float) -> None:
+    # More than the largest window holds fills it: no more is needed to keep it closed.
+    sent.extend(itertools.repeat(now, min(count, max((c for _, c in windows), default=0))))
+
+
 class _Limiter:
-    def __init__(self, limits: RateLimits) -> None:
+    """Answers 429 ``retry_after`` as Telegram does when a bot floods, and counts them.
+
+    After a 429 the chat stays closed for ``retry_after`` (Telegram's flood wait): a bot that
+    does not wait it out is refused again."""
+
+    def __init__(self, limits: RateLimits, clock: Callable[[], float] = time.monotonic) -> None:
         self.limits = limits
-        self.per_chat: dict[int, deque[float]] = {}
+        self.clock = clock  # tests may drive it
+        self.requests: dict[int, deque[float]] = {}
+        self.messages: dict[int, deque[float]] = {}
         self.overall: deque[float] = deque()
+        self.closed_until: dict[int, float] = {}
+        self.refused: Counter[int] = Counter()
 
     def check(self, chat_id: int, is_group: bool, n: int) -> None:
-        now = time.monotonic()
-        chat_q = self.per_chat.setdefault(chat_id, deque())
-        wait = 0.0
-        chat_windows = self.limits.group if is_group else self.limits.private
-        for q, windows in ((chat_q, chat_windows), (self.overall, self.limits.overall)):
-            longest = max((w for w, _ in windows), default=0.0)
-            while q and q[0] <= now - longest:
-                q.popleft()
-            for window, limit in windows:
-                recent = [t for t in q if t > now - window]
-                excess = len(recent) + n - limit
-                if excess > 0:
-                    idx = min(excess - 1, len(recent) - 1)
-                    wait = max(wait, recent[idx] + window - now) if idx >= 0 else max(wait, window)
+        now = self.clock()
+        limits = self.limits
+        requests = self.requests.setdefault(chat_id, deque())
+        messages = self.messages.setdefault(chat_id, deque()) if is_group else deque()
+        per_chat = limits.group_requests if is_group else limits.private
+        wait = max(
+            self.closed_until.get(chat_id, now) - now,
+            _window_wait(requests, per_chat, 1, now, limits.early),
+            _window_wait(self.overall, limits.overall, n, now, limits.early),
+        )
+        if is_group:
+            wait = max(wait, _window_wait(messages, limits.group, n, now, limits.early))
         if wait > 0:
             secs = max(1, math.ceil(wait))
+            self.closed_until[chat_id] = max(self.closed_until.get(chat_id, now), now + secs)
+            self.refused[chat_id] += 1
             raise ApiError(429, f"Too Many Requests: retry after {secs}", retry_after=secs)
-        for _ in range(n):
-            chat_q.append(now)
-            self.overall.append(now)
+        requests.append(now)
+        if is_group:
+            _record(messages, limits.group, n, now)
+        _record(self.overall, limits.overall, n, now)
+
+    @property
+    def refused_total(self) -> int:
+        return self.refused.total()
 
 
 class BotApi:

@@ -107,6 +107,16 @@ class FakeTelegram(World):
         self.api.enforce_limits = value
 
     @property
+    def rate_limited(self) -> int:
+        """How many requests the flood limits answered with 429 (with :attr:`enforce_limits`;
+        the 429s of :meth:`fail_next` are not counted)."""
+        return self.api.limiter.refused_total
+
+    def rate_limited_in(self, chat_id: int) -> int:
+        """How many requests to ``chat_id`` the flood limits answered with 429."""
+        return self.api.limiter.refused[chat_id]
+
+    @property
     def upload_limits(self) -> UploadLimits:
         """Telegram's upload limits (see :class:`UploadLimits`); a test may lower them at any
         time, e.g. ``fake.upload_limits.files = 4096``."""

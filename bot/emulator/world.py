@@ -962,17 +962,36 @@ class World:
         thread_id: int | None = None,
         *,
         entities: list[JsonDict] | None = None,
+        quote: str | None = None,
     ) -> JsonDict:
         """The user sends a text message (private chat by default). Entities that Telegram
-        clients detect (commands, urls, mentions, hashtags) are added automatically."""
+        clients detect (commands, urls, mentions, hashtags) are added automatically.
+        ``quote``: a part of the replied message the user selected (Telegram's ``quote``)."""
         ents = list(entities or [])
         ents += find_auto_entities(text, ents)
         content: JsonDict = {"text": text}
         if ents:
             content["entities"] = sorted(ents, key=lambda e: (e["offset"], -e["length"]))
+        if quote is not None:
+            content["quote"] = self._quote(user, chat_id, reply_to, quote)
         return self._user_send(
             user, content, chat_id=chat_id, reply_to=reply_to, thread_id=thread_id
         )
+
+    def _quote(
+        self, user: int | FakeUser, chat_id: int | None, reply_to: JsonDict | int | None, part: str
+    ) -> JsonDict:
+        """Telegram's TextQuote: only a part of the replied message's own text can be quoted."""
+        if reply_to is None:
+            raise AssertionError("a quote needs the message it replies to")
+        target = self._user_target(self._user(user), chat_id)
+        rid = reply_to if isinstance(reply_to, int) else int(reply_to["message_id"])
+        replied = self._find(target, rid)
+        whole = (replied.data.get("text") or replied.data.get("caption") or "") if replied else ""
+        at = whole.find(part)
+        if not part or at < 0:
+            raise AssertionError(f"{part!r} is not a part of message {rid}")
+        return {"text": part, "position": utf16_len(whole[:at]), "is_manual": True}
 
     def send_command(
         self,

@@ -135,6 +135,7 @@ class DeskOutcomes:
             delivery.ticket_number is None
             or not (topic_call or (threaded and config.staff_is_forum))
             or delivery.chat_id != config.staff_chat_id
+            or TicketTags.of(delivery).here
         ):
             return None
         ticket = await TicketRepo(session).get(delivery.ticket_number)

@@ -112,3 +112,9 @@ class TicketTags(Tags):
     count: int = 0
     first: float | None = None  # timestamps of the first and last message joined
     last: float | None = None
+    # A single relayed text (HTML, the customer's entities kept) and when it was written: what
+    # a join at send time (bot/services/coalescing.py) puts together, and a digest quotes.
+    text: str | None = None
+    sent: float | None = None
+    digest: int | None = None  # the burst digest (a delivery) that shows it to staff
+    here: bool = False  # posted where it was asked for, not in the ticket's own topic

@@ -9,6 +9,10 @@ a customer quiet for a whole window is forgotten (nothing of theirs is left to c
 past the cap the one quiet longest goes first. That is a TTL + LRU map in a dozen lines, which
 is why there is no cachetools dependency for it.
 
+A message handled again (the next attempt of a failed update, a batch of updates handled a
+second time: ``bot/polling.py``) gets the verdict it had the first time, counted once: the
+last ``recent`` verdicts are kept by message.
+
 The count is per process: with several instances each counts the messages it handles, so a
 customer may write a little faster before being told. That is the price of keeping it out of
 the database, where every message would cost a write more; the limit is a courtesy to staff,
@@ -45,6 +49,7 @@ class CustomerPace:
         *,
         window: float = 60.0,
         max_customers: int = 10_000,
+        recent: int = 1024,
         clock: Callable[[], float] = monotonic,
     ) -> None:
         if per_minute < 1:
@@ -54,13 +59,30 @@ class CustomerPace:
         self.max_customers = max_customers
         self.clock = clock
         self._windows: OrderedDict[int, _Window] = OrderedDict()
+        # More than a batch of updates (Telegram hands out at most 100 at a time).
+        self.recent = recent
+        self._verdicts: OrderedDict[tuple[int, int], Pace] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._windows)
 
-    def hit(self, customer_id: int, *, album: str | None = None) -> Pace:
+    def hit(
+        self, customer_id: int, *, album: str | None = None, message_id: int | None = None
+    ) -> Pace:
         """Count one message of ``customer_id`` and say whether it is beyond the limit. The
-        parts of one album (``album``: its media_group_id) count as one message."""
+        parts of one album (``album``: its media_group_id) count as one message; a message
+        (``message_id``) seen already gets its verdict again, not counted twice."""
+        if message_id is None:
+            return self._count(customer_id, album)
+        key = (customer_id, message_id)
+        verdict = self._verdicts.get(key)
+        if verdict is None:
+            verdict = self._verdicts[key] = self._count(customer_id, album)
+            if len(self._verdicts) > self.recent:
+                self._verdicts.popitem(last=False)
+        return verdict
+
+    def _count(self, customer_id: int, album: str | None) -> Pace:
         now = self.clock()
         state = self._windows.get(customer_id)
         if state is None:

@@ -343,7 +343,12 @@ class TicketService:
             "from_chat_id": ticket.customer_id,
             "message_id": item.message_id,
         }
-        tags = TicketTags(customer_message_ids=[item.message_id])
+        # What a join at send time needs (bot/services/coalescing.py): the text and its time.
+        tags = TicketTags(
+            customer_message_ids=[item.message_id],
+            text=item.text_html if item.text_length <= COALESCED_TEXT_LIMIT - 200 else None,
+            sent=(item.sent_at or self.clock.now()).timestamp(),
+        )
         if ticket.card_message_id is not None:
             payload["reply_parameters"] = _reply_to(ticket.card_message_id)
         else:  # the card is still on its way: the sender fills its id in
@@ -357,7 +362,7 @@ class TicketService:
                 purpose="relay",
                 subject=ticket.number,
                 rank=int(ticket.priority),
-                refs=Refs(party=ticket.customer_id),
+                refs=Refs(party=ticket.customer_id, joins=True),
                 tags=tags,
             ),
         )

@@ -7,10 +7,12 @@ from collections.abc import Mapping
 
 from aiogram import html
 from aiogram.utils.i18n import gettext as _
+from aiogram.utils.i18n import ngettext
 
+from bot.services.coalescing import DigestEntry, DigestHeader
 from bot.services.desk_outcomes import FileTooLarge, StaffGroupBack, StaffGroupLost, TopicTitle
 from bot.services.rendering import Rendered
-from bot.views.labels import STATUS_ICON
+from bot.views.labels import STATUS_ICON, kind_label, priority_label
 from bot.views.render import RenderFn
 
 
@@ -52,8 +54,55 @@ def file_too_large(notice: FileTooLarge, _locale: str) -> Rendered:
     )
 
 
+def digest_header(notice: DigestHeader, _locale: str) -> Rendered:
+    """The head of a burst digest in the General topic (or the plain group)."""
+    messages = ngettext("{count} new message", "{count} new messages", notice.messages).format(
+        count=notice.messages
+    )
+    tickets = ngettext("{count} request", "{count} requests", notice.tickets).format(
+        count=notice.tickets
+    )
+    return Rendered(
+        _(
+            "⚡ <b>A burst: {messages} on {tickets}.</b> What they say is below; each request's "
+            "card and topic follow as Telegram's limits allow. Reply quoting a line to answer "
+            "that customer."
+        ).format(messages=messages, tickets=tickets)
+    )
+
+
+def digest_entry(notice: DigestEntry, _locale: str) -> Rendered:
+    """``🆕 /ticket_12 · P2 · Incident · «Cannot pay» · Alice: first words…`` for a new ticket,
+    ``💬 /ticket_12 · Alice: …`` for what a customer added; each number a command to tap."""
+    name = html.bold(html.quote(notice.customer))
+    if notice.new:
+        head = "🆕 /ticket_{number} · {priority} · {kind} · «{topic}» · {name}".format(
+            number=notice.number,
+            priority=priority_label(notice.priority) if notice.priority else "",
+            kind=kind_label(notice.kind) if notice.kind else "",
+            topic=html.quote(notice.topic or ""),
+            name=name,
+        )
+    else:
+        head = f"💬 /ticket_{notice.number} · {name}"
+    words = [html.quote(line) for line in notice.words]
+    if notice.files:
+        words.append(
+            ngettext(
+                "📎 {count} photo or file (in the ticket's topic)",
+                "📎 {count} photos or files (in the ticket's topic)",
+                notice.files,
+            ).format(count=notice.files)
+        )
+    if len(words) == 1:
+        return Rendered(f"{head}: {words[0]}")
+    return Rendered("\n".join([f"{head}:", *(f"  › {line}" for line in words)]))
+
+
 def desk_views() -> Mapping[type, RenderFn]:
     return {
+        DigestHeader: digest_header,
+        DigestEntry: digest_entry,
         TopicTitle: topic_title,
         StaffGroupLost: staff_group_lost,
         StaffGroupBack: staff_group_back,

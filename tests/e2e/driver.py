@@ -96,3 +96,23 @@ def number_in(text: str) -> int:
     match = re.search(r"#(\d+)", text)
     assert match is not None, f"no ticket number in {text!r}"
     return int(match.group(1))
+
+
+def relayed_lines(fake: FakeTelegram, message: JsonDict) -> list[str]:
+    """The customer's words in a relayed message: one copy is one message; a joined one
+    (several queued texts of one ticket sent as one, SPEC §8) is a header line saying who wrote
+    and when, then a line per message."""
+    text = fake.text_of(message)
+    if text.startswith("💬 ") and "\n" in text:
+        return text.split("\n")[1:]
+    return [text]
+
+
+async def next_relayed(
+    fake: FakeTelegram, chat_id: int, count: int, timeout: float = 10
+) -> list[str]:
+    """The next ``count`` customer messages relayed to ``chat_id``, however they were joined."""
+    lines: list[str] = []
+    while len(lines) < count:
+        lines += relayed_lines(fake, await fake.next_message(chat_id, timeout=timeout))
+    return lines

@@ -37,7 +37,7 @@ def _traced(fn: Any) -> tuple[int, int]:
 
 
 def test_the_rate_limiter_forgets_chats_whose_limits_are_fresh_again() -> None:
-    limiter = RateLimiter(Limits())
+    limiter = RateLimiter(Limits(margin=0))
     sizes: list[int] = []
 
     def send(first: int, last: int) -> None:
@@ -60,7 +60,7 @@ def test_the_rate_limiter_forgets_chats_whose_limits_are_fresh_again() -> None:
 
 def test_the_rate_limiter_has_a_hard_cap_when_every_chat_is_busy() -> None:
     # No time passes at all (the worst case): the cap holds.
-    limiter = RateLimiter(Limits(global_per_second=10**9), max_chats=1000)
+    limiter = RateLimiter(Limits(margin=0, global_per_second=10**9), max_chats=1000)
     for i in range(CHATS):
         assert limiter.reserve(-(10**12) - i, now=5.0) == 0.0
     assert limiter.tracked_chats() == 1000
@@ -70,7 +70,10 @@ def test_the_rate_limiter_has_a_hard_cap_when_every_chat_is_busy() -> None:
 def test_a_forgotten_limit_changes_no_decision() -> None:
     """A chat is forgotten only when its limit is as good as new: the group's 20/min holds
     across the moment it would be dropped, and a private chat's burst is not repeated."""
-    limiter = RateLimiter(Limits(group_per_minute=20, global_per_second=10**6))
+    # A burst as large as the minute, so only the window (not the even pace) holds the 21st.
+    limiter = RateLimiter(
+        Limits(margin=0, group_per_minute=20, group_burst=20, global_per_second=10**6)
+    )
     group = -100
     for k in range(20):
         assert limiter.reserve(group, now=100.0 + k) == 0.0

@@ -59,6 +59,21 @@ def test_the_parts_of_an_album_count_as_one_message() -> None:
     assert not pace.hit(1, album="g2").warn
 
 
+def test_a_message_handled_again_keeps_its_verdict() -> None:
+    clock = FakeClock()
+    pace = CustomerPace(2, recent=3, clock=clock)
+    first = [pace.hit(1, message_id=n) for n in (10, 11, 12)]
+    assert [(v.over, v.warn) for v in first] == [(False, False), (False, False), (True, True)]
+    # Handled again (a retry): the same verdicts, the warning included, nothing counted.
+    assert [pace.hit(1, message_id=n) for n in (10, 11, 12)] == first
+    clock.now += 61
+    assert pace.hit(1, message_id=12).over  # still its own verdict, though the window moved
+    # Only the last ``recent`` verdicts are kept: 13 pushes 10 out, which then counts anew.
+    assert not pace.hit(1, message_id=13).over
+    assert not pace.hit(1, message_id=10).over
+    assert pace.hit(1, message_id=14).over  # 13, 10 and now 14 within the window
+
+
 def test_the_map_is_bounded() -> None:
     clock = FakeClock()
     pace = CustomerPace(5, max_customers=100, clock=clock)

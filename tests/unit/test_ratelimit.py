@@ -5,10 +5,15 @@ tests start their explicit clock well after "now" on that clock (``T0``)."""
 
 from __future__ import annotations
 
+import math
 import time
+from dataclasses import dataclass
 from itertools import pairwise
 
 import pytest
+from cachetools import TLRUCache
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bot.delivery.limiter import Limits, RateLimiter
 
@@ -33,10 +38,11 @@ def grants(
 
 
 def max_in_window(times: list[float], window: float) -> int:
-    """The most grants inside any half-open window ``[t, t + window)``."""
+    """The most grants inside any half-open window ``[t, t + window)`` (give or take the
+    limiter's microsecond)."""
     best = 0
     for i, t in enumerate(times):
-        best = max(best, sum(1 for u in times[i:] if u < t + window - 1e-9))
+        best = max(best, sum(1 for u in times[i:] if u < t + window - 1e-6))
     return best
 
 
@@ -44,7 +50,7 @@ def max_in_window(times: list[float], window: float) -> int:
 
 
 def test_private_chat_burst_then_one_per_second() -> None:
-    limiter = RateLimiter(Limits(private_per_second=1.0, private_burst=3))
+    limiter = RateLimiter(Limits(margin=0, private_per_second=1.0, private_burst=3))
     assert [limiter.reserve(USER, now=T0) for _ in range(3)] == [0.0, 0.0, 0.0]
     wait = limiter.reserve(USER, now=T0)
     assert wait == pytest.approx(1.0)
@@ -57,7 +63,7 @@ def test_private_chat_burst_then_one_per_second() -> None:
 
 
 def test_private_chat_sustained_rate_is_one_per_second() -> None:
-    limiter = RateLimiter(Limits(private_per_second=1.0, private_burst=3))
+    limiter = RateLimiter(Limits(margin=0, private_per_second=1.0, private_burst=3))
     granted = grants(limiter, USER, T0, T0 + 60, 0.05)
     # 3 at once, then one a second: 3 + 59 over a minute (the last at T0 + 59).
     assert len(granted) == 62
@@ -67,7 +73,7 @@ def test_private_chat_sustained_rate_is_one_per_second() -> None:
 
 
 def test_a_refused_reservation_takes_nothing() -> None:
-    limiter = RateLimiter(Limits(private_per_second=1.0, private_burst=1))
+    limiter = RateLimiter(Limits(margin=0, private_per_second=1.0, private_burst=1))
     assert limiter.reserve(USER, now=T0) == 0
     for k in range(10):
         assert limiter.reserve(USER, now=T0 + k * 0.05) > 0
@@ -75,14 +81,14 @@ def test_a_refused_reservation_takes_nothing() -> None:
 
 
 def test_private_chats_are_limited_separately() -> None:
-    limiter = RateLimiter(Limits(private_per_second=1.0, private_burst=1))
+    limiter = RateLimiter(Limits(margin=0, private_per_second=1.0, private_burst=1))
     assert limiter.reserve(USER, now=T0) == 0
     assert limiter.reserve(USER, now=T0) > 0
     assert limiter.reserve(OTHER_USER, now=T0) == 0
 
 
 def test_the_burst_is_refilled_after_a_quiet_time() -> None:
-    limiter = RateLimiter(Limits(private_per_second=1.0, private_burst=3))
+    limiter = RateLimiter(Limits(margin=0, private_per_second=1.0, private_burst=3))
     # Asked every 0.1 s for half a second: the burst of 3 goes at once, then nothing.
     assert grants(limiter, USER, T0, T0 + 0.5, 0.1) == [T0, T0 + 0.1, T0 + 0.2]
     assert limiter.reserve(USER, now=T0 + 100) == 0
@@ -94,49 +100,203 @@ def test_the_burst_is_refilled_after_a_quiet_time() -> None:
 # ---------------------------------------------------------------- groups
 
 
-def test_group_sustained_rate_is_20_per_minute() -> None:
-    limiter = RateLimiter(Limits(group_per_minute=20))
+def test_group_calls_are_at_least_a_second_apart() -> None:
+    """About one message a second in any one chat, a group too."""
+    limiter = RateLimiter(Limits(margin=0, group_per_minute=20))
+    assert limiter.reserve(GROUP, now=T0) == 0
+    assert limiter.reserve(GROUP, now=T0) == pytest.approx(1.0)
+    assert limiter.reserve(GROUP, now=T0 + 0.6) == pytest.approx(0.4)
+    assert limiter.reserve(GROUP, now=T0 + 1.0) == 0
+    granted = grants(limiter, GROUP, T0 + 1.05, T0 + 300, 0.05)
+    assert min(b - a for a, b in pairwise([T0 + 1.0, *granted])) >= 1.0 - 1e-6
+
+
+def test_group_burst_after_idle_then_evenly_every_three_seconds() -> None:
+    """A burst of at most 3 calls a second apart, then one every 60/20 = 3 s: not 20 in 20 s
+    followed by 40 s of silence."""
+    limiter = RateLimiter(Limits(margin=0, group_per_minute=20))
+    granted = [round(t - T0, 6) for t in grants(limiter, GROUP, T0, T0 + 75, 0.25)]
+    assert granted[:3] == [0.0, 1.0, 2.0]
+    # The burst is paid back before the even pace starts: 3 steps of 3 s after the first.
+    assert granted[3:] == [9.0 + 3 * k for k in range(len(granted) - 3)]
+    assert granted[-1] == 72.0
+
+
+def test_group_ten_minutes_of_constant_demand() -> None:
+    """SPEC §8: 20 messages a minute per group. Telegram (and the emulator) count them in a
+    sliding minute, so no 60-second window may hold more than 20 — and they are spread."""
+    limiter = RateLimiter(Limits(margin=0, group_per_minute=20))
     granted = grants(limiter, GROUP, T0, T0 + 600, 0.25)
-    # Over ten minutes: 20 a minute (a sliding window lets each minute's 20 go at once).
-    assert 200 <= len(granted) <= 220
-    # A burst of new tickets goes out at once rather than spread over the minute...
-    assert granted[19] == pytest.approx(T0 + 19 * 0.25)
-    # ...and the 21st waits until the first has left the window.
-    assert granted[20] == pytest.approx(T0 + 60.0, abs=0.26)
-
-
-def test_group_never_more_than_20_in_any_minute() -> None:
-    """SPEC §8: 20 messages a minute per group. Telegram (and the emulator) count them in
-    a sliding minute, so no 60-second window may hold more than 20."""
-    limiter = RateLimiter(Limits(group_per_minute=20))
-    granted = grants(limiter, GROUP, T0, T0 + 180, 0.25)
     assert max_in_window(granted, 60.0) <= 20, (
         f"{max_in_window(granted, 60.0)} messages in one minute; first ones at "
         f"{[round(t - T0, 2) for t in granted[:25]]}"
     )
+    assert max_in_window(granted, 20.0) <= 7  # the burst of 3, then one every 3 s
+    assert min(b - a for a, b in pairwise(granted)) >= 1.0 - 1e-6
+    # The whole budget is used all the same: 20 a minute.
+    assert len(granted) == 200
+    assert max(b - a for a, b in pairwise(granted[3:])) == pytest.approx(3.0)
+
+
+def test_the_burst_comes_back_only_as_the_group_stays_idle() -> None:
+    limiter = RateLimiter(Limits(margin=0, group_per_minute=20))
+    for t in (0, 1, 2, 9, 12):  # the burst, then on schedule; next due at 15
+        assert limiter.reserve(GROUP, now=T0 + t) == 0
+    # Idle one step past the schedule (15 -> 18): one extra call may go ahead of it.
+    assert limiter.reserve(GROUP, now=T0 + 18) == 0
+    assert limiter.reserve(GROUP, now=T0 + 19) == 0
+    assert limiter.reserve(GROUP, now=T0 + 20) == pytest.approx(4.0)  # due at 24 now
+    assert limiter.reserve(GROUP, now=T0 + 24) == 0
+    # Idle long enough (due at 27, two steps more): the full burst of 3 again.
+    assert [limiter.reserve(GROUP, now=T0 + t) for t in (40, 41, 42)] == [0.0, 0.0, 0.0]
+    assert limiter.reserve(GROUP, now=T0 + 43) == pytest.approx(6.0)  # 40 + 3 × 3
 
 
 def test_group_of_60_per_minute_never_exceeds_60_in_a_minute() -> None:
-    limiter = RateLimiter(Limits(group_per_minute=60))
+    limiter = RateLimiter(Limits(margin=0, group_per_minute=60))
     granted = grants(limiter, GROUP, T0, T0 + 200, 0.05)
     assert max_in_window(granted, 60.0) <= 60
-    assert len(granted) >= 180
+    assert min(b - a for a, b in pairwise(granted)) >= 1.0 - 1e-6
+    assert len(granted) >= 195
+
+
+def test_a_group_budget_above_sixty_a_minute_is_not_held_to_one_a_second() -> None:
+    """Only a self-hosted Bot API server or a test allows more; the spacing follows it."""
+    limiter = RateLimiter(Limits(margin=0, group_per_minute=600, global_per_second=1000))
+    granted = grants(limiter, GROUP, T0, T0 + 10, 0.01)
+    assert max_in_window(granted, 60.0) <= 600
+    assert len(granted) == pytest.approx(100, abs=3)  # one every 0.1 s
+
+
+def test_a_refused_group_reservation_takes_nothing() -> None:
+    limiter = RateLimiter(Limits(margin=0, group_per_minute=20))
+    for t in (0, 1, 2):
+        assert limiter.reserve(GROUP, now=T0 + t) == 0
+    for k in range(60):  # asked again and again while waiting: the schedule does not move
+        assert limiter.reserve(GROUP, now=T0 + 2 + k * 0.1) > 0
+    assert limiter.reserve(GROUP, now=T0 + 9) == 0
 
 
 def test_group_chats_are_limited_separately_from_private_ones() -> None:
-    limiter = RateLimiter(Limits(group_per_minute=1, private_burst=1))
+    limiter = RateLimiter(Limits(margin=0, group_per_minute=1, private_burst=1))
     assert limiter.reserve(GROUP, now=T0) == 0
-    assert limiter.reserve(GROUP, now=T0) > 0
+    assert limiter.reserve(GROUP, now=T0 + 1) > 0
     assert limiter.reserve(-1009, now=T0) == 0  # another group
     assert limiter.reserve(USER, now=T0) == 0
     assert limiter.reserve(GROUP, now=T0) == pytest.approx(60.0)
+
+
+def test_a_group_is_forgotten_only_once_its_burst_is_back() -> None:
+    """The window empties at 62, but the burst spent at 0-2 comes back only with idle steps
+    past the schedule (due at 60): forgetting the group at 62 would give it a new burst."""
+    limiter = RateLimiter(Limits(margin=0, group_per_minute=20, global_per_second=1000))
+    assert limiter.reserve(GROUP, now=T0, messages=18) == 0
+    assert limiter.reserve(GROUP, now=T0 + 1) == 0
+    assert limiter.reserve(GROUP, now=T0 + 2) == 0
+    assert limiter.tracked_chats() == 1
+    assert limiter.reserve(GROUP, now=T0 + 63) == 0  # one step idle: one call of burst back
+    assert limiter.reserve(GROUP, now=T0 + 64) == 0
+    assert limiter.reserve(GROUP, now=T0 + 65) == pytest.approx(4.0)
+    assert limiter.reserve(GROUP, now=T0 + 500) == 0
+    assert limiter.reserve(USER, now=T0 + 600) == 0
+    assert limiter.tracked_chats() == 1  # the group is fresh again and forgotten
+
+
+# ---------------------------------------------------------------- calls posting several messages
+
+
+def test_an_album_to_a_group_counts_its_messages_but_is_one_call() -> None:
+    limiter = RateLimiter(Limits(margin=0, group_per_minute=20))
+    assert limiter.reserve(GROUP, now=T0, messages=10) == 0
+    # One call for the spacing: another album a second later (the burst)...
+    assert limiter.reserve(GROUP, now=T0 + 0.5) == pytest.approx(0.5)
+    assert limiter.reserve(GROUP, now=T0 + 1, messages=10) == 0
+    # ...but 20 messages are the minute's budget: nothing more until the first album leaves.
+    assert limiter.reserve(GROUP, now=T0 + 2) == pytest.approx(58.0)
+    assert limiter.reserve(GROUP, now=T0 + 60) == 0
+
+
+def test_an_album_is_paced_as_its_messages() -> None:
+    """10 messages take 10 steps of the group's pace: what follows is spread, not crammed."""
+    limiter = RateLimiter(Limits(margin=0, group_per_minute=20, group_burst=1))
+    assert limiter.reserve(GROUP, now=T0, messages=10) == 0
+    assert limiter.reserve(GROUP, now=T0 + 1) == pytest.approx(29.0)
+    assert limiter.reserve(GROUP, now=T0 + 30) == 0
+
+
+def test_an_album_waits_for_room_in_the_window() -> None:
+    limiter = RateLimiter(Limits(margin=0, group_per_minute=20))
+    for t in (0, 1, 2, 9, 12, 15, 18, 21, 24, 27, 30, 33, 36, 39, 42, 45):
+        assert limiter.reserve(GROUP, now=T0 + t) == 0
+    # 16 in the window: an album of 6 needs the first two to leave (at 60 and 61)...
+    assert limiter.reserve(GROUP, now=T0 + 48, messages=6) == pytest.approx(13.0)
+    assert limiter.reserve(GROUP, now=T0 + 48, messages=5) == pytest.approx(12.0)
+    assert limiter.reserve(GROUP, now=T0 + 48, messages=4) == 0  # ...one of 4 fits
+
+
+def test_more_messages_than_the_window_holds_go_into_an_empty_one() -> None:
+    """copyMessages of 100 ids to a group: refused for good it would be lost; it goes when the
+    window is empty and fills it."""
+    limiter = RateLimiter(Limits(margin=0, group_per_minute=20))
+    assert limiter.reserve(GROUP, now=T0) == 0
+    assert limiter.reserve(GROUP, now=T0 + 9, messages=100) == pytest.approx(51.0)
+    assert limiter.reserve(GROUP, now=T0 + 60, messages=100) == 0
+    assert limiter.reserve(GROUP, now=T0 + 61) == pytest.approx(59.0)
+    assert limiter.reserve(GROUP, now=T0 + 120) == 0
+
+
+def test_an_album_to_a_private_chat_is_one_call_there_but_counts_for_the_bot() -> None:
+    limiter = RateLimiter(Limits(margin=0, global_per_second=30, private_burst=3))
+    assert limiter.reserve(USER, now=T0, messages=10) == 0
+    assert limiter.reserve(USER, now=T0, messages=10) == 0
+    # The chat's burst has one call left, but the bot's second is down to 10 messages.
+    assert limiter.reserve(USER, now=T0, messages=10) == 0
+    assert limiter.reserve(OTHER_USER, now=T0) == pytest.approx(1.0)
+    assert limiter.reserve(OTHER_USER, now=T0 + 1, messages=50) == 0  # fills the bot's second
+    assert limiter.reserve(3003, now=T0 + 1.5) == pytest.approx(0.5)
+
+
+def test_room_and_charge_for_a_call_that_takes_in_more() -> None:
+    """A relay chosen as one message takes in the ones queued behind it (copyMessages): it may
+    grow by what the group's minute has left, and the rest is counted when it grows."""
+    limiter = RateLimiter(Limits(margin=0, group_per_minute=20, global_per_second=30))
+    assert limiter.room(GROUP, now=T0) == 20
+    assert limiter.reserve(GROUP, now=T0) == 0
+    assert limiter.room(GROUP, now=T0) == 19
+    limiter.charge(GROUP, 14, now=T0)  # it went as copyMessages of 15
+    assert limiter.room(GROUP, now=T0 + 1) == 5
+    assert limiter.reserve(GROUP, now=T0 + 1, messages=6) == pytest.approx(59.0)
+    assert limiter.reserve(GROUP, now=T0 + 1, messages=5) == 0  # the burst's second call
+    assert limiter.room(GROUP, now=T0 + 2) == 0
+    assert limiter.room(GROUP, now=T0 + 60) == 15
+    assert limiter.room(GROUP, now=T0 + 61) == 20
+    # A private chat counts calls: only the bot's second bounds what a call may take in.
+    assert limiter.room(USER, now=T0 + 61) == 30
+    limiter.pause(GROUP, 10, now=T0 + 61)
+    assert limiter.room(GROUP, now=T0 + 62) == 0
+
+
+def test_what_a_call_took_in_counts_for_the_pace() -> None:
+    limiter = RateLimiter(Limits(margin=0, group_per_minute=20, group_burst=1))
+    assert limiter.reserve(GROUP, now=T0) == 0
+    limiter.charge(GROUP, 14, now=T0)  # 15 messages are 45 s of the group's schedule
+    assert limiter.room(GROUP, now=T0 + 1) == 5
+    assert limiter.reserve(GROUP, now=T0 + 1) == pytest.approx(44.0)
+
+
+def test_a_call_posts_at_least_one_message() -> None:
+    limiter = RateLimiter(Limits(margin=0))
+    with pytest.raises(ValueError, match="at least one"):
+        limiter.reserve(GROUP, now=T0, messages=0)
 
 
 # ---------------------------------------------------------------- the whole bot
 
 
 def test_global_limit_across_chats_sustained() -> None:
-    limiter = RateLimiter(Limits(global_per_second=30, private_per_second=1, private_burst=1))
+    limiter = RateLimiter(
+        Limits(margin=0, global_per_second=30, private_per_second=1, private_burst=1)
+    )
     granted: list[float] = []
     # 1000 different chats, asked round robin every 5 ms for 10 s.
     for n in range(2000):
@@ -150,7 +310,9 @@ def test_global_limit_across_chats_sustained() -> None:
 
 def test_global_limit_never_more_than_30_in_any_second() -> None:
     """About 30 messages a second for the whole bot, counted over any one-second window."""
-    limiter = RateLimiter(Limits(global_per_second=30, private_per_second=1, private_burst=1))
+    limiter = RateLimiter(
+        Limits(margin=0, global_per_second=30, private_per_second=1, private_burst=1)
+    )
     granted: list[float] = []
     for n in range(1000):
         now = T0 + n * 0.005
@@ -160,7 +322,9 @@ def test_global_limit_never_more_than_30_in_any_second() -> None:
 
 
 def test_the_global_wait_is_reported_when_the_chat_is_free() -> None:
-    limiter = RateLimiter(Limits(global_per_second=2, private_burst=5, private_per_second=5))
+    limiter = RateLimiter(
+        Limits(margin=0, global_per_second=2, private_burst=5, private_per_second=5)
+    )
     assert limiter.reserve(USER, now=T0) == 0
     assert limiter.reserve(OTHER_USER, now=T0) == 0
     wait = limiter.reserve(3003, now=T0)  # a fresh chat, but the bot used its second
@@ -169,7 +333,9 @@ def test_the_global_wait_is_reported_when_the_chat_is_free() -> None:
 
 
 def test_a_refusal_by_the_chat_takes_no_global_token() -> None:
-    limiter = RateLimiter(Limits(global_per_second=2, private_burst=1, private_per_second=1))
+    limiter = RateLimiter(
+        Limits(margin=0, global_per_second=2, private_burst=1, private_per_second=1)
+    )
     assert limiter.reserve(USER, now=T0) == 0
     for _ in range(5):
         assert limiter.reserve(USER, now=T0) > 0
@@ -180,7 +346,7 @@ def test_a_refusal_by_the_chat_takes_no_global_token() -> None:
 
 
 def test_pause_after_429_blocks_the_chat_for_retry_after() -> None:
-    limiter = RateLimiter(Limits(private_per_second=1.0, private_burst=3))
+    limiter = RateLimiter(Limits(margin=0, private_per_second=1.0, private_burst=3))
     assert limiter.reserve(USER, now=T0) == 0
     limiter.pause(USER, 5, now=T0)
     assert limiter.reserve(USER, now=T0) == pytest.approx(5.0)
@@ -191,7 +357,7 @@ def test_pause_after_429_blocks_the_chat_for_retry_after() -> None:
 
 
 def test_pause_concerns_only_that_chat() -> None:
-    limiter = RateLimiter(Limits())
+    limiter = RateLimiter(Limits(margin=0))
     limiter.pause(USER, 30, now=T0)
     assert limiter.reserve(USER, now=T0 + 1) == pytest.approx(29.0)
     assert limiter.reserve(OTHER_USER, now=T0 + 1) == 0
@@ -199,14 +365,51 @@ def test_pause_concerns_only_that_chat() -> None:
 
 
 def test_pause_of_a_group() -> None:
-    limiter = RateLimiter(Limits(group_per_minute=20))
+    limiter = RateLimiter(Limits(margin=0, group_per_minute=20))
     limiter.pause(GROUP, 12, now=T0)
     assert limiter.reserve(GROUP, now=T0) == pytest.approx(12.0)
     assert limiter.reserve(GROUP, now=T0 + 12) == 0
 
 
+def test_pause_of_a_group_stops_its_burst_window_and_pace() -> None:
+    """A 429 that still comes pauses the group — its burst, its minute and its pace — for
+    ``retry_after``; after it, one call and then the even pace, not a burst."""
+    limiter = RateLimiter(Limits(margin=0, group_per_minute=20))
+    assert limiter.reserve(GROUP, now=T0) == 0
+    limiter.pause(GROUP, 5, now=T0 + 0.5)
+    # The burst had two calls left and the window 19 messages: neither helps during the pause.
+    assert limiter.reserve(GROUP, now=T0 + 1) == pytest.approx(4.5)
+    assert limiter.reserve(GROUP, now=T0 + 4, messages=3) == pytest.approx(1.5)
+    assert limiter.reserve(GROUP, now=T0 + 5.5) == 0
+    assert limiter.reserve(GROUP, now=T0 + 6.5) == pytest.approx(2.0)  # the pace, no burst
+    assert limiter.reserve(GROUP, now=T0 + 8.5) == 0
+    assert grants(limiter, GROUP, T0 + 8.75, T0 + 20, 0.25) == [
+        pytest.approx(T0 + t) for t in (11.5, 14.5, 17.5)
+    ]
+
+
+def test_pause_of_a_group_is_not_shortened_by_its_idle_schedule() -> None:
+    limiter = RateLimiter(Limits(margin=0, group_per_minute=20))
+    assert limiter.reserve(GROUP, now=T0) == 0
+    limiter.pause(GROUP, 30, now=T0 + 1)
+    assert limiter.reserve(GROUP, now=T0 + 30.9) == pytest.approx(0.1)
+    # A long pause is not idleness that earns a burst: after it, one call, then the pace.
+    assert limiter.reserve(GROUP, now=T0 + 31) == 0
+    assert limiter.reserve(GROUP, now=T0 + 32) == pytest.approx(2.0)
+
+
+def test_resume_ends_a_group_pause_early() -> None:
+    limiter = RateLimiter(Limits(margin=0, group_per_minute=20))
+    assert limiter.reserve(GROUP, now=T0) == 0
+    limiter.pause(GROUP, 600, now=T0)
+    assert limiter.reserve(GROUP, now=T0 + 10) == pytest.approx(590.0)
+    limiter.resume(GROUP, now=T0 + 10)
+    assert limiter.reserve(GROUP, now=T0 + 10) == 0
+    assert limiter.reserve(GROUP, now=T0 + 10.5) > 0  # its own rate still holds
+
+
 def test_a_shorter_pause_does_not_shorten_a_longer_one() -> None:
-    limiter = RateLimiter(Limits())
+    limiter = RateLimiter(Limits(margin=0))
     limiter.pause(USER, 10, now=T0)
     limiter.pause(USER, 2, now=T0 + 1)
     assert limiter.reserve(USER, now=T0 + 3) == pytest.approx(7.0)
@@ -218,7 +421,7 @@ def test_a_shorter_pause_does_not_shorten_a_longer_one() -> None:
 def test_an_explicit_clock_starting_at_zero() -> None:
     """``now`` is a parameter: a caller with its own clock (a test, a simulated one) must get
     the same answers as with the default clock. A fresh chat may send at once."""
-    limiter = RateLimiter(Limits(private_per_second=1.0, private_burst=3))
+    limiter = RateLimiter(Limits(margin=0, private_per_second=1.0, private_burst=3))
     assert limiter.reserve(USER, now=0.0) == 0
     assert limiter.reserve(USER, now=0.0) == 0
     assert limiter.reserve(USER, now=0.0) == 0
@@ -227,6 +430,118 @@ def test_an_explicit_clock_starting_at_zero() -> None:
 
 
 def test_default_clock_a_fresh_chat_may_send_at_once() -> None:
-    limiter = RateLimiter(Limits())
+    limiter = RateLimiter(Limits(margin=0))
     assert limiter.reserve(USER) == 0
     assert limiter.reserve(GROUP) == 0
+
+
+# ---------------------------------------------------------------- any demand at all
+
+
+@dataclass(frozen=True)
+class Ask:
+    after: float  # seconds since the previous ask
+    chat_id: int
+    messages: int
+    kind: str  # "send", "edit", "pause" or "grow" (a call taking in more: room and charge)
+    retry: bool  # when refused, ask again exactly when told to
+
+
+PROPERTY_LIMITS = Limits(margin=0, global_per_second=12, group_per_minute=20)
+PROPERTY_GROUPS = (GROUP, -1009)
+PROPERTY_PRIVATE = (USER, OTHER_USER)
+
+asks = st.builds(
+    Ask,
+    after=st.one_of(st.just(0.0), st.floats(0, 4), st.floats(0, 90)),
+    chat_id=st.sampled_from(PROPERTY_GROUPS + PROPERTY_PRIVATE),
+    messages=st.one_of(st.just(1), st.integers(1, 30)),
+    kind=st.sampled_from(["send", "send", "send", "send", "edit", "pause", "grow"]),
+    retry=st.booleans(),
+)
+
+
+def never_forgetting(limits: Limits) -> RateLimiter:
+    """The same limiter keeping every chat for good: forgetting a fresh limit must not change
+    a single decision."""
+    limiter = RateLimiter(limits)
+    limiter._chats = TLRUCache(10**6, ttu=lambda key, value, now: math.inf)
+    return limiter
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(asks, max_size=250))
+def test_no_limit_is_ever_exceeded_whatever_the_demand(demand: list[Ask]) -> None:
+    limiter, reference = RateLimiter(PROPERTY_LIMITS), never_forgetting(PROPERTY_LIMITS)
+    granted: dict[int, list[tuple[float, int]]] = {}  # chat -> (time, messages), edits apart
+    overall: list[tuple[float, int]] = []
+    pauses: list[tuple[int, int, float]] = []  # chat, grants before the pause, its end
+    now = T0
+    for ask in demand:
+        now += ask.after
+        if ask.kind == "pause":
+            seconds = float(ask.messages % 7 + 1)
+            limiter.pause(ask.chat_id, seconds, now=now)
+            reference.pause(ask.chat_id, seconds, now=now)
+            pauses.append((ask.chat_id, len(granted.get(ask.chat_id, [])), now + seconds))
+            continue
+        edit = ask.kind == "edit"
+        messages = 1 if ask.kind in ("edit", "grow") else ask.messages
+        wait = limiter.reserve(ask.chat_id, now=now, edit=edit, messages=messages)
+        assert wait == reference.reserve(ask.chat_id, now=now, edit=edit, messages=messages)
+        if wait > 0 and ask.retry:
+            now += wait  # waiting what it says is enough when nothing else went meanwhile
+            wait = limiter.reserve(ask.chat_id, now=now, edit=edit, messages=messages)
+            assert wait == 0
+            assert reference.reserve(ask.chat_id, now=now, edit=edit, messages=messages) == 0
+        if wait == 0 and ask.kind == "grow":
+            more = min(ask.messages - 1, limiter.room(ask.chat_id, now=now))
+            assert more == min(ask.messages - 1, reference.room(ask.chat_id, now=now))
+            limiter.charge(ask.chat_id, more, now=now)
+            reference.charge(ask.chat_id, more, now=now)
+            messages += more
+        if wait == 0:
+            overall.append((now, messages))
+            if not edit:
+                granted.setdefault(ask.chat_id, []).append((now, messages))
+
+    def most_in_window(sent: list[tuple[float, int]], seconds: float, cap: int) -> int:
+        return max(
+            (
+                sum(min(n, cap) for u, n in sent[i:] if u < t + seconds - 1e-6)
+                for i, (t, _) in enumerate(sent)
+            ),
+            default=0,
+        )
+
+    assert most_in_window(overall, 1.0, 12) <= 12
+    for group in PROPERTY_GROUPS:
+        sent = granted.get(group, [])
+        assert most_in_window(sent, 60.0, 20) <= 20
+        assert all(b - a >= 1.0 - 1e-6 for (a, _), (b, _) in pairwise(sent))
+    for private in PROPERTY_PRIVATE:
+        sent = granted.get(private, [])
+        # A bucket of 3 refilled at 1/s: never more than 3 + the seconds between calls.
+        for i, (t, _) in enumerate(sent):
+            for j in range(i, len(sent)):
+                assert j - i + 1 <= 3 + (sent[j][0] - t) + 1e-6
+    for chat_id, before, end in pauses:
+        assert all(t >= end - 1e-6 for t, _ in granted.get(chat_id, [])[before:])
+
+
+def test_the_margin_keeps_calls_clear_of_telegrams_own_counting() -> None:
+    """Telegram counts a request when it arrives: with the default margin a group's calls are
+    1.2 s apart and the bot's 30 a second are counted over 1.2 s, so a request that is a little
+    late cannot land inside a window it was kept out of."""
+    limiter = RateLimiter(Limits())
+    group = -100
+    assert limiter.reserve(group, now=10.0) == 0.0
+    assert limiter.reserve(group, now=11.1) > 0
+    assert limiter.reserve(group, now=11.2) == 0.0
+    for chat in range(1, 31):
+        assert limiter.reserve(chat, now=20.0) == 0.0
+    assert limiter.reserve(99, now=21.1) > 0
+    assert limiter.reserve(99, now=21.2) == 0.0
+    # Lifted limits (a benchmark) stay lifted: the margin is at most a fifth of a spacing.
+    lifted = RateLimiter(Limits(group_per_minute=10**6, global_per_second=10**6))
+    assert all(lifted.reserve(group, now=30.0 + k * 1e-4) == 0.0 for k in range(100))

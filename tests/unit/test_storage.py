@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,15 +16,23 @@ from aiogram.fsm.state import State, StatesGroup
 from aiogram.fsm.storage.base import StorageKey
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import delete, func, inspect, select, text
+from sqlalchemy import delete, event, func, insert, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.clock import ShiftedClock
 from bot.db.dialog_storage import DatabaseStorage
 from bot.db.engine import create_engine, create_session_factory, migrate
-from bot.db.models import Base, DialogState, Ticket, User
-from bot.db.repositories import TicketRepo, UpdateLog, UserRepo
+from bot.db.models import Base, DialogState, ProcessedUpdate, Ticket, User
+from bot.db.repositories import (
+    DialogRepo,
+    ReadAhead,
+    TicketRepo,
+    UpdateLog,
+    UpdatesTakenError,
+    UserRepo,
+)
+from bot.db.uow import transaction
 from bot.domain.tickets import Kind, Priority, Status
 
 BOT_ID = 123456
@@ -339,3 +348,161 @@ async def test_dialog_survives_a_restart(db_url: str) -> None:
         assert await storage.get_data(key()) == {"topic": "No internet", "nested": {"n": [1, 2]}}
     finally:
         await second.dispose()
+
+
+# ---------------------------------------------------------------- a batch that reads ahead
+
+
+class Statements:
+    """The statements an engine runs while the block is open."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.seen: list[str] = []
+
+    def _record(self, *args: Any) -> None:
+        self.seen.append(args[2])
+
+    def __enter__(self) -> list[str]:
+        event.listen(self.engine.sync_engine, "before_cursor_execute", self._record)
+        return self.seen
+
+    def __exit__(self, *_exc: object) -> None:
+        event.remove(self.engine.sync_engine, "before_cursor_execute", self._record)
+
+
+async def test_a_batch_reads_ahead_and_then_reads_nothing_again(
+    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    storage = DatabaseStorage(sessions, ShiftedClock())
+    await storage.set_state(key(1001), Intake.topic)
+    async with sessions() as session, session.begin():
+        await add_user(session, 1001)
+        first = await TicketRepo(session).add(new_ticket("a", 1001))
+        await TicketRepo(session).add(new_ticket("b", 1001, status=Status.CLOSED))
+    async with transaction(sessions, savepoints=False) as batch:
+        await batch.read_ahead(
+            update_ids=[1, 2],
+            user_ids=[1001, 1002],
+            customer_ids=[1001, 1002],
+            dialog_prefixes=[storage.prefix_of(key(1001)), storage.prefix_of(key(1002))],
+        )
+        bound = storage.bound(batch.session)
+        with Statements(engine) as statements:
+            user = await batch.users.get(1001)
+            assert user is not None and user.first_name == "Alice"
+            assert await batch.users.get(1002) is None
+            assert [t.number for t in await TicketRepo(batch.session).open_for_customer(1001)] == [
+                first.number
+            ]
+            assert await TicketRepo(batch.session).open_for_customer(1002) == []
+            assert await bound.get_state(key(1001)) == "Intake:topic"
+            waiting = dataclasses.replace(key(1002), destiny="waiting")
+            assert await bound.get_data(waiting) == {}
+            await bound.set_data(waiting, {"items": [1]})
+            assert await bound.get_data(waiting) == {"items": [1]}
+            await bound.set_state(key(1001), None)  # the row goes...
+            assert await bound.get_state(key(1001)) is None
+            assert await batch.updates.first_time(1, NOW) is True
+            assert await batch.updates.first_time(1, NOW) is False
+        assert statements == []  # every answer came from what was read ahead
+        # Inside the batch every unit is the batch itself: no savepoint to roll back part of it.
+        async with transaction(sessions, within=batch) as unit:
+            assert unit is batch
+        await batch.finish_read_ahead()
+    async with sessions() as session:
+        assert await DialogRepo(session).get("fsm:1001:1001:default") is None
+        assert (await DialogRepo(session).get("fsm:1002:1002:waiting")) is not None
+        assert await UpdateLog(session).first_time(1, NOW) is False  # marked at the end
+        assert await UpdateLog(session).first_time(2, NOW) is True  # not handled: not marked
+
+
+async def test_what_was_read_ahead_follows_the_batch_s_own_writes(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    async with sessions() as session, session.begin():
+        await add_user(session, 1001)
+        ticket = await TicketRepo(session).add(new_ticket("a", 1001))
+    async with transaction(sessions, savepoints=False) as batch:
+        await batch.read_ahead(update_ids=[], user_ids=[], customer_ids=[1001], dialog_prefixes=[])
+        tickets = TicketRepo(batch.session)
+        opened = await tickets.get(ticket.number)
+        assert opened is not None
+        opened.status = Status.CLOSED  # closed by an earlier update of the batch
+        assert await tickets.open_for_customer(1001) == []
+        new = await tickets.add(new_ticket("b", 1001))  # ... and a new one registered
+        assert [t.number for t in await tickets.open_for_customer(1001)] == [new.number]
+        # A user the batch did not read ahead is read as usual, and a new one is kept.
+        await UserRepo(batch.session).read_ahead([1005])
+        created = await add_user(batch.session, 1005)
+        assert await batch.users.get(1005) is created
+
+
+async def test_a_savepoint_drops_what_was_read_ahead(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    async with transaction(sessions) as batch:
+        with pytest.raises(RuntimeError):
+            await batch.read_ahead(update_ids=[1], user_ids=[], customer_ids=[], dialog_prefixes=[])
+        ReadAhead.start(batch.session).update_ids.add(1)
+        async with transaction(sessions, within=batch) as unit:
+            assert unit is not batch
+            assert ReadAhead.of(unit.session) is None  # a rollback here could make it wrong
+
+
+async def test_a_mark_taken_meanwhile_fails_the_batch(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    async def batch_of_two() -> None:
+        async with transaction(sessions, savepoints=False) as batch:
+            await batch.read_ahead(
+                update_ids=[5, 6], user_ids=[], customer_ids=[], dialog_prefixes=[]
+            )
+            assert await batch.updates.first_time(5, NOW) is True
+            assert await batch.updates.first_time(6, NOW) is True
+            # Another process handled update 6 after the batch looked (PostgreSQL).
+            await batch.session.execute(insert(ProcessedUpdate).values(update_id=6, at=NOW))
+            await batch.finish_read_ahead()
+
+    with pytest.raises(UpdatesTakenError):
+        await batch_of_two()
+    async with sessions() as session, session.begin():
+        assert await UpdateLog(session).first_time(5, NOW) is True  # rolled back with the batch
+
+
+async def test_data_changed_in_place_is_written(sessions: async_sessionmaker[AsyncSession]) -> None:
+    storage = DatabaseStorage(sessions, ShiftedClock())
+    await storage.set_data(key(), {"items": [1]})
+    async with transaction(sessions, savepoints=False) as batch:
+        prefix = storage.prefix_of(key())
+        await batch.read_ahead(
+            update_ids=[], user_ids=[], customer_ids=[], dialog_prefixes=[prefix]
+        )
+        bound = storage.bound(batch.session)  # the row stays loaded for the whole batch
+        data = await bound.get_data(key())
+        data["items"].append(2)  # changed in place, as the follow-up handler does
+        await bound.set_data(key(), data)
+        data["items"].append(3)  # ... after it was set: not the stored data any more
+    assert await storage.get_data(key()) == {"items": [1, 2]}
+
+
+async def test_a_dialog_cleared_and_begun_again_in_one_batch(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """/cancel, then /new, in one batch: the row goes and comes back before the one flush."""
+    storage = DatabaseStorage(sessions, ShiftedClock())
+    await storage.set_state(key(), Intake.topic)
+    await storage.set_data(key(), {"topic": "old"})
+    async with transaction(sessions, savepoints=False) as batch:
+        prefix = storage.prefix_of(key())
+        await batch.read_ahead(
+            update_ids=[], user_ids=[], customer_ids=[], dialog_prefixes=[prefix]
+        )
+        bound = storage.bound(batch.session)
+        await bound.set_state(key(), None)
+        await bound.set_data(key(), {})
+        assert await bound.get_state(key()) is None
+        await bound.set_state(key(), Intake.description)
+        await bound.set_data(key(), {"topic": "new"})
+    assert await storage.get_state(key()) == "Intake:description"
+    assert await storage.get_data(key()) == {"topic": "new"}

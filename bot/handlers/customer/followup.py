@@ -11,7 +11,7 @@ import dataclasses
 from datetime import datetime, timedelta
 from typing import Any
 
-from aiogram import F, Router
+from aiogram import Router
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message
@@ -100,7 +100,8 @@ async def followup(
     locale: str,
 ) -> None:
     session, user = dialog.session, dialog.user
-    verdict = pace.hit(user.id, album=message.media_group_id)
+    # By message: handled again (a retry, a batch handled again), it is not counted twice.
+    verdict = pace.hit(user.id, album=message.media_group_id, message_id=message.message_id)
     if verdict.warn:
         await dialog.messenger.send(session, user.id, slow_down_notice(pace.limit))
     item = relay_item(message, coalesce=verdict.over)
@@ -278,13 +279,23 @@ async def unknown_button(callback: CallbackQuery) -> None:
     await callback.answer(_("This button is no longer active."))
 
 
+# Filters as coroutine functions: aiogram runs a synchronous filter (a magic ``F`` one
+# included) in a thread of its own, for every message that reaches it.
+async def is_command(message: Message) -> bool:
+    return message.text is not None and message.text.startswith("/")
+
+
+SERVICE_CONTENT = frozenset({"new_chat_members", "left_chat_member", "pinned_message"})
+
+
+async def is_service(message: Message) -> bool:
+    return message.content_type in SERVICE_CONTENT
+
+
 def create_router() -> Router:
     router = Router(name=__name__)
-    router.message.register(unknown_command, F.text.startswith("/"))
-    router.message.register(
-        service_message,
-        F.content_type.in_({"new_chat_members", "left_chat_member", "pinned_message"}),
-    )
+    router.message.register(unknown_command, is_command)
+    router.message.register(service_message, is_service)
     router.message.register(followup)
     router.callback_query.register(ticket_picked, PickTicketCb.filter())
     router.edited_message.register(edited)

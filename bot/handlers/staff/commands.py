@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 
 from aiogram import Bot, F, Router
 from aiogram.exceptions import TelegramBadRequest
@@ -73,7 +74,9 @@ async def ticket_command(
     messenger: Messenger,
     locale: str,
 ) -> None:
-    number = parse_id((command.args or "").strip().lstrip("#"))
+    # ``/ticket 12``, or ``/ticket_12`` tapped in a burst digest.
+    shortcut = command.regexp_match.group(1) if command.regexp_match is not None else None
+    number = parse_id(shortcut or (command.args or "").strip().lstrip("#"))
     if number is None:
         await messenger.send(session, message.chat.id, _("Usage: /ticket 123"))
         return
@@ -211,7 +214,7 @@ def create_router() -> Router:
     router = Router(name=__name__)
     router.message.register(queue_command, Command("queue"))
     router.callback_query.register(queue_page, QueuePageCb.filter())
-    router.message.register(ticket_command, Command("ticket"))
+    router.message.register(ticket_command, Command("ticket", re.compile(r"ticket_(\d{1,18})")))
     router.message.register(find_command, Command("find"))
     # A photo or an album sent with /note goes through the conversation.
     router.message.register(note_command, Command("note"), F.text)

@@ -65,6 +65,8 @@ def staff_post(message: Message, bot: Bot) -> StaffPost:
         and reply.from_user.id == bot.id,
         media_group_id=message.media_group_id,
         media=album_media(message) if message.media_group_id else None,
+        replied_text=(reply.text or reply.caption) if reply is not None else None,
+        quoted=message.quote.text if message.quote is not None else None,
     )
 
 
@@ -95,7 +97,11 @@ async def staff_message(
     locale: str,
 ) -> None:
     post = staff_post(message, bot)
-    routed = await staff_relay.route(session, post)
+    try:
+        routed = await staff_relay.route(session, post)
+    except Refusal as refusal:
+        await message.reply(refusal_text(refusal))
+        return
     if routed is None:
         return  # staff talking among themselves
     try:

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.clock import Clock
 from bot.db.models import Delivery, Ticket, User
 from bot.db.repositories import EventRepo, UserRepo
-from bot.delivery.intents import Intent, Refs
+from bot.delivery.intents import RANK_CUSTOMER_WAITING, Intent, Refs
 from bot.delivery.outbox import Outbox
 from bot.domain.tickets import Action, Priority, Status, can_reassign
 from bot.services.assignment import Assignment, closed_refusal
@@ -235,11 +235,13 @@ class StaffActions:
         self, session: AsyncSession, number: int, history: str, thread_id: int | None
     ) -> None:
         """/ticket N: a copy of the card (with its buttons) and the ticket's ``history``, where
-        it was asked."""
+        it was asked (the General topic too, not the ticket's own topic), ahead of the ticket's
+        queued messages: someone is waiting for it."""
         ticket = await self.lookup.ticket(session, number)
         card = await self.cards.render(session, ticket)
         staff_chat = self.config.staff_chat_id
         extra = {"message_thread_id": thread_id} if thread_id else {}
+        asked = f"{staff_chat}:asked:{thread_id or 0}"
         self.outbox.add(
             session,
             Intent(
@@ -253,8 +255,10 @@ class StaffActions:
                 },
                 purpose="card_copy",
                 subject=ticket.number,
-                rank=int(ticket.priority),
                 refs=Refs(party=ticket.customer_id),
+                stream=asked,
+                rank=RANK_CUSTOMER_WAITING,
+                tags=TicketTags(here=True),
             ),
         )
         self.outbox.add(
@@ -265,8 +269,10 @@ class StaffActions:
                 payload={"chat_id": staff_chat, "text": history, **extra},
                 purpose="staff_note",
                 subject=ticket.number,
-                rank=int(ticket.priority),
                 refs=Refs(party=ticket.customer_id),
+                stream=asked,
+                rank=RANK_CUSTOMER_WAITING,
+                tags=TicketTags(here=True),
             ),
         )
 

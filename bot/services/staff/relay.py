@@ -16,6 +16,7 @@ from typing import Any
 
 from aiogram import methods
 from aiogram.types import Message
+from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.clock import Clock
@@ -36,6 +37,7 @@ from bot.services.assignment import closed_refusal
 from bot.services.cards import Cards, display_name
 from bot.services.copies import edit_copy
 from bot.services.desk_config import DeskConfig
+from bot.services.lifecycle import Refusal
 from bot.services.notices_staff import (
     AlbumAlreadySent,
     EditNotCarried,
@@ -70,6 +72,10 @@ ALBUM_KEY = "staff_album:"
 ALBUM_MEMORY = timedelta(days=1)
 
 
+# A ticket's shortcut in a burst digest (bot/views/desk.py): ``/ticket_12``.
+DIGEST_NUMBER = re.compile(r"/ticket_(\d{1,18})\b")
+
+
 def note_text(text: str) -> str | None:
     """The note of a staff message marked as one (``!`` or ``/note``); None for any other."""
     if text.startswith(NOTE_MARK):
@@ -94,6 +100,10 @@ class StaffPost:
     reply_to_bot: bool = False  # ... which the bot posted
     media_group_id: str | None = None
     media: dict[str, Any] | None = None  # its part of an album, as sendMediaGroup takes it
+    # What it replies to, as Telegram shows it (a post of the bot that no ticket owns, such as
+    # a burst digest): its text, and the part the writer quoted.
+    replied_text: str | None = None
+    quoted: str | None = None
 
 
 class Route(StrEnum):
@@ -158,6 +168,13 @@ class StaffRelay:
                 ticket = await TicketRepo(session).get(link.ticket_number)
             elif link.ticket_number != ticket.number:
                 link = None  # a message of another ticket says nothing about this one
+        if ticket is None and link is None and post.reply_to_bot:
+            ticket = await self._ticket_of_digest_line(session, post)
+            if ticket is not None:
+                note = note_text(post.text)
+                if note is not None:
+                    return Routed(ticket, Route.NOTE, note=note)
+                return Routed(ticket, Route.ANSWER)
         if ticket is None:
             return None
         note = note_text(post.text)
@@ -177,6 +194,25 @@ class StaffRelay:
         # A reply to a note is staff talking; to anything else staff-side, perhaps meant
         # for the customer: the writer is told where answers go.
         return Routed(ticket, Route.ASIDE, note=post.text, hint=link.direction not in (NOTE, HINT))
+
+    async def _ticket_of_digest_line(self, session: AsyncSession, post: StaffPost) -> Ticket | None:
+        """A reply to a burst digest is for the ticket of the line it quotes, or of the only
+        ticket its message names. Telegram puts the replied text and the quote in the update,
+        so a writer can only point at a line the bot wrote."""
+        for text in (post.quoted, post.replied_text):
+            numbers = set(DIGEST_NUMBER.findall(text or ""))
+            if len(numbers) == 1:
+                return await TicketRepo(session).get(int(numbers.pop()))
+            if numbers and note_text(post.text) is None:
+                # Several tickets and no line quoted: whose it is is unclear; the writer is
+                # told how to say it rather than left with silence.
+                raise Refusal(
+                    _(
+                        "This digest names several requests: reply quoting the line of the "
+                        "one you answer, or write in its topic (tap its /ticket_N)."
+                    )
+                )
+        return None
 
     async def receive(
         self, session: AsyncSession, actor: User, post: StaffPost, routed: Routed, locale: str
