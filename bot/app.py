@@ -124,6 +124,10 @@ def create_dispatcher(
         storage=DatabaseStorage(database.writer, clock, database.reader),
         # One update at a time per chat: the parts of an album arrive in order.
         events_isolation=events_isolation or KeyedEventIsolation(),
+        # aiogram's FSM middleware would read the dialog step before the update's transaction,
+        # on a connection of its own; the unit of work below takes its place (same context,
+        # the lock of ``events_isolation``) and reads the step in the transaction.
+        disable_fsm=True,
         **services.for_handlers(),
         sender=sender,
         account_pattern=settings.account_number_pattern,

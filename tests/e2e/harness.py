@@ -165,8 +165,10 @@ def bot_env(fake: FakeTelegram, workdir: Path, **overrides: str) -> dict[str, st
             "PYTHONUNBUFFERED": "1",
             # The emulator does not enforce Telegram's flood limits unless a test asks it to
             # (tests/e2e/test_burst.py, which keeps the bot's own limits at Telegram's): the
-            # group's even pace of one message every 3 s would only slow the other tests down.
+            # group's even pace of one message every 3 s, and a private chat's 1.2 s, would only
+            # slow the other tests down (and race their timers of a few seconds).
             "DELIVERY_GROUP_PER_MINUTE": "600",
+            "DELIVERY_PRIVATE_PER_SECOND": "100",
         }
     )
     env.update(overrides)

@@ -3,8 +3,8 @@
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiogram import F, Router
-from aiogram.types import TelegramObject
+from aiogram import Router
+from aiogram.types import CallbackQuery, Message, TelegramObject
 
 from bot.handlers.customer import commands, dialog, followup, resolution
 
@@ -19,11 +19,22 @@ async def _with_dialog(
     return await handler(event, data)
 
 
+# Filters as coroutine functions: aiogram runs a synchronous filter (a magic ``F`` one
+# included) in a thread of its own, and these are checked for every message.
+async def _in_private(message: Message) -> bool:
+    return message.chat.type == "private"
+
+
+async def _pressed_in_private(callback: CallbackQuery) -> bool:
+    # No message: a button of an inline message, which is in no chat of ours.
+    return callback.message is not None and callback.message.chat.type == "private"
+
+
 def create_router() -> Router:
     router = Router(name=__name__)
-    router.message.filter(F.chat.type == "private")
-    router.edited_message.filter(F.chat.type == "private")
-    router.callback_query.filter(F.message.chat.type == "private")
+    router.message.filter(_in_private)
+    router.edited_message.filter(_in_private)
+    router.callback_query.filter(_pressed_in_private)
     router.message.middleware(_with_dialog)
     router.callback_query.middleware(_with_dialog)
     router.include_routers(

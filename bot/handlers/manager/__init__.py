@@ -19,12 +19,14 @@ from bot.services.messaging import Messenger
 from bot.views import reports as views
 
 
-def _where(message: Message, desk: DeskConfig) -> bool:
+# Filters as coroutine functions: aiogram runs a synchronous filter in a thread of its own,
+# and ``_where`` is checked for every message that gets this far.
+async def _where(message: Message, desk: DeskConfig) -> bool:
     """A private chat or the staff group (its id is read at run time: the group may move)."""
     return message.chat.type == "private" or message.chat.id == desk.staff_chat_id
 
 
-def _is_manager(message: Message, user: User, managers: ManagerService) -> bool:
+async def _is_manager(message: Message, user: User, managers: ManagerService) -> bool:
     return managers.is_manager(user.id)
 
 
