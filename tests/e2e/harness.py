@@ -169,6 +169,9 @@ def bot_env(fake: FakeTelegram, workdir: Path, **overrides: str) -> dict[str, st
             # slow the other tests down (and race their timers of a few seconds).
             "DELIVERY_GROUP_PER_MINUTE": "600",
             "DELIVERY_PRIVATE_PER_SECOND": "100",
+            # The last second of the day: a managers' test that does not ask for the daily
+            # summary never gets it first (started after 21:00, the default, it would).
+            "SUMMARY_TIME": "23:59:59",
         }
     )
     env.update(overrides)

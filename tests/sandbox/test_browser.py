@@ -61,6 +61,11 @@ def test_open_take_answer_confirm_and_summarise(page: Page) -> None:
     # answer it with a reply, which reaches the customer as a reply to her own message.
     ui.be("Alice")
     ui.type("Also: the app version is 2.0")
+    # Relayed first: an edit of a message still queued goes out as the copy's own text.
+    ui.be("Светлана")
+    ui.open_chat(f"#{number}")
+    ui.message("the app version is 2.0")
+    ui.be("Alice")
     followup = ui.message("the app version is 2.0", by_bot=False)
     followup.hover()
     followup.get_by_role("button", name="Edit").click()
