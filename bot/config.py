@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import time, timedelta
+from email.utils import parseaddr
 from typing import Annotated, Any
+from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -32,6 +35,53 @@ def _parse_sla(text: str) -> dict[Priority, timedelta]:
     if missing:
         raise ValueError(f"no target for {', '.join(missing)}")
     return targets
+
+
+@dataclass(frozen=True, slots=True)
+class MailServer:
+    """A mail server from ``MAIL_IMAP_URL`` / ``MAIL_SMTP_URL`` (SPEC §7)."""
+
+    host: str
+    port: int
+    user: str
+    password: str
+    tls: str  # "tls" (from the first byte), "starttls", or "none" (loopback, tests)
+    folder: str = "INBOX"
+
+
+_MAIL_SCHEMES = {
+    "imap": ("imap", "none", 143),
+    "imaps": ("imap", "tls", 993),
+    "imap+starttls": ("imap", "starttls", 143),
+    "smtp": ("smtp", "none", 25),
+    "smtps": ("smtp", "tls", 465),
+    "smtp+starttls": ("smtp", "starttls", 587),
+}
+
+
+def parse_mail_url(url: str, protocol: str) -> MailServer:
+    """``imaps://user:password@host:993/INBOX`` and the like; user and password may be
+    percent-encoded (an address as the user name: ``support%40e-comet.io``)."""
+    parts = urlsplit(url)
+    scheme = _MAIL_SCHEMES.get(parts.scheme.lower())
+    if scheme is None or scheme[0] != protocol:
+        names = ", ".join(f"{name}://" for name, s in _MAIL_SCHEMES.items() if s[0] == protocol)
+        raise ValueError(f"expected a URL starting with one of {names}")
+    if not parts.hostname:
+        raise ValueError("the URL names no host")
+    try:
+        port = parts.port or scheme[2]
+    except ValueError as exc:
+        raise ValueError("the URL's port is not a number") from exc
+    folder = unquote(parts.path.lstrip("/")) or "INBOX"
+    return MailServer(
+        host=parts.hostname,
+        port=port,
+        user=unquote(parts.username or ""),
+        password=unquote(parts.password or ""),
+        tls=scheme[1],
+        folder=folder,
+    )
 
 
 class Settings(BaseSettings):
@@ -69,6 +119,12 @@ class Settings(BaseSettings):
     # is asked to slow down (nothing is dropped: the extra messages reach staff joined).
     max_open_tickets: int = Field(default=5, ge=1, le=1000)
     customer_messages_per_minute: int = Field(default=20, ge=1, le=10_000)
+    # The e-mail channel (SPEC §10): off while MAIL_IMAP_URL is empty.
+    mail_imap_url: SecretStr = SecretStr("")
+    mail_smtp_url: SecretStr = SecretStr("")
+    mail_from: str = ""
+    mail_poll_interval: float = Field(default=30.0, gt=0)
+    public_url: str = ""
 
     @field_validator("bot_token")
     @classmethod
@@ -140,6 +196,55 @@ class Settings(BaseSettings):
         if self.webhook_url and not self.webhook_secret.get_secret_value():
             raise ValueError("WEBHOOK_SECRET is required when WEBHOOK_URL is set")
         return self
+
+    @field_validator("mail_imap_url")
+    @classmethod
+    def _imap_url(cls, value: SecretStr) -> SecretStr:
+        if value.get_secret_value():
+            parse_mail_url(value.get_secret_value(), "imap")
+        return value
+
+    @field_validator("mail_smtp_url")
+    @classmethod
+    def _smtp_url(cls, value: SecretStr) -> SecretStr:
+        if value.get_secret_value():
+            parse_mail_url(value.get_secret_value(), "smtp")
+        return value
+
+    @field_validator("mail_from")
+    @classmethod
+    def _mail_from(cls, value: str) -> str:
+        if value and "@" not in parseaddr(value)[1]:
+            raise ValueError("expected an address, e.g. e-Comet Support <support@e-comet.io>")
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str) -> str:
+        if value and not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError("expected an http(s) URL")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _mail_needs_smtp(self) -> Settings:
+        if self.mail_imap_url.get_secret_value():
+            if not self.mail_smtp_url.get_secret_value():
+                raise ValueError("MAIL_SMTP_URL is required when MAIL_IMAP_URL is set")
+            if not self.mail_from:
+                raise ValueError("MAIL_FROM is required when MAIL_IMAP_URL is set")
+        return self
+
+    @property
+    def mail_enabled(self) -> bool:
+        return bool(self.mail_imap_url.get_secret_value())
+
+    @property
+    def imap(self) -> MailServer:
+        return parse_mail_url(self.mail_imap_url.get_secret_value(), "imap")
+
+    @property
+    def smtp(self) -> MailServer:
+        return parse_mail_url(self.mail_smtp_url.get_secret_value(), "smtp")
 
     @property
     def hours(self) -> SupportHours:

@@ -94,6 +94,8 @@ class User(Base):
     last_account_number: Mapped[str | None] = mapped_column(String(64))
     blocked_bot_at: Mapped[datetime | None]
     staff_seen_at: Mapped[datetime | None]  # acted in the staff group: can be assigned tickets
+    # A customer who writes by e-mail (id from MAIL_CUSTOMER_BASE up): their address.
+    email: Mapped[str | None] = mapped_column(String(320), unique=True)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 
@@ -337,3 +339,20 @@ class DeskSetting(Base):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+class MailMessage(Base):
+    """Every mail of a ticket's thread, both ways (SPEC §10): a reply finds its ticket by the
+    ids it refers to, and an answer refers to the thread so far. An incoming mail is recorded
+    once (its Message-ID is the key): a mailbox read again after a restart adds nothing."""
+
+    __tablename__ = "mail_messages"
+
+    message_id: Mapped[str] = mapped_column(String(512), primary_key=True)
+    ticket_number: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("tickets.number"), index=True
+    )
+    direction: Mapped[str] = mapped_column(String(8))  # in / out
+    # What became of an incoming mail: ticket / followup / noise / unparsed / unknown.
+    outcome: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime]

@@ -42,6 +42,11 @@ ALL_VARIABLES = [
     "DELIVERY_GLOBAL_PER_SECOND",
     "DELIVERY_PRIVATE_PER_SECOND",
     "DELIVERY_GROUP_PER_MINUTE",
+    "MAIL_IMAP_URL",
+    "MAIL_SMTP_URL",
+    "MAIL_FROM",
+    "MAIL_POLL_INTERVAL",
+    "PUBLIC_URL",
 ]
 
 
@@ -269,6 +274,13 @@ def test_missing_staff_chat_id(monkeypatch: pytest.MonkeyPatch) -> None:
         ("SCHEDULER_INTERVAL", "often"),
         ("WEB_PORT", "70000"),
         ("LOG_LEVEL", "loud"),
+        ("MAIL_IMAP_URL", "https://mail.example.org"),
+        ("MAIL_IMAP_URL", "smtps://user:pw@mail.example.org"),
+        ("MAIL_IMAP_URL", "imaps://user:pw@mail.example.org:port/INBOX"),
+        ("MAIL_SMTP_URL", "imaps://user:pw@mail.example.org"),
+        ("MAIL_FROM", "support"),
+        ("MAIL_POLL_INTERVAL", "0"),
+        ("PUBLIC_URL", "bot.example.org"),
     ],
 )
 def test_malformed_setting_is_one_line_naming_it(
@@ -337,3 +349,35 @@ def test_python_m_bot_without_configuration_exits_2_with_one_line(tmp_path: Path
     assert re.search(r"error", lines[0], re.IGNORECASE)
     # It stopped before touching anything: no database directory was created.
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.usefixtures("required")
+def test_the_mail_channel_needs_smtp_and_an_address(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAIL_IMAP_URL", "imaps://support%40e-comet.io:p%40ss@imap.example.org")
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert_one_line_naming(caught.value, "MAIL_SMTP_URL")
+    monkeypatch.setenv("MAIL_SMTP_URL", "smtp+starttls://support%40e-comet.io:pw@smtp.example.org")
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert_one_line_naming(caught.value, "MAIL_FROM")
+    monkeypatch.setenv("MAIL_FROM", "e-Comet Support <support@e-comet.io>")
+    settings = load_settings()
+    assert settings.mail_enabled
+    imap, smtp = settings.imap, settings.smtp
+    assert (imap.host, imap.port, imap.user, imap.password, imap.tls, imap.folder) == (
+        "imap.example.org",
+        993,
+        "support@e-comet.io",
+        "p@ss",
+        "tls",
+        "INBOX",
+    )
+    assert (smtp.host, smtp.port, smtp.tls) == ("smtp.example.org", 587, "starttls")
+    # The password never shows in the settings' text (logs, tracebacks).
+    assert "p%40ss" not in repr(settings) and "p@ss" not in repr(settings)
+
+
+@pytest.mark.usefixtures("required")
+def test_without_a_mailbox_there_is_no_mail_channel() -> None:
+    assert not load_settings().mail_enabled
