@@ -44,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     # Alembic tells every plugin it loads at INFO; only its warnings matter to an operator.
     logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLogger().level))
+    # aioimaplib logs every untagged IMAP response it does not use at INFO.
+    logging.getLogger("aioimaplib").setLevel(max(logging.WARNING, logging.getLogger().level))
     from bot.db.engine import migrate
 
     migrate(settings.database_url)

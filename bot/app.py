@@ -9,6 +9,7 @@ import signal
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from datetime import timedelta
+from email.utils import parseaddr
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,9 @@ from aiogram.webhook.aiohttp_server import SimpleRequestHandler
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.channels.mail.links import MailLinks
+from bot.channels.mail.pages import add_mail_pages
+from bot.channels.mail.watcher import MailWatcher
 from bot.clock import Clock, SystemClock
 from bot.commands import customer_commands, manager_commands, private_commands, staff_commands
 from bot.config import Settings
@@ -43,6 +47,7 @@ from bot.db.repositories import DeliveryRepo, DeskSettings, UpdateLog
 from bot.db.uow import transaction
 from bot.delivery.client import RetryMiddleware, StaleCallbackAnswers
 from bot.delivery.limiter import Limits, RateLimiter
+from bot.delivery.mail import MailTransport
 from bot.delivery.outbox import Outbox
 from bot.delivery.outcomes import Outcomes
 from bot.delivery.sender import Sender
@@ -58,6 +63,7 @@ from bot.services.desk_config import DeskConfig
 from bot.services.desk_outcomes import DeskOutcomes
 from bot.services.isolation import KeyedEventIsolation
 from bot.services.macros import MacroService
+from bot.services.mail import MailDesk, mail_envelope
 from bot.services.managers import ManagerService
 from bot.services.membership import Membership
 from bot.services.messaging import Messenger
@@ -69,6 +75,7 @@ from bot.services.staff.actions import StaffActions
 from bot.services.staff.lookup import StaffLookup
 from bot.services.staff.relay import StaffRelay
 from bot.services.tickets import TicketService
+from bot.views import mail as mail_views
 from bot.views import reports as report_views
 from bot.views import resolution as resolution_views
 from bot.views import staff as staff_views
@@ -272,6 +279,7 @@ class Services:
     pace: CustomerPace
     desk_outcomes: DeskOutcomes
     coalescer: Coalescer
+    mail_desk: MailDesk | None  # the e-mail channel, when MAIL_IMAP_URL is set
 
     def for_handlers(self) -> dict[str, Any]:
         """What handlers may take as parameters, by name."""
@@ -297,6 +305,7 @@ def create_services(
         resolution_views.notice_views(),
         report_views.notice_views(),
         staff_views.notice_views(),
+        mail_views.notice_views(),
     )
     cards = Cards(outbox=outbox, config=desk, clock=clock, render=render)
     # Who works on a ticket: one path for Take, Assign, a first answer and a Resolve.
@@ -331,20 +340,34 @@ def create_services(
         actions=staff_actions,
         render=render,
     )
+    tickets = TicketService(
+        clock=clock,
+        outbox=outbox,
+        config=desk,
+        cards=cards,
+        render=render,
+        max_open_tickets=settings.max_open_tickets,
+    )
+    mail_desk = None
+    if settings.mail_enabled:
+        mail_desk = MailDesk(
+            clock=clock,
+            outbox=outbox,
+            config=desk,
+            cards=cards,
+            tickets=tickets,
+            resolution=resolution,
+            render=render,
+            own_address=parseaddr(settings.mail_from)[1],
+            account_pattern=settings.account_number_pattern,
+        )
     return Services(
         desk=desk,
         clock=clock,
         outbox=outbox,
         render=render,
         cards=cards,
-        tickets=TicketService(
-            clock=clock,
-            outbox=outbox,
-            config=desk,
-            cards=cards,
-            render=render,
-            max_open_tickets=settings.max_open_tickets,
-        ),
+        tickets=tickets,
         staff_actions=staff_actions,
         staff_relay=staff_relay,
         staff_lookup=staff_lookup,
@@ -376,7 +399,59 @@ def create_services(
         ),
         # What a crowded staff group is sent instead of one message per customer message.
         coalescer=Coalescer(config=desk, clock=clock, outbox=outbox, render=render),
+        mail_desk=mail_desk,
     )
+
+
+def create_mail_links(settings: Settings) -> MailLinks | None:
+    """The signed Solved / Not solved links of mails, when there is a public address."""
+    if not settings.mail_enabled or not settings.public_url:
+        return None
+    return MailLinks(secret=settings.bot_token.get_secret_value(), public_url=settings.public_url)
+
+
+def create_mail_transport(
+    settings: Settings, bot: Bot, database: Database, clock: Clock, links: MailLinks | None
+) -> MailTransport | None:
+    """How answers reach customers who write by e-mail (SPEC §10), when that channel is on."""
+    if not settings.mail_enabled:
+        return None
+    return MailTransport(
+        bot=bot,
+        smtp=settings.smtp,
+        sender=settings.mail_from,
+        addressing=mail_envelope,
+        session_factory=database.writer,
+        clock=clock,
+        button_link=links.for_button if links is not None else None,
+    )
+
+
+def create_web_app(
+    settings: Settings,
+    database: Database,
+    services: Services,
+    links: MailLinks | None,
+    after_commit: Callable[[], None],
+) -> web.Application:
+    """The bot's web app: ``/healthz``, and the pages of the links in mails."""
+    app = web.Application()
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    app.router.add_get("/healthz", healthz)
+    if links is not None and services.mail_desk is not None:
+        add_mail_pages(
+            app,
+            links=links,
+            desk=services.mail_desk,
+            session_factory=database.writer,
+            render=services.render,
+            default_locale=settings.default_locale,
+            after_commit=after_commit,
+        )
+    return app
 
 
 def create_scheduler(
@@ -412,6 +487,7 @@ async def run(settings: Settings, *, clock: Clock | None = None) -> None:
         )
     )
     services = create_services(settings, database, clock, i18n, desk, bot)
+    links = create_mail_links(settings)
     sender = Sender(
         bot=bot,
         session_factory=database.writer,
@@ -419,6 +495,7 @@ async def run(settings: Settings, *, clock: Clock | None = None) -> None:
         clock=clock,
         limiter=limiter,
         outcomes=services.coalescer.register(services.desk_outcomes.register(Outcomes())),
+        mail=create_mail_transport(settings, bot, database, clock, links),
     )
     scheduler = create_scheduler(settings, database, clock, services, after_commit=sender.wake)
     dispatcher = create_dispatcher(
@@ -448,10 +525,32 @@ async def run(settings: Settings, *, clock: Clock | None = None) -> None:
             after_commit=sender.wake,
         )
         background.append(asyncio.create_task(replayer.run(), name="replayer"))
+        if services.mail_desk is not None:
+            watcher = MailWatcher(
+                server=settings.imap,
+                desk=services.mail_desk,
+                session_factory=database.writer,
+                poll_interval=settings.mail_poll_interval,
+                after_commit=sender.wake,
+            )
+            background.append(asyncio.create_task(watcher.run(), name="mailbox"))
         guard = PoisonGuard(dispatcher["failures"])
+        app = create_web_app(settings, database, services, links, after_commit=sender.wake)
         if settings.webhook_url:
-            await _serve_webhook(settings, bot, dispatcher, guard)
+            await _serve_webhook(settings, bot, dispatcher, guard, app)
         else:
+            if links is not None:
+                # Polling, but the links in mails need the web app: it serves them alone.
+                runner = web.AppRunner(app)
+                await runner.setup()
+                await web.TCPSite(runner, settings.web_host, settings.web_port).start()
+                log.info(
+                    "mail pages at %s (listening on %s:%s)",
+                    settings.public_url,
+                    settings.web_host,
+                    settings.web_port,
+                )
+                background.append(asyncio.create_task(_cleanup_on_cancel(runner)))
             await bot.delete_webhook(drop_pending_updates=False)
             poller = Poller(
                 bot,
@@ -499,17 +598,19 @@ class KeepingRequestHandler(SimpleRequestHandler):
         return web.Response(body=self._build_response_writer(bot=bot, result=result))
 
 
+async def _cleanup_on_cancel(runner: web.AppRunner) -> None:
+    """Keeps a web app up until the process stops (the task is cancelled then)."""
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
+
+
 async def _serve_webhook(
-    settings: Settings, bot: Bot, dispatcher: Dispatcher, guard: PoisonGuard
+    settings: Settings, bot: Bot, dispatcher: Dispatcher, guard: PoisonGuard, app: web.Application
 ) -> None:
     from aiogram.webhook.aiohttp_server import setup_application
 
-    app = web.Application()
-
-    async def healthz(_: web.Request) -> web.Response:
-        return web.json_response({"ok": True})
-
-    app.router.add_get("/healthz", healthz)
     path = "/webhook"
     KeepingRequestHandler(
         guard=guard,

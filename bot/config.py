@@ -52,7 +52,6 @@ class MailServer:
 _MAIL_SCHEMES = {
     "imap": ("imap", "none", 143),
     "imaps": ("imap", "tls", 993),
-    "imap+starttls": ("imap", "starttls", 143),
     "smtp": ("smtp", "none", 25),
     "smtps": ("smtp", "tls", 465),
     "smtp+starttls": ("smtp", "starttls", 587),

@@ -4,6 +4,9 @@ from collections.abc import Generator
 
 import pytest
 
+# The real mail servers (Dovecot, Exim) for the e-mail channel: the `mail` fixtures.
+pytest_plugins = ["tests.mailserver"]
+
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(

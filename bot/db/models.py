@@ -80,6 +80,17 @@ class Base(DeclarativeBase):
     }
 
 
+# Customers who write by e-mail (SPEC §10) are people of the desk like Telegram users, with ids
+# of their own above every Telegram id: Telegram's user ids have at most 52 significant bits,
+# so everything from 2**53 up is free (and far below the 64 bits the database keeps).
+MAIL_CUSTOMER_BASE = 2**53
+
+
+def is_mail_customer(user_id: int) -> bool:
+    """Whether the person (a ticket's customer, a delivery's chat) is reached by e-mail."""
+    return user_id >= MAIL_CUSTOMER_BASE
+
+
 class User(Base):
     """Anyone who wrote to the bot: customers, and staff once they act."""
 

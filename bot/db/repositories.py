@@ -487,6 +487,17 @@ class DeliveryRepo:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
+    async def copies_of(self, chat_id: int, staff_message_id: Any) -> Sequence[Delivery]:
+        """The latest copies of a staff message to a chat, newest first (looked through in
+        Python: JSON queries differ between SQLite and PostgreSQL, and there are few)."""
+        rows = await self.session.scalars(
+            select(Delivery)
+            .where(Delivery.chat_id == chat_id, Delivery.method == "CopyMessage")
+            .order_by(Delivery.id.desc())
+            .limit(200)
+        )
+        return [row for row in rows if row.payload.get("message_id") == staff_message_id]
+
     def add(self, delivery: Delivery) -> None:
         self.session.add(delivery)
 

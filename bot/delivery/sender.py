@@ -28,12 +28,13 @@ from aiogram.methods.base import TelegramMethod
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.clock import Clock
-from bot.db.models import Delivery
+from bot.db.models import Delivery, is_mail_customer
 from bot.db.repositories import DeliveryRepo, SenderRepo
 from bot.db.uow import transaction
 from bot.delivery.client import retrying_enabled
 from bot.delivery.intents import Refs
 from bot.delivery.limiter import RateLimiter
+from bot.delivery.mail import MailTransport, classify_mail
 from bot.delivery.outcomes import (
     Failure,
     FailureKind,
@@ -150,8 +151,10 @@ class Sender:
         read_session_factory: async_sessionmaker[AsyncSession] | None = None,
         concurrency: int = 32,
         poll_interval: float = 1.0,
+        mail: MailTransport | None = None,
     ) -> None:
         self.bot = bot
+        self.mail = mail  # customers who write by e-mail (SPEC §10); None: no such channel
         self.session_factory = session_factory
         self.read_session_factory = read_session_factory or session_factory
         self.clock = clock
@@ -385,6 +388,8 @@ class Sender:
                     await self._refer(session, refs, payload)
                     if self.outcomes.prepare is not None:
                         await self.outcomes.prepare(session, delivery, payload)
+            if is_mail_customer(delivery.chat_id):
+                return await self._send_mail(delivery, payload, outcome)
             calls = build_calls(delivery, payload)
             placement = await self._place(delivery)
             if placement is not None:
@@ -408,6 +413,22 @@ class Sender:
                     return self._failed_with(outcome, exc)
             except Exception as exc:  # noqa: BLE001 - every API error is classified and recorded
                 return self._failed_with(outcome, exc)
+        return outcome
+
+    async def _send_mail(
+        self, delivery: Delivery, payload: dict[str, Any], outcome: _Outcome
+    ) -> _Outcome:
+        """A customer who writes by e-mail: the mail transport, not the Bot API."""
+        if self.mail is None:
+            outcome.failure = Failure(
+                FailureKind.REFUSED, "the e-mail channel is off (MAIL_IMAP_URL is empty)"
+            )
+            return outcome
+        try:
+            outcome.ids = await self.mail.send(delivery, payload)
+        except Exception as exc:  # noqa: BLE001 - every SMTP error is classified and recorded
+            log.warning("mail of delivery %s failed: %s", delivery.id, exc)
+            outcome.failure = classify_mail(exc, delivery)
         return outcome
 
     async def _slot(self, chat_id: int) -> None:

@@ -54,6 +54,7 @@ class Cards:
             customer_name=display_name(customer, ticket.customer_id),
             customer_username=customer.username if customer else None,
             customer_locale=ticket.locale,
+            customer_email=customer.email if customer else None,
             assignee_name=display_name(assignee, ticket.assignee_id)
             if ticket.assignee_id
             else None,

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from bot.domain.tickets import Kind, Priority
+from bot.domain.tickets import Kind, Priority, Status
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,3 +84,33 @@ class ClosedByCustomer:
 @dataclass(frozen=True, slots=True)
 class AskRating:
     number: int
+
+
+@dataclass(frozen=True, slots=True)
+class MailReceived:
+    """The acknowledgement of a request by e-mail: the ticket's number (in the subject too)
+    and, when no account number was found in the mail, the question for it."""
+
+    registered: Registered
+    account_missing: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MailTooManyOpen:
+    """A new request by e-mail while ``limit`` are open already: which ones."""
+
+    numbers: list[int]
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class MailPage:
+    """What a link in a mail opens (SPEC §10): the question (``ask``), what the press did
+    (``done``), or why it does nothing now (``stale``: the ticket moved on; ``invalid``: a
+    forged or broken link). ``action``: solved / not-solved / rate-N."""
+
+    number: int
+    action: str
+    state: str
+    status: Status | None = None
+    reason_missing: bool = False

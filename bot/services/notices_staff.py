@@ -36,6 +36,7 @@ class Card:
     customer_name: str
     customer_username: str | None
     customer_locale: str
+    customer_email: str | None  # a customer who writes by e-mail: marked ✉️ with the address
     assignee_name: str | None
     line: int
     created_at: datetime
@@ -106,3 +107,25 @@ class InfoAsked:
 @dataclass(frozen=True, slots=True)
 class ClosedByStaff:
     number: int
+
+
+@dataclass(frozen=True, slots=True)
+class MailFollowup:
+    """A customer's reply by e-mail, relayed to the ticket's topic: who, the subject if it
+    changed, their new words (quoted history removed), how many files follow. With
+    ``too_large`` (name, bytes): a file too large for Telegram, left in the mailbox."""
+
+    name: str
+    address: str
+    subject: str
+    text: str
+    attachments: int
+    too_large: tuple[str, int] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MailUnreadable:
+    """A mail that could not be read: kept in the mailbox, staff told who sent it."""
+
+    sender: str
+    error: str

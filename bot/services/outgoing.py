@@ -67,10 +67,12 @@ def copy_answer(
     message_id: int,
     reply_to: int | None = None,
     purpose: str = "answer",
+    content: dict[str, Any] | None = None,
 ) -> Delivery:
     """A staff message copied to the ticket's customer (``reply_to``: the customer's message it
     answers). The copy remembers its source, so the staff member's later edits and the
-    customer's replies find it."""
+    customer's replies find it. ``content``: what the message says (HTML, files), for a
+    customer who writes by e-mail: a mail cannot copy a Telegram message."""
     payload: dict[str, Any] = {
         "chat_id": ticket.customer_id,
         "from_chat_id": from_chat_id,
@@ -88,7 +90,7 @@ def copy_answer(
             subject=ticket.number,
             rank=RANK_CUSTOMER_WAITING,
             refs=Refs(party=ticket.customer_id),
-            tags=TicketTags(staff_message_ids=[message_id]),
+            tags=TicketTags(staff_message_ids=[message_id], mail=content),
         ),
     )
 
@@ -118,3 +120,5 @@ class TicketTags(Tags):
     sent: float | None = None
     digest: int | None = None  # the burst digest (a delivery) that shows it to staff
     here: bool = False  # posted where it was asked for, not in the ticket's own topic
+    # A staff answer to a customer who writes by e-mail: its HTML and files (bot/delivery/mail).
+    mail: dict[str, Any] | None = None

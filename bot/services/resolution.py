@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from typing import Any
 
 from aiogram.utils.i18n import gettext as _
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.clock import Clock
-from bot.db.models import Ticket, User
+from bot.db.models import Ticket, User, is_mail_customer
 from bot.db.repositories import EventRepo, TicketRepo
 from bot.delivery.outbox import Outbox
 from bot.domain.sla import SlaState
@@ -87,9 +88,15 @@ class ResolutionService:
     # -- staff: the answer ---------------------------------------------------------------------
 
     async def resolve(
-        self, session: AsyncSession, ticket: Ticket, actor: User, answer_message_id: int | None
+        self,
+        session: AsyncSession,
+        ticket: Ticket,
+        actor: User,
+        answer_message_id: int | None,
+        content: dict[str, Any] | None = None,
     ) -> None:
-        """The answer (a staff message, copied) and the Solved / Not solved question."""
+        """The answer (a staff message, copied; ``content``: what it says, for a customer who
+        writes by e-mail) and the Solved / Not solved question."""
         now = self.clock.now()
         if ticket.status is Status.NEW:
             # Taken by whoever answers, as staff's own Take (the answer follows at once: no
@@ -113,6 +120,7 @@ class ResolutionService:
                 ticket,
                 from_chat_id=self.config.staff_chat_id,
                 message_id=answer_message_id,
+                content=content if is_mail_customer(ticket.customer_id) else None,
             )
         notice = notices.ConfirmQuestion(ticket.number, self.auto_close_after)
         await self._tell(session, ticket, notice, purpose="confirm")

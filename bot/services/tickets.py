@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -136,9 +136,10 @@ class TicketService:
     # -- registration -------------------------------------------------------------------------
 
     async def register(
-        self, session: AsyncSession, customer: User, draft: Draft, locale: str
+        self, session: AsyncSession, customer: User, draft: Draft, locale: str, *, tell: bool = True
     ) -> Registration:
-        """Register the request once: a second Send of the same draft returns the first."""
+        """Register the request once: a second Send of the same draft returns the first.
+        ``tell=False``: the caller tells the customer itself (a channel with its own words)."""
         tickets = TicketRepo(session)
         existing = await tickets.by_intake_key(draft.key)
         if existing is not None:
@@ -187,18 +188,20 @@ class TicketService:
             new=Status.NEW.value,
             details={"kind": draft.kind.value, "priority": int(priority)},
         )
-        await self._notify_registered(session, ticket, locale, now)
+        if tell:
+            self._notify_registered(session, ticket, locale)
         await self.cards.post(session, ticket, _media_groups(draft.attachments[:MAX_SCREENSHOTS]))
         return Registration(ticket, created=True)
 
-    async def _notify_registered(
-        self, session: AsyncSession, ticket: Ticket, locale: str, now: datetime
-    ) -> None:
+    def registered_notice(self, ticket: Ticket) -> Registered:
+        """What the customer is told of a new ticket; out of support hours it says when the
+        team will answer, which counts as the ticket's one after-hours notice (SPEC §3)."""
+        now = self.clock.now()
         hours = self.config.hours
         opens_at = None if hours.is_open(now) else hours.next_opening(now)
         if opens_at is not None:
-            ticket.after_hours_notice_at = now  # told once per ticket (SPEC §3)
-        notice = Registered(
+            ticket.after_hours_notice_at = now
+        return Registered(
             number=ticket.number,
             topic=ticket.topic,
             kind=ticket.kind,
@@ -208,6 +211,9 @@ class TicketService:
             hours_text=self.config.hours_text,
             tz=self.config.tz,
         )
+
+    def _notify_registered(self, session: AsyncSession, ticket: Ticket, locale: str) -> None:
+        notice = self.registered_notice(ticket)
         to_customer(self.outbox, session, ticket, self.render(notice, locale).text)
 
     # -- after registration ---------------------------------------------------------------------
@@ -247,12 +253,36 @@ class TicketService:
     ) -> RelayResult:
         """Add the customer's message(s) to their open ticket and relay them to staff, in
         their order: albums together, messages beyond the customer's pace coalesced."""
+        attachments = [item.attachment for item in items if item.attachment is not None]
+        return await self.take_in(
+            session,
+            customer,
+            ticket,
+            details={"message_ids": [item.message_id for item in items]},
+            locale=locale,
+            attachments=attachments,
+            relay=lambda: self._relay_to_staff(session, customer, ticket, items),
+        )
+
+    async def take_in(
+        self,
+        session: AsyncSession,
+        customer: User,
+        ticket: Ticket,
+        *,
+        details: dict[str, Any],
+        locale: str,
+        attachments: Sequence[AttachmentIn] = (),
+        relay: Callable[[], Awaitable[None]] | None = None,
+    ) -> RelayResult:
+        """What any channel's follow-up does to its ticket: kept in the history, an answer
+        to staff's question puts the ticket back in work, ``relay`` brings the words to staff,
+        and out of support hours the customer is told once when the team will answer."""
         if ticket.customer_id != customer.id or not is_open(ticket.status):
             raise PermissionError(f"ticket #{ticket.number} is not an open ticket of {customer.id}")
         now = self.clock.now()
         result = RelayResult(ticket)
         events = EventRepo(session)
-        attachments = [item.attachment for item in items if item.attachment is not None]
         if attachments:
             await TicketRepo(session).add_attachments(
                 [
@@ -274,7 +304,7 @@ class TicketService:
             type="customer_message",
             actor_id=customer.id,
             actor_role="customer",
-            details={"message_ids": [item.message_id for item in items]},
+            details=details,
         )
         if ticket.status is Status.WAITING_CUSTOMER:
             apply(
@@ -289,7 +319,8 @@ class TicketService:
             result.reopened_from_waiting = True
             await self.cards.refresh(session, ticket)
         ticket.updated_at = now
-        await self._relay_to_staff(session, customer, ticket, items)
+        if relay is not None:
+            await relay()
         if not self.config.hours.is_open(now) and ticket.after_hours_notice_at is None:
             ticket.after_hours_notice_at = now
             result.after_hours_notice = True

@@ -34,16 +34,25 @@ def _clip(text: str, limit: int) -> str:
 def staff_card(card: Card, *, sla: str | None, locale: str) -> str:
     """The ticket's card (``sla``: its SLA line, already rendered, for an open ticket)."""
     username = f" @{quote(card.customer_username)}" if card.customer_username else ""
-    customer = (
-        f'<a href="tg://user?id={card.customer_id}">{quote(card.customer_name)}</a>'
-        f"{username} · <code>{card.customer_id}</code> · {card.customer_locale}"
-    )
+    if card.customer_email is not None:
+        # By e-mail: no Telegram profile to link to; the address is what staff look for.
+        customer = (
+            f"✉️ {quote(card.customer_name)} · <code>{quote(card.customer_email)}</code>"
+            f" · {card.customer_locale}"
+        )
+    else:
+        customer = (
+            f'<a href="tg://user?id={card.customer_id}">{quote(card.customer_name)}</a>'
+            f"{username} · <code>{card.customer_id}</code> · {card.customer_locale}"
+        )
     lines = [
         f"{STATUS_ICON[card.status]} <b>#{card.number}</b> · {kind_label(card.kind)} · "
         f"{priority_label(card.priority)}",
         f"<b>{quote(card.topic)}</b>",
         "",
-        _("Account: {account}").format(account=f"<code>{quote(card.account_number)}</code>"),
+        _("Account: {account}").format(
+            account=f"<code>{quote(card.account_number)}</code>" if card.account_number else "—"
+        ),
         _("Customer: {customer}").format(customer=customer),
         _("Status: {status}").format(status=status_label(card.status)),
         _("Assignee: {assignee}").format(
@@ -72,30 +81,44 @@ def staff_card(card: Card, *, sla: str | None, locale: str) -> str:
     return "\n".join(lines)
 
 
-def registered_notice(notice: Registered, locale: str) -> str:
-    lines = [
+def registered_head(notice: Registered) -> list[str]:
+    """The number, topic and kind of a new request: the first lines of every channel's
+    acknowledgement."""
+    return [
         _("✅ Your request <b>#{number}</b> is registered.").format(number=notice.number),
         _("Topic: {topic}").format(topic=quote(notice.topic)),
         _("Kind: {kind} · priority {priority}").format(
             kind=kind_label(notice.kind), priority=priority_label(notice.priority)
         ),
+    ]
+
+
+def registered_after_hours(notice: Registered, locale: str) -> list[str]:
+    """Out of support hours: when the team will answer (else nothing)."""
+    if notice.opens_at is None:
+        return []
+    tz = notice.tz
+    return [
+        "",
+        _("🌙 Support works {hours} ({zone}). We will answer from {opening}.").format(
+            hours=notice.hours_text,
+            zone=tz.key,
+            opening=opening(notice.opens_at, notice.now, tz, locale),
+        ),
+    ]
+
+
+def registered_notice(notice: Registered, locale: str) -> str:
+    lines = [
+        *registered_head(notice),
         "",
         _(
             "What happens next: a support specialist will answer in this chat. "
             "To add details, just write here — it goes to the same request. "
             "/my shows all your requests."
         ),
+        *registered_after_hours(notice, locale),
     ]
-    if notice.opens_at is not None:
-        tz = notice.tz
-        lines += [
-            "",
-            _("🌙 Support works {hours} ({zone}). We will answer from {opening}.").format(
-                hours=notice.hours_text,
-                zone=tz.key,
-                opening=opening(notice.opens_at, notice.now, tz, locale),
-            ),
-        ]
     return "\n".join(lines)
 
 

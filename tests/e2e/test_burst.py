@@ -17,6 +17,8 @@ from tests.e2e.harness import STAFF_CHAT_ID
 from tests.waiting import eventually
 
 WORD = re.compile(r"\bm(\d\d)\b")
+DIGEST_LINKS = "SELECT ticket_number, direction FROM message_links WHERE staff_message_id = ?"
+ANSWERS = "SELECT id, chat_id, status, error FROM deliveries WHERE purpose = 'answer'"
 SENT_TO = "select id, method, status, purpose, error from deliveries where chat_id = ?"
 
 
@@ -116,6 +118,11 @@ async def test_a_burst_of_new_requests_shows_first_as_a_digest_and_a_quoted_line
     target = listed[-1]
     who = chats[numbers.index(target)]
     line = next(line for line in text.splitlines() if f"/ticket_{target}" in line)
+    # Staff read before they answer: by then the desk has recorded the digest as sent.
+    await eventually(
+        lambda: bot.query("SELECT 1 FROM deliveries WHERE purpose = 'digest' AND status = 'sent'"),
+        "the digest was never recorded as sent",
+    )
     fake.send_text(
         anna, "We know about the outage.", chat_id=STAFF_CHAT_ID, reply_to=found, quote=line
     )
@@ -127,6 +134,10 @@ async def test_a_burst_of_new_requests_shows_first_as_a_digest_and_a_quoted_line
             "the answer did not reach the customer of the quoted line; to them: "
             + repr(bot.query(SENT_TO, who.id))
             + f"; the group's last: {[fake.text_of(p)[:50] for p in staff_posts(fake)[-3:]]}"
+            # Where the reply went instead, if anywhere: a link the digest's message has, and
+            # every answer the desk queued.
+            + f"; links of the digest: {bot.query(DIGEST_LINKS, found['message_id'])}"
+            + f"; answers: {bot.query(ANSWERS)}"
         ),
         within=60,
     )

@@ -16,7 +16,8 @@ from aiogram.utils.i18n import I18n
 from bot.domain.sla import Sla, SlaState
 from bot.domain.tickets import Kind, Priority
 from bot.services import notices_customer, notices_desk
-from bot.views import reports, resolution, tickets
+from bot.domain.tickets import Status
+from bot.views import mail, reports, resolution, tickets
 from bot.views.render import ViewRenderer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,7 +36,12 @@ def _notices(module: ModuleType) -> list[type]:
 
 @pytest.mark.parametrize("module", [notices_customer, notices_desk], ids=lambda m: m.__name__)
 def test_every_notice_has_a_view(module: ModuleType) -> None:
-    table = {**tickets.notice_views(), **resolution.notice_views(), **reports.notice_views()}
+    table = {
+        **tickets.notice_views(),
+        **resolution.notice_views(),
+        **reports.notice_views(),
+        **mail.notice_views(),
+    }
     notices = _notices(module)
     assert notices
     assert [cls.__name__ for cls in notices if cls not in table] == []
@@ -65,6 +71,18 @@ SAMPLES: list[tuple[object, str]] = [
     (notices_customer.ClosedAuto(7), "#7"),
     (notices_customer.ClosedByCustomer(7), "#7"),
     (notices_customer.AskRating(7), "#7"),
+    (
+        notices_customer.MailReceived(
+            notices_customer.Registered(
+                7, "Cannot <log> in", Kind.SERVICE, Priority.P3, None, NOW, "09:00–21:00", MSK
+            ),
+            account_missing=True,
+        ),
+        "Cannot &lt;log&gt; in",
+    ),
+    (notices_customer.MailTooManyOpen([3, 7], 2), "#3, #7"),
+    (notices_customer.MailPage(7, "not-solved", "ask"), '<textarea name="reason"'),
+    (notices_customer.MailPage(7, "solved", "stale", Status.CLOSED), "#7"),
     (
         notices_desk.CoalescedHeader("Al <i>", 3, NOW, NOW + timedelta(minutes=1), MSK),
         "Al &lt;i&gt;",
@@ -101,7 +119,11 @@ def test_the_samples_cover_every_notice() -> None:
 def test_each_notice_renders_in_each_language(notice: object, shown: str, locale: str) -> None:
     i18n = I18n(path=ROOT / "locales", default_locale="en", domain="messages")
     render = ViewRenderer(
-        i18n, tickets.notice_views(), resolution.notice_views(), reports.notice_views()
+        i18n,
+        tickets.notice_views(),
+        resolution.notice_views(),
+        reports.notice_views(),
+        mail.notice_views(),
     )
     rendered = render(notice, locale)
     assert shown in rendered.text

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from typing import Any
 
 from aiogram import Bot, F, Router
 from aiogram.exceptions import TelegramAPIError
@@ -67,7 +68,21 @@ def staff_post(message: Message, bot: Bot) -> StaffPost:
         media=album_media(message) if message.media_group_id else None,
         replied_text=(reply.text or reply.caption) if reply is not None else None,
         quoted=message.quote.text if message.quote is not None else None,
+        content=mail_content(message),
     )
+
+
+def mail_content(message: Message) -> dict[str, Any]:
+    """What a staff message says, kept for a customer who writes by e-mail: its HTML and the
+    ids of its files (a mail cannot copy a Telegram message; bot/delivery/mail.py)."""
+    files: list[dict[str, Any]] = []
+    if message.photo:
+        files.append({"file_id": message.photo[-1].file_id, "name": None})
+    for media in (message.document, message.video, message.audio, message.voice):
+        if media is not None:
+            files.append({"file_id": media.file_id, "name": getattr(media, "file_name", None)})
+    text = message.text or message.caption
+    return {"html": message.html_text if text else "", "files": files}
 
 
 async def mark_note(bot: Bot, message: Message) -> None:
@@ -108,7 +123,7 @@ async def staff_message(
         received = await staff_relay.receive(session, user, post, routed, locale)
         if received.resolve:
             # The answer to the Resolve prompt: it goes to the customer with Solved / Not solved.
-            await resolution.resolve(session, routed.ticket, user, message.message_id)
+            await resolution.resolve(session, routed.ticket, user, message.message_id, post.content)
     except Refusal as refusal:
         await message.reply(refusal_text(refusal))
         return

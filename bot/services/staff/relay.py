@@ -20,7 +20,7 @@ from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.clock import Clock
-from bot.db.models import Delivery, MessageLink, Ticket, TicketEvent, User
+from bot.db.models import Delivery, MessageLink, Ticket, TicketEvent, User, is_mail_customer
 from bot.db.repositories import (
     DeliveryRepo,
     DialogRepo,
@@ -104,6 +104,9 @@ class StaffPost:
     # a burst digest): its text, and the part the writer quoted.
     replied_text: str | None = None
     quoted: str | None = None
+    # What it says (its HTML, its files' ids): what an answer to a customer who writes by
+    # e-mail is made of (bot/delivery/mail.py).
+    content: dict[str, Any] | None = None
 
 
 class Route(StrEnum):
@@ -228,7 +231,14 @@ class StaffRelay:
         if routed.route is Route.RESOLVE:
             return Received(resolve=True)
         if routed.route is Route.ANSWER:
-            await self.answer(session, ticket, actor, post.message_id, routed.customer_message)
+            await self.answer(
+                session,
+                ticket,
+                actor,
+                post.message_id,
+                routed.customer_message,
+                content=post.content,
+            )
             return Received()
         self.note(session, ticket, actor, routed.note, message_ids=[post.message_id])
         await self.remember_staff_link(session, ticket, post.message_id, NOTE)
@@ -436,6 +446,7 @@ class StaffRelay:
         album: tuple[str, dict[str, Any]] | None = None,
         *,
         hold: bool = False,
+        content: dict[str, Any] | None = None,
     ) -> Delivery | None:
         """Copy a staff message to the customer (the first answer takes the ticket). Returns
         the notice that the ticket was taken, if it was; ``hold`` keeps it back with the
@@ -447,7 +458,10 @@ class StaffRelay:
         if first:
             ticket.first_response_at = now  # before the card is drawn: the SLA is met
         notice = None
-        if ticket.status is Status.NEW:
+        if ticket.status is Status.NEW and is_mail_customer(ticket.customer_id):
+            # By e-mail the answer itself says who answered: no separate mail before it.
+            await self.actions.assignment.assign(session, ticket, actor, actor, tell=False)
+        elif ticket.status is Status.NEW:
             notice = await self.actions.assign_to(
                 session, ticket, actor, actor, hold=ALBUM_GRACE if hold else None
             )
@@ -475,6 +489,7 @@ class StaffRelay:
                 message_id=staff_message_id,
                 reply_to=reply_to_customer_message,
                 purpose=ANSWER,
+                content=content if is_mail_customer(ticket.customer_id) else None,
             )
         ticket.updated_at = now
         return notice

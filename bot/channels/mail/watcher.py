@@ -1,0 +1,199 @@
+"""The support mailbox, watched: every new mail is taken in by ``MailDesk`` (one unit of work
+each), then marked in the mailbox so that it is not read again.
+
+IMAP IDLE when the server offers it (the server says at once that mail arrived), else a look
+every ``MAIL_POLL_INTERVAL`` seconds. Mails are found by a keyword of ours rather than by UID:
+a keyword survives a restart, a UIDVALIDITY change (the server renumbered the mailbox) and a
+person reading the mailbox too (``\\Seen`` is theirs; we fetch with ``BODY.PEEK``).
+
+Nothing lost, nothing doubled: a mail is marked only after its unit of work committed, and a
+mail taken in before (a crash between the commit and the mark, a second instance reading the
+same mailbox) is recognised by its Message-ID and only marked. A mail that fails to be taken in
+is tried again on the next look; a mail that cannot be parsed is kept in the mailbox and staff
+are told (``MailDesk.unreadable``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import re
+import ssl
+from collections.abc import Callable
+
+import aioimaplib
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.config import MailServer
+from bot.db.uow import transaction
+from bot.mail.parse import MailParseError, parse_mail
+from bot.services.mail import MailDesk
+
+log = logging.getLogger(__name__)
+
+TAKEN = "$EcometTaken"  # the keyword of a mail the desk has taken in
+IDLE_RENEW = 25 * 60.0  # servers may drop an IDLE after 30 minutes (RFC 2177)
+RECONNECT_MAX = 60.0
+_UID = re.compile(rb"UID (\d+)")
+
+
+class MailWatcher:
+    def __init__(
+        self,
+        *,
+        server: MailServer,
+        desk: MailDesk,
+        session_factory: async_sessionmaker[AsyncSession],
+        poll_interval: float,
+        after_commit: Callable[[], None] = lambda: None,
+        tls_context: Callable[[], ssl.SSLContext] = ssl.create_default_context,
+    ) -> None:
+        self.server = server
+        self.desk = desk
+        self.session_factory = session_factory
+        self.poll_interval = poll_interval
+        self.after_commit = after_commit  # wakes the sender: an acknowledgement is waiting
+        self.tls_context = tls_context
+        self._stopping = asyncio.Event()
+        self._imap: aioimaplib.IMAP4 | None = None
+
+    async def run(self) -> None:
+        delay = 1.0
+        log.info("watching the mailbox %s@%s", self.server.user, self.server.host)
+        while not self._stopping.is_set():
+            try:
+                await self._session()
+                delay = 1.0
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the mailbox must keep being watched
+                log.warning("mailbox: %s: %s; again in %.0f s", type(exc).__name__, exc, delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), delay)
+                delay = min(delay * 2, RECONNECT_MAX)
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        imap = self._imap
+        if imap is not None and imap.has_pending_idle():
+            imap.idle_done()
+
+    async def _connect(self) -> aioimaplib.IMAP4:
+        server = self.server
+        if server.tls == "tls":
+            imap: aioimaplib.IMAP4 = aioimaplib.IMAP4_SSL(
+                host=server.host, port=server.port, ssl_context=self.tls_context()
+            )
+        else:
+            imap = aioimaplib.IMAP4(host=server.host, port=server.port)
+        await imap.wait_hello_from_server()
+        response = await imap.login(server.user, server.password)
+        if response.result != "OK":
+            raise ConnectionError(f"login refused: {_text(response.lines)}")
+        response = await imap.select(server.folder)
+        if response.result != "OK":
+            raise ConnectionError(f"no folder {server.folder}: {_text(response.lines)}")
+        return imap
+
+    async def _session(self) -> None:
+        imap = self._imap = await self._connect()
+        try:
+            idle = imap.has_capability("IDLE")
+            while not self._stopping.is_set():
+                await self.sweep(imap)
+                if self._stopping.is_set():
+                    break
+                if idle:
+                    await self._idle(imap)
+                else:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stopping.wait(), self.poll_interval)
+        finally:
+            self._imap = None
+            with contextlib.suppress(Exception):
+                await imap.logout()
+
+    async def _idle(self, imap: aioimaplib.IMAP4) -> None:
+        """Wait until the server says something changed (new mail), or for the renewal."""
+        waiting = await imap.idle_start(timeout=IDLE_RENEW)
+        try:
+            while not self._stopping.is_set():
+                push = await imap.wait_server_push(timeout=IDLE_RENEW + 5)
+                if push == aioimaplib.STOP_WAIT_SERVER_PUSH:
+                    break
+                lines = push if isinstance(push, list) else getattr(push, "lines", [])
+                if any(b"EXISTS" in line for line in lines if isinstance(line, bytes)):
+                    break
+        finally:
+            if imap.has_pending_idle():
+                imap.idle_done()
+            await asyncio.wait_for(waiting, 10)
+
+    async def sweep(self, imap: aioimaplib.IMAP4) -> int:
+        """Take in every mail not yet taken; returns how many were looked at."""
+        response = await imap.uid_search("UNKEYWORD", TAKEN, charset=None)
+        if response.result != "OK":
+            raise ConnectionError(f"search failed: {_text(response.lines)}")
+        uids = [uid for line in response.lines[:1] for uid in line.split() if uid.isdigit()]
+        for uid in uids:
+            if self._stopping.is_set():
+                break
+            raw = await self._fetch(imap, uid.decode())
+            if raw is None:
+                continue
+            if await self._take_in(raw, uid.decode()):
+                await imap.uid("store", uid.decode(), "+FLAGS", f"({TAKEN})")
+        return len(uids)
+
+    async def _fetch(self, imap: aioimaplib.IMAP4, uid: str) -> bytes | None:
+        response = await imap.uid("fetch", uid, "(BODY.PEEK[])")
+        if response.result != "OK":
+            log.warning("mail %s could not be fetched: %s", uid, _text(response.lines))
+            return None
+        # The literal (the mail itself) is the one bytearray among the response's lines.
+        literals = [bytes(line) for line in response.lines if isinstance(line, bytearray)]
+        return max(literals, key=len) if literals else None
+
+    async def _take_in(self, raw: bytes, uid: str) -> bool:
+        """One mail, one unit of work; False: not taken (it is tried again next time)."""
+        try:
+            mail = parse_mail(raw)
+        except MailParseError as exc:
+            key = "<unparsed-" + hashlib.sha256(raw).hexdigest()[:32] + ">"
+            sender = _header(raw, b"from")
+            log.warning("mail %s from %s cannot be read: %s", uid, sender, exc)
+            async with transaction(self.session_factory) as uow:
+                await self.desk.unreadable(uow.session, key, sender, str(exc))
+            self.after_commit()
+            return True
+        try:
+            async with transaction(self.session_factory) as uow:
+                accepted = await self.desk.accept(uow.session, mail)
+        except Exception:
+            log.exception(
+                "mail %s (%s) could not be taken in; tried again later", uid, mail.message_id
+            )
+            return False
+        log.info(
+            "mail %s from %s: %s %s",
+            mail.message_id,
+            mail.sender,
+            accepted.outcome,
+            f"#{accepted.ticket_number}" if accepted.ticket_number else "",
+        )
+        self.after_commit()
+        return True
+
+
+def _text(lines: list[bytes]) -> str:
+    return b" ".join(line for line in lines if isinstance(line, bytes)).decode(errors="replace")
+
+
+def _header(raw: bytes, name: bytes) -> str:
+    """One header's raw value, for a mail the parser could not read."""
+    for line in raw.split(b"\n", 200)[:200]:
+        if line.lower().startswith(name + b":"):
+            return line.split(b":", 1)[1].strip().decode(errors="replace")[:200]
+    return ""

@@ -1,0 +1,216 @@
+"""The e-mail channel end to end (SPEC §10): the real bot process, the fake Bot API, and real
+mail servers (Dovecot for IMAP, an SMTP server delivering into it; tests/mailserver.py).
+
+A customer mails the support address → a card in the staff group, marked ✉️ → staff answer in
+the ticket's topic → the answer reaches the customer's mailbox as a reply in their thread → the
+customer's reply reaches the same topic, without the quoted history. Robots' mail creates
+nothing, and a restart in the middle loses and doubles nothing."""
+
+from __future__ import annotations
+
+from email.message import EmailMessage
+from email.utils import make_msgid
+
+import pytest
+
+from bot.emulator import FakeTelegram, FakeUser
+from tests.e2e.conftest import BotFactory
+from tests.e2e.harness import STAFF_CHAT_ID, BotProcess
+from tests.waiting import eventually
+
+TAKEN = "$EcometTaken"
+
+
+def _mail(
+    sender: str,
+    to: str,
+    subject: str,
+    body: str,
+    *,
+    name: str = "Alice Walker",
+    reply_to: EmailMessage | None = None,
+    headers: dict[str, str] | None = None,
+) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = f"{name} <{sender}>"
+    message["To"] = to
+    message["Subject"] = subject
+    message["Message-ID"] = make_msgid(domain=sender.split("@")[1])
+    if reply_to is not None:
+        message["In-Reply-To"] = reply_to["Message-ID"]
+        message["References"] = " ".join(
+            filter(None, [reply_to.get("References"), reply_to["Message-ID"]])
+        )
+    for key, value in (headers or {}).items():
+        message[key] = value
+    message.set_content(body)
+    return message
+
+
+def _body(message: EmailMessage) -> str:
+    part = message.get_body(preferencelist=("plain",))
+    assert part is not None, message
+    return str(part.get_content())
+
+
+async def _staff_post(fake: FakeTelegram, containing: str) -> dict:
+    """The bot's message in the staff group that contains ``containing``, once it is there."""
+
+    def found() -> dict | None:
+        for message in reversed(fake.bot_messages(STAFF_CHAT_ID)):
+            if containing in fake.text_of(message):
+                return message
+        return None
+
+    return await eventually(
+        found,
+        lambda: (
+            f"no staff post with {containing!r}: "
+            + " | ".join(fake.text_of(m)[:80] for m in fake.bot_messages(STAFF_CHAT_ID))
+        ),
+        within=30,
+    )
+
+
+async def _start(start_bot: BotFactory, mail, support: str, **env: str) -> BotProcess:
+    return await start_bot(
+        MAIL_IMAP_URL=mail.support_imap_url,
+        MAIL_SMTP_URL=mail.smtp_url,
+        MAIL_FROM=f"e-Comet Support <{support}>",
+        MAIL_POLL_INTERVAL="0.5",
+        **env,
+    )
+
+
+@pytest.fixture
+def addresses(mail) -> tuple[str, str]:
+    return mail.support, mail.customer("alice")
+
+
+async def test_a_mail_becomes_a_ticket_answered_from_the_topic_and_replied_to(
+    fake: FakeTelegram, anna: FakeUser, start_bot: BotFactory, mail, addresses
+) -> None:
+    support, customer = addresses
+    fake.groups[STAFF_CHAT_ID].is_forum = True
+    bot = await _start(start_bot, mail, support)
+    first = _mail(
+        customer,
+        support,
+        "Cannot pay the invoice",
+        "Hello,\nthe payment page fails with error 500 <script>alert(1)</script>.\n"
+        "My account is 12345678.\n\n-- \nAlice Walker\nACME Ltd.",
+    )
+    mail.send(first, sender=customer, to=[support])
+
+    # Staff see a card marked as e-mail, with the address, the account and the words.
+    card = await _staff_post(fake, "Cannot pay the invoice")
+    text = fake.text_of(card)
+    assert "✉️" in text and customer in text, text
+    assert "12345678" in text and "error 500" in text, text
+    assert "ACME Ltd." not in text, text  # the signature is not the request
+    thread = card["message_thread_id"]
+    # The customer is acknowledged in their thread, with the number in the subject.
+    [ack] = await mail.wait_for_mail(customer, 1)
+    assert ack["Subject"].startswith("[#1] "), ack["Subject"]
+    assert ack["In-Reply-To"] == first["Message-ID"]
+    assert "#1" in _body(ack)
+
+    # Staff answer in the topic: it reaches the mailbox as a reply in the same thread.
+    await bot.settled()
+    fake.send_text(
+        anna, "Please try again: we fixed the gateway.", chat_id=STAFF_CHAT_ID, thread_id=thread
+    )
+    answer = (await mail.wait_for_mail(customer, 2))[1]
+    assert "we fixed the gateway" in _body(answer), _body(answer)
+    assert answer["Subject"] == "Re: [#1] Cannot pay the invoice"
+    assert answer["In-Reply-To"] == first["Message-ID"]
+    assert first["Message-ID"] in answer["References"]
+    assert "Auto-Submitted" not in answer  # a person's answer, not a robot's
+
+    # The customer replies from their mail client, quoting: staff see only the new words.
+    reply = _mail(
+        customer,
+        support,
+        "Re: [#1] Cannot pay the invoice",
+        "Still failing, same error.\n\nOn Wed, 2 Dec 2026 at 10:00, e-Comet Support wrote:\n"
+        "> Please try again: we fixed the gateway.\n",
+        reply_to=answer,
+    )
+    mail.send(reply, sender=customer, to=[support])
+    relayed = await _staff_post(fake, "Still failing")
+    assert relayed["message_thread_id"] == thread
+    assert "Please try again" not in fake.text_of(relayed)
+    # One ticket, and every mail in the support mailbox marked as taken in.
+    await bot.settled()
+    assert bot.query("SELECT number FROM tickets") == [(1,)]
+    assert all(TAKEN in flags for flags in mail.flags(support)), mail.flags(support)
+
+
+async def test_robots_mail_and_the_desks_own_create_nothing(
+    fake: FakeTelegram, start_bot: BotFactory, mail, addresses
+) -> None:
+    support, customer = addresses
+    bot = await _start(start_bot, mail, support)
+    auto = _mail(
+        customer,
+        support,
+        "Out of Office: Cannot pay",
+        "I am away until Monday.",
+        headers={"Auto-Submitted": "auto-replied"},
+    )
+    bulk = _mail(customer, support, "Newsletter", "Our news", headers={"Precedence": "bulk"})
+    own = _mail(support, support, "Re: [#5] Something", "a loop", name="e-Comet Support")
+    for message in (auto, bulk, own):
+        mail.send(message, sender=str(message["From"].addresses[0].addr_spec), to=[support])
+    # A person's mail after them: once it is a ticket, the robots' were looked at before it.
+    person = _mail(customer, support, "A real question", "How do I change my tariff plan?")
+    mail.send(person, sender=customer, to=[support])
+    await _staff_post(fake, "A real question")
+    await bot.settled()
+    assert bot.query("SELECT count(*) FROM tickets") == [(1,)]
+    outcomes = dict(bot.query("SELECT outcome, count(*) FROM mail_messages GROUP BY outcome"))
+    assert outcomes.get("noise") == 3, outcomes
+    # Nobody answered the robots: the customer got one acknowledgement, for the question.
+    assert len(await mail.wait_for_mail(customer, 1)) == 1
+    assert all(TAKEN in flags for flags in mail.flags(support))
+
+
+async def test_a_restart_loses_and_doubles_nothing(
+    fake: FakeTelegram, start_bot: BotFactory, mail, addresses
+) -> None:
+    support, customer = addresses
+    bot = await _start(start_bot, mail, support)
+    mail.send(
+        _mail(customer, support, "First problem", "The app crashes at start."),
+        sender=customer,
+        to=[support],
+    )
+    await _staff_post(fake, "First problem")
+    await bot.settled()
+    bot.kill()
+    # While the bot is down, two more mails arrive; one of them is a reply to the first.
+    [ack] = await mail.wait_for_mail(customer, 1)
+    mail.send(
+        _mail(customer, support, "Second problem", "Invoices are not shown."),
+        sender=customer,
+        to=[support],
+    )
+    mail.send(
+        _mail(
+            customer, support, "Re: [#1] First problem", "It crashes on Android 14.", reply_to=ack
+        ),
+        sender=customer,
+        to=[support],
+    )
+    await bot.start()
+    await _staff_post(fake, "Second problem")
+    await _staff_post(fake, "Android 14")
+    await bot.settled()
+    assert bot.query("SELECT number, topic FROM tickets ORDER BY number") == [
+        (1, "First problem"),
+        (2, "Second problem"),
+    ]
+    # Each customer got one acknowledgement per ticket, none twice.
+    mails = await mail.wait_for_mail(customer, 2)
+    subjects = sorted(str(m["Subject"]) for m in mails)
+    assert subjects == ["[#1] First problem", "[#2] Second problem"], subjects
