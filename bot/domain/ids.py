@@ -16,13 +16,3 @@ def parse_id(text: str) -> int | None:
     value = int(text)
     return value if 1 <= value <= MAX_ID else None
 
-
-# Customers who write by e-mail (SPEC §10) are people of the desk like Telegram users, with ids
-# of their own above every Telegram id: Telegram's user ids have at most 52 significant bits,
-# so everything from 2**53 up is free. Below MAX_ID, so the database keeps them as any other.
-MAIL_CUSTOMER_BASE = 2**53
-
-
-def is_mail_customer(user_id: int) -> bool:
-    """Whether the person (a ticket's customer, a delivery's chat) is reached by e-mail."""
-    return user_id >= MAIL_CUSTOMER_BASE
