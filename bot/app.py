@@ -430,6 +430,7 @@ def create_mail_transport(
 def create_web_app(
     settings: Settings,
     database: Database,
+    i18n: I18n,
     services: Services,
     links: MailLinks | None,
     after_commit: Callable[[], None],
@@ -448,6 +449,7 @@ def create_web_app(
             desk=services.mail_desk,
             session_factory=database.writer,
             render=services.render,
+            i18n=i18n,
             default_locale=settings.default_locale,
             after_commit=after_commit,
         )
@@ -531,11 +533,12 @@ async def run(settings: Settings, *, clock: Clock | None = None) -> None:
                 desk=services.mail_desk,
                 session_factory=database.writer,
                 poll_interval=settings.mail_poll_interval,
+                i18n=i18n,
                 after_commit=sender.wake,
             )
             background.append(asyncio.create_task(watcher.run(), name="mailbox"))
         guard = PoisonGuard(dispatcher["failures"])
-        app = create_web_app(settings, database, services, links, after_commit=sender.wake)
+        app = create_web_app(settings, database, i18n, services, links, after_commit=sender.wake)
         if settings.webhook_url:
             await _serve_webhook(settings, bot, dispatcher, guard, app)
         else:

@@ -8,9 +8,13 @@ nothing, and a restart in the middle loses and doubles nothing."""
 
 from __future__ import annotations
 
+import html
+import re
+import socket
 from email.message import EmailMessage
 from email.utils import make_msgid
 
+import aiohttp
 import pytest
 
 from bot.emulator import FakeTelegram, FakeUser
@@ -41,9 +45,9 @@ def _mail(
         message["References"] = " ".join(
             filter(None, [reply_to.get("References"), reply_to["Message-ID"]])
         )
+    message.set_content(body)  # first: it drops the Content-* headers set before it
     for key, value in (headers or {}).items():
         message[key] = value
-    message.set_content(body)
     return message
 
 
@@ -214,3 +218,140 @@ async def test_a_restart_loses_and_doubles_nothing(
     mails = await mail.wait_for_mail(customer, 2)
     subjects = sorted(str(m["Subject"]) for m in mails)
     assert subjects == ["[#1] First problem", "[#2] Second problem"], subjects
+
+
+def _links(message: EmailMessage) -> dict[str, str]:
+    """The links of a mail's HTML part, by their text."""
+    part = message.get_body(preferencelist=("html",))
+    assert part is not None, message
+    return {
+        html.unescape(text): html.unescape(href)
+        for href, text in re.findall(r'<a href="([^"]+)">([^<]+)</a>', str(part.get_content()))
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def _resolved(
+    fake: FakeTelegram, anna: FakeUser, bot: BotProcess, mail, support: str, customer: str
+) -> tuple[dict, EmailMessage]:
+    """A mailed request, answered and resolved by staff through the Resolve prompt; returns
+    the card and the mail with the answer and the question."""
+    mail.send(
+        _mail(
+            customer,
+            support,
+            "Cannot log in",
+            "The login page hangs.",
+            headers={"Content-Language": "en"},
+        ),
+        sender=customer,
+        to=[support],
+    )
+    card = await _staff_post(fake, "Cannot log in")
+    await bot.settled()
+    fake.press(anna, card, "Решено")
+    prompt = await _staff_post(fake, "Ответьте на это сообщение")
+    await bot.settled()
+    fake.send_text(
+        anna, "Clear the cache and log in again.", chat_id=STAFF_CHAT_ID, reply_to=prompt
+    )
+    mails = await mail.wait_for_mail(customer, 3)  # the acknowledgement, answer, question
+    question = next(m for m in mails if _links(m))
+    return card, question
+
+
+async def test_resolved_by_mail_the_customer_confirms_with_a_link(
+    fake: FakeTelegram, anna: FakeUser, start_bot: BotFactory, mail, addresses
+) -> None:
+    support, customer = addresses
+    port = _free_port()
+    bot = await _start(
+        start_bot,
+        mail,
+        support,
+        PUBLIC_URL=f"http://127.0.0.1:{port}",
+        WEB_HOST="127.0.0.1",
+        WEB_PORT=str(port),
+    )
+    _, question = await _resolved(fake, anna, bot, mail, support, customer)
+    links = _links(question)
+    assert set(links) >= {"👍 Solved", "👎 Not solved"}, links
+    solved = links["👍 Solved"]
+    async with aiohttp.ClientSession() as http:
+        # Opening the link (as a mail scanner does) changes nothing: it asks.
+        async with http.get(solved) as page:
+            assert page.status == 200
+            assert "Is your problem solved?" in await page.text()
+        assert bot.query("SELECT status FROM tickets") == [("resolved",)]
+        # A link changed to another ticket, or to the other answer, is refused.
+        async with http.get(solved.replace("/solved?", "/not-solved?")) as forged:
+            assert forged.status == 403
+        # The customer presses the page's button: the ticket closes, confirmed.
+        async with http.post(solved) as done:
+            assert "Thank you! The request is closed." in await done.text()
+        # The same link again only says what became of the request.
+        async with http.post(solved) as again:
+            assert "nothing more to do" in await again.text()
+    assert bot.query("SELECT status, close_reason FROM tickets") == [("closed", "confirmed")]
+    await _staff_post(fake, "Закрыт")  # the card followed
+    # The customer is told it is closed and asked for a rating, by mail with links.
+    mails = await mail.wait_for_mail(customer, 5)
+    assert any("⭐⭐⭐⭐⭐" in _links(m) for m in mails[3:]), [m["Subject"] for m in mails]
+
+
+async def test_not_solved_with_a_reason_reopens_and_silence_closes_by_itself(
+    fake: FakeTelegram, anna: FakeUser, start_bot: BotFactory, mail, addresses
+) -> None:
+    support, customer = addresses
+    port = _free_port()
+    bot = await _start(
+        start_bot,
+        mail,
+        support,
+        PUBLIC_URL=f"http://127.0.0.1:{port}",
+        WEB_HOST="127.0.0.1",
+        WEB_PORT=str(port),
+        CONFIRM_REMINDER_AFTER="3",
+        AUTO_CLOSE_AFTER="6",
+        SCHEDULER_INTERVAL="0.3",
+    )
+    card, question = await _resolved(fake, anna, bot, mail, support, customer)
+    not_solved = _links(question)["👎 Not solved"]
+    async with aiohttp.ClientSession() as http:
+        async with http.post(not_solved, data={"reason": ""}) as empty:
+            assert "Please write what still goes wrong." in await empty.text()
+        async with http.post(not_solved, data={"reason": "Still <hangs> after that."}) as done:
+            assert "back in work" in await done.text()
+    assert bot.query("SELECT status, reopened_count FROM tickets") == [("in_progress", 1)]
+    await _staff_post(fake, "Still <hangs>")  # the reason reached staff
+    # Resolved again and left without an answer: reminded, then closed by itself.
+    first_prompt = await _staff_post(fake, "Ответьте на это сообщение")
+    fake.press(anna, card, "Решено")
+    prompt = await eventually(
+        lambda: next(
+            (
+                m
+                for m in fake.bot_messages(STAFF_CHAT_ID)
+                if "Ответьте на это сообщение" in fake.text_of(m)
+                and m["message_id"] > first_prompt["message_id"]
+            ),
+            None,
+        ),
+        "no second Resolve prompt",
+    )
+    await bot.settled()
+    fake.press(anna, prompt, "последнее сообщение")
+    closed = "SELECT status, close_reason FROM tickets"
+    await eventually(
+        lambda: bot.query(closed) == [("closed", "auto")],
+        lambda: f"not closed by itself: {bot.query(closed)}",
+        within=30,
+    )
+    # The first resolution's link does nothing to the second.
+    async with aiohttp.ClientSession() as http, http.post(_links(question)["👍 Solved"]) as old:
+        assert "nothing more to do" in await old.text()

@@ -12,6 +12,7 @@ import html
 import logging
 from collections.abc import Callable
 
+from aiogram.utils.i18n import I18n
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -49,6 +50,7 @@ def add_mail_pages(
     desk: MailDesk,
     session_factory: async_sessionmaker[AsyncSession],
     render: Renderer,
+    i18n: I18n,
     default_locale: str,
     after_commit: Callable[[], None],
 ) -> None:
@@ -71,10 +73,12 @@ def add_mail_pages(
         form = await request.post()
         reason = str(form.get("reason") or "")
         try:
-            async with transaction(session_factory) as uow:
-                notice, locale = await desk.follow_link(
-                    uow.session, link.number, action, link.round, reason
-                )
+            # The use cases word their refusals with gettext, as inside an update.
+            with i18n.context(), i18n.use_locale(default_locale):
+                async with transaction(session_factory) as uow:
+                    notice, locale = await desk.follow_link(
+                        uow.session, link.number, action, link.round, reason
+                    )
         except Refusal:
             async with session_factory() as session:
                 notice, locale = await desk.link_page(session, link.number, action, link.round)

@@ -24,6 +24,7 @@ import ssl
 from collections.abc import Callable
 
 import aioimaplib
+from aiogram.utils.i18n import I18n
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.config import MailServer
@@ -47,6 +48,7 @@ class MailWatcher:
         desk: MailDesk,
         session_factory: async_sessionmaker[AsyncSession],
         poll_interval: float,
+        i18n: I18n | None = None,
         after_commit: Callable[[], None] = lambda: None,
         tls_context: Callable[[], ssl.SSLContext] = ssl.create_default_context,
     ) -> None:
@@ -54,6 +56,7 @@ class MailWatcher:
         self.desk = desk
         self.session_factory = session_factory
         self.poll_interval = poll_interval
+        self.i18n = i18n  # the use cases word refusals with gettext, as inside an update
         self.after_commit = after_commit  # wakes the sender: an acknowledgement is waiting
         self.tls_context = tls_context
         self._stopping = asyncio.Event()
@@ -169,8 +172,11 @@ class MailWatcher:
             self.after_commit()
             return True
         try:
-            async with transaction(self.session_factory) as uow:
-                accepted = await self.desk.accept(uow.session, mail)
+            with contextlib.ExitStack() as stack:
+                if self.i18n is not None:
+                    stack.enter_context(self.i18n.context())
+                async with transaction(self.session_factory) as uow:
+                    accepted = await self.desk.accept(uow.session, mail)
         except Exception:
             log.exception(
                 "mail %s (%s) could not be taken in; tried again later", uid, mail.message_id
