@@ -281,11 +281,19 @@ class MailDesk:
     async def _followup(
         self, session: AsyncSession, customer: User, ticket: Ticket, mail: IncomingMail
     ) -> None:
+        text = normalize_text(mail.text) or normalize_text(mail.full_text)
+        if ticket.status is Status.RESOLVED:
+            reason = _not_solved_reason(text)
+            if reason:
+                # "Not solved" and why, by reply: the dispute rule, as the link's form does.
+                await self.resolution.dispute(
+                    session, customer, ticket.number, reason[:DESCRIPTION_MAX]
+                )
+                return
         locale = self._locale(customer)
         result = await self.tickets.take_in(
             session, customer, ticket, details={"mail": mail.message_id}, locale=locale
         )
-        text = normalize_text(mail.text) or normalize_text(mail.full_text)
         followup = MailFollowup(
             name=customer.first_name,
             address=customer.email or mail.sender,
@@ -402,6 +410,27 @@ async def mail_envelope(session: AsyncSession, delivery: Delivery) -> Envelope |
         topic=ticket.topic,
         round=ticket.reopened_count or 0,
     )
+
+
+# A reply to a resolved request that opens by saying it is not solved (SPEC §10: "replying
+# 'not solved' with a reason also reopens"). Only the first words count: "not solved" further
+# down may well be quoted or about something else.
+_NOT_SOLVED = re.compile(
+    r"^\W*(?:not\s+solved|(?:it\s+)?(?:did\s+not|didn'?t)\s+help|still\s+not\s+working"
+    r"|не\s+решен[оа]?|не\s+решили|не\s+помогло|всё\s+ещё\s+не\s+работает"
+    r"|все\s+еще\s+не\s+работает)\b[\s:;,.!—–-]*",
+    re.IGNORECASE,
+)
+
+
+def _not_solved_reason(text: str) -> str | None:
+    """The reason of a reply that says "not solved" first, or None; the words that follow
+    the marker are the reason, or the whole reply when it has nothing after it."""
+    found = _NOT_SOLVED.match(text)
+    if found is None:
+        return None
+    rest = text[found.end() :].strip()
+    return rest or None
 
 
 def _first_words(text: str, limit: int = 60) -> str:

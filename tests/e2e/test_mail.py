@@ -8,6 +8,7 @@ nothing, and a restart in the middle loses and doubles nothing."""
 
 from __future__ import annotations
 
+import base64
 import html
 import re
 import socket
@@ -23,6 +24,10 @@ from tests.e2e.harness import STAFF_CHAT_ID, BotProcess
 from tests.waiting import eventually
 
 TAKEN = "$EcometTaken"
+# A real 1×1 PNG: what a mail client attaches as a screenshot.
+PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNgYGD4DwABBAEAwS2OUAAAAABJRU5ErkJggg=="
+)
 
 
 def _mail(
@@ -355,3 +360,83 @@ async def test_not_solved_with_a_reason_reopens_and_silence_closes_by_itself(
     # The first resolution's link does nothing to the second.
     async with aiohttp.ClientSession() as http, http.post(_links(question)["👍 Solved"]) as old:
         assert "nothing more to do" in await old.text()
+
+
+BOUNCE = """From: Mail Delivery System <MAILER-DAEMON@{domain}>
+To: {support}
+Subject: Undelivered Mail Returned to Sender
+Message-ID: <bounce-1@{domain}>
+Auto-Submitted: auto-replied
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="b0"
+
+--b0
+Content-Type: text/plain
+
+The mail you sent could not be delivered to nobody@{domain}.
+--b0
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mx.{domain}
+Final-Recipient: rfc822; nobody@{domain}
+Action: failed
+Status: 5.1.1
+--b0--
+"""
+
+
+async def test_files_both_ways_a_bounce_and_a_reply_that_says_not_solved(
+    fake: FakeTelegram, anna: FakeUser, start_bot: BotFactory, mail, addresses
+) -> None:
+    support, customer = addresses
+    fake.groups[STAFF_CHAT_ID].is_forum = True
+    bot = await _start(start_bot, mail, support)
+    # A mail with a screenshot and a log file: staff see both in the ticket's topic.
+    first = _mail(customer, support, "Broken chart", "The chart on the dashboard is empty.")
+    first.add_attachment(PNG, maintype="image", subtype="png", filename="chart.png")
+    first.add_attachment(b"line 1\nline 2\n", maintype="text", subtype="plain", filename="app.log")
+    mail.send(first, sender=customer, to=[support])
+    card = await _staff_post(fake, "Broken chart")
+    thread = card["message_thread_id"]
+
+    def files_in_topic() -> list[dict]:
+        return [
+            m
+            for m in fake.bot_messages(STAFF_CHAT_ID)
+            if m.get("message_thread_id") == thread and ("photo" in m or "document" in m)
+        ]
+
+    files = await eventually(lambda: len(files_in_topic()) == 2 and files_in_topic(), "no files")
+    assert {m["document"]["file_name"] for m in files if "document" in m} == {"app.log"}
+    # A bounce to the support address makes nothing.
+    mail.send(BOUNCE.format(domain=mail.domain, support=support).encode(), sender="", to=[support])
+    # Staff answer with a photo: it is attached to the mail.
+    await bot.settled()
+    photo = fake.send_photo(
+        anna, "Here is how it should look", chat_id=STAFF_CHAT_ID, thread_id=thread
+    )
+    answer = (await mail.wait_for_mail(customer, 2))[1]
+    assert "Here is how it should look" in _body(answer)
+    [attached] = list(answer.iter_attachments())
+    assert attached.get_content_type().startswith("image/")
+    assert attached.get_content() == fake.file_bytes(photo["photo"][-1]["file_id"])
+    # Resolved; the customer replies "Not solved" with the reason: the ticket is back in work.
+    fake.press(anna, card, "Решено")
+    prompt = await _staff_post(fake, "Ответьте на это сообщение")
+    await bot.settled()
+    fake.press(anna, prompt, "последнее сообщение")
+    question = (await mail.wait_for_mail(customer, 3))[2]
+    reply = _mail(
+        customer,
+        support,
+        f"Re: {question['Subject']}",
+        "Not solved: the chart is still empty after a reload.\n\n> Is the problem solved?",
+        reply_to=question,
+    )
+    mail.send(reply, sender=customer, to=[support])
+    await _staff_post(fake, "the chart is still empty after a reload")
+    await bot.settled()
+    assert bot.query("SELECT status, reopened_count FROM tickets") == [("in_progress", 1)]
+    outcomes = dict(bot.query("SELECT outcome, count(*) FROM mail_messages GROUP BY outcome"))
+    assert outcomes.get("noise") == 1, outcomes  # the bounce
+    assert bot.query("SELECT count(*) FROM tickets") == [(1,)]
