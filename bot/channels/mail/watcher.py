@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 TAKEN = "$EcometTaken"  # the keyword of a mail the desk has taken in
 IDLE_RENEW = 25 * 60.0  # servers may drop an IDLE after 30 minutes (RFC 2177)
 RECONNECT_MAX = 60.0
+RETRY = 5.0  # seconds before a mail that failed to be taken in is tried again
 _UID = re.compile(rb"UID (\d+)")
 
 
@@ -60,7 +61,6 @@ class MailWatcher:
         self.after_commit = after_commit  # wakes the sender: an acknowledgement is waiting
         self.tls_context = tls_context
         self._stopping = asyncio.Event()
-        self._imap: aioimaplib.IMAP4 | None = None
 
     async def run(self) -> None:
         delay = 1.0
@@ -77,11 +77,10 @@ class MailWatcher:
                     await asyncio.wait_for(self._stopping.wait(), delay)
                 delay = min(delay * 2, RECONNECT_MAX)
 
-    async def stop(self) -> None:
+    def stop(self) -> None:
+        """Finish the mail in hand and stop (the task may also just be cancelled: a mail is
+        marked only after its unit of work committed, so nothing is lost either way)."""
         self._stopping.set()
-        imap = self._imap
-        if imap is not None and imap.has_pending_idle():
-            imap.idle_done()
 
     async def _connect(self) -> aioimaplib.IMAP4:
         server = self.server
@@ -101,29 +100,32 @@ class MailWatcher:
         return imap
 
     async def _session(self) -> None:
-        imap = self._imap = await self._connect()
+        imap = await self._connect()
         try:
             idle = imap.has_capability("IDLE")
             while not self._stopping.is_set():
-                await self.sweep(imap)
+                left = await self.sweep(imap)
                 if self._stopping.is_set():
                     break
-                if idle:
-                    await self._idle(imap)
+                if idle and not left:
+                    await self._idle(imap, min(IDLE_RENEW, max(self.poll_interval, 1.0)))
                 else:
+                    # No IDLE, or a mail that failed to be taken in: look again soon (IDLE
+                    # would wake only for new mail).
+                    wait = self.poll_interval if not left else min(self.poll_interval, RETRY)
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._stopping.wait(), self.poll_interval)
+                        await asyncio.wait_for(self._stopping.wait(), wait)
         finally:
-            self._imap = None
             with contextlib.suppress(Exception):
                 await imap.logout()
 
-    async def _idle(self, imap: aioimaplib.IMAP4) -> None:
-        """Wait until the server says something changed (new mail), or for the renewal."""
-        waiting = await imap.idle_start(timeout=IDLE_RENEW)
+    async def _idle(self, imap: aioimaplib.IMAP4, timeout: float) -> None:
+        """Wait until the server says something changed (new mail), or ``timeout`` (a look
+        every MAIL_POLL_INTERVAL all the same: a safety net under IDLE)."""
+        waiting = await imap.idle_start(timeout=timeout)
         try:
             while not self._stopping.is_set():
-                push = await imap.wait_server_push(timeout=IDLE_RENEW + 5)
+                push = await imap.wait_server_push(timeout=timeout + 5)
                 if push == aioimaplib.STOP_WAIT_SERVER_PUSH:
                     break
                 lines = push if isinstance(push, list) else getattr(push, "lines", [])
@@ -135,20 +137,29 @@ class MailWatcher:
             await asyncio.wait_for(waiting, 10)
 
     async def sweep(self, imap: aioimaplib.IMAP4) -> int:
-        """Take in every mail not yet taken; returns how many were looked at."""
-        response = await imap.uid_search("UNKEYWORD", TAKEN, charset=None)
-        if response.result != "OK":
-            raise ConnectionError(f"search failed: {_text(response.lines)}")
-        uids = [uid for line in response.lines[:1] for uid in line.split() if uid.isdigit()]
-        for uid in uids:
-            if self._stopping.is_set():
+        """Take in every mail not yet taken; returns how many are left for another try.
+
+        The search is repeated until it finds nothing new: a mail that arrived while others
+        were taken in was announced in the middle of those commands (aioimaplib drops such
+        announcements), and IDLE would not announce it again."""
+        failed: set[bytes] = set()
+        while not self._stopping.is_set():
+            response = await imap.uid_search("UNKEYWORD", TAKEN, charset=None)
+            if response.result != "OK":
+                raise ConnectionError(f"search failed: {_text(response.lines)}")
+            uids = [u for line in response.lines[:1] for u in line.split() if u.isdigit()]
+            fresh = [uid for uid in uids if uid not in failed]
+            if not fresh:
                 break
-            raw = await self._fetch(imap, uid.decode())
-            if raw is None:
-                continue
-            if await self._take_in(raw, uid.decode()):
-                await imap.uid("store", uid.decode(), "+FLAGS", f"({TAKEN})")
-        return len(uids)
+            for uid in fresh:
+                if self._stopping.is_set():
+                    break
+                raw = await self._fetch(imap, uid.decode())
+                if raw is not None and await self._take_in(raw, uid.decode()):
+                    await imap.uid("store", uid.decode(), "+FLAGS", f"({TAKEN})")
+                else:
+                    failed.add(uid)
+        return len(failed)
 
     async def _fetch(self, imap: aioimaplib.IMAP4, uid: str) -> bytes | None:
         response = await imap.uid("fetch", uid, "(BODY.PEEK[])")
