@@ -635,19 +635,19 @@ def safe_filename(name: str, content_type: str, number: int) -> str:
 
 # Invisible characters mail composers scatter (zero-width spaces in preheaders, BOMs).
 _INVISIBLE = re.compile("[\u200b\u2060\ufeff\u034f\u00ad]")
+# Unicode's control characters (category Cc) but the tab and the line break.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 def squash(text: str) -> str:
     """One line, single spaces, no control characters."""
-    text = _INVISIBLE.sub("", _valid_str(text))
-    text = "".join(" " if unicodedata.category(ch) == "Cc" else ch for ch in text)
+    text = _CONTROL.sub(" ", _INVISIBLE.sub("", _valid_str(text)))
     return " ".join(text.split())
 
 
 def _normalise_text(text: str) -> str:
     text = _INVISIBLE.sub("", _valid_str(text)).replace("\r\n", "\n").replace("\r", "\n")
-    text = text.replace("\xa0", " ")
-    text = "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch) != "Cc")
+    text = _CONTROL.sub("", text.replace("\xa0", " "))
     lines = [line.rstrip() for line in text.split("\n")]
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip("\n").rstrip()
 
@@ -655,9 +655,11 @@ def _normalise_text(text: str) -> str:
 # --- subjects, ticket numbers, account numbers ------------------------------------------
 
 _TICKET_TAG = re.compile(r"\[#(\d{1,18})\]")
-_REPLY_PREFIX = re.compile(
-    r"^\s*(?:re|fwd?|fw|aw|wg|sv|vs|tr|rif|res|enc|ответ|отв|пересл|переслать)"
-    r"\s*(?:\[\d+\]|\(\d+\)|\^\d+)?\s*[:：]\s*",
+# The whole run of reply/forward prefixes at once ("Re: Fwd: Ответ:"), so a subject of a
+# thousand "Re:" costs one pass.
+_REPLY_PREFIXES = re.compile(
+    r"^(?:\s*(?:re|fwd?|fw|aw|wg|sv|vs|tr|rif|res|enc|ответ|отв|пересл|переслать)"
+    r"\s*(?:\[\d+\]|\(\d+\)|\^\d+)?\s*[:：]\s*)+",
     re.IGNORECASE,
 )
 _FORWARD_SUBJECT = re.compile(r"^\s*(?:fwd?|fw|wg|tr|enc|пересл)\s*[:：]", re.IGNORECASE)
@@ -683,7 +685,7 @@ def topic_of(subject: str, limit: int = 100) -> str:
     while True:
         before = text
         text = squash(strip_ticket_tags(text))
-        text = _REPLY_PREFIX.sub("", text, count=1).strip()
+        text = _REPLY_PREFIXES.sub("", text, count=1).strip()
         if text == before:
             break
     return _shorten(text, limit)
@@ -879,8 +881,7 @@ def clean_body(text: str) -> str:
             if after < len(lines) and _is_quote(lines[after]):
                 i += span  # the header of a quote that follows: drop the header only
                 continue
-            if strong:
-                break
+            pass
         own.append(line)
         i += 1
     own = _trim_tail(own)
