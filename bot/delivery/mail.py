@@ -171,8 +171,9 @@ class MailTransport:
             to=envelope.to,
             to_name=envelope.name,
             subject=subject,
-            text=html_to_text(html) if html else "",
-            html=html or None,
+            # Telegram's HTML breaks lines with newlines; a mail's HTML needs <br>.
+            text=html_to_text(html, keep_line_breaks=True) if html else "",
+            html=_mail_html(html) if html else None,
             message_id=message_id,
             in_reply_to=_last_incoming(thread),
             references=_references([mid for mid, _ in thread]),
@@ -320,6 +321,16 @@ def classify_mail(exc: BaseException, delivery: Delivery) -> Failure:
         return Failure(FailureKind.REFUSED, f"SMTP {exc.code}: {exc.message}")
     # Connection trouble, a 4xx "try later", a timeout: the queue waits and tries again.
     return Failure(FailureKind.RETRY, f"{type(exc).__name__}: {exc}", backoff)
+
+
+def _mail_html(telegram_html: str) -> str:
+    """A notice's or answer's HTML (Telegram's subset, every user text in it escaped) as the
+    HTML part of a mail: its line breaks kept, in a page of its own."""
+    body = telegram_html.replace("\n", "<br>\n")
+    return (
+        '<!DOCTYPE html>\n<html><head><meta charset="utf-8"></head>\n'
+        f'<body style="font-family: sans-serif;">\n{body}\n</body></html>\n'
+    )
 
 
 def _caption(payload: dict[str, Any]) -> str:

@@ -19,6 +19,7 @@ from email.utils import format_datetime
 from bot.mail.parse import (
     MailAttachment,
     address_in,
+    mailbox_in,
     safe_filename,
     squash,
     strip_ticket_tags,
@@ -113,10 +114,12 @@ def build_message(mail: OutgoingMail, sender: str, *, date: datetime | None = No
     multipart/alternative (plain + HTML), inside multipart/mixed when there are attachments.
     ``date`` defaults to now; raises ValueError for a sender or recipient without an address.
     """
-    if address_in(sender) is None:
+    mailbox = mailbox_in(sender)
+    if mailbox is None:
         raise ValueError(f"MAIL_FROM has no address: {sender!r}")
     msg = EmailMessage()
-    msg["From"] = _one_line(sender)
+    # Rebuilt from its parts: one mailbox, quoted and encoded as the name needs.
+    msg["From"] = Address(display_name=mailbox[1], addr_spec=mailbox[0])
     msg["To"] = _recipient(mail.to, mail.to_name)
     msg["Subject"] = _one_line(mail.subject)
     msg["Date"] = format_datetime(date or datetime.now(UTC))

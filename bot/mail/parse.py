@@ -9,16 +9,18 @@ reply headers ("пишет:", Gmail-ru's "…, Иван <ivan@x.ru>:", Mail.ru's
 customer's own words; ``talon`` also pulls in scikit-learn. For HTML the usable converters
 either are GPL (``html2text``, and it writes Markdown) or bring lxml plus extras
 (``inscriptis`` needs ``requests``, ``html-text`` needs ``lxml-html-clean``) for what
-``html.parser`` does here in a hundred lines we can reason about: script content never
-reaches the text, links keep their address, blockquotes become "> " lines so one cleaner
-handles plain and HTML replies alike.
+``html.parser`` does here in a couple of hundred lines we can reason about: script content
+never reaches the text (the parser skips it, and a regex pass before it cuts every
+"<script … </script>" whatever tokenising corner it sits in), links keep their address,
+blockquotes become "> " lines so one cleaner handles plain and HTML replies alike.
 
 What a mail that cannot be read means: :func:`parse_mail` is best effort for what is
 damaged inside a readable mail (undecodable text is replaced, a bad date is ``None``, an
 unreadable header counts as absent, a missing Message-ID is made up from the bytes) and
 raises :class:`MailParseError`, and nothing else, when there is nothing to work with: no
-bytes, no headers, or no sender address to answer. The caller keeps such a mail and tells
-staff (SPEC §10).
+bytes, no headers, no sender address to answer, or a structure the email package cannot
+walk (thousands of nested multiparts). The caller keeps such a mail and tells staff
+(SPEC §10).
 """
 
 from __future__ import annotations
@@ -208,7 +210,9 @@ def _addresses(name: str, value: str) -> Iterable[tuple[str, str]]:
         pairs = getaddresses([value])
     except Exception:  # noqa: BLE001 - a junk header is as good as no header
         pairs = []
-    found = [(addr, _decoded_header("Subject", display) if display else "") for display, addr in pairs]
+    found = [
+        (addr, _decoded_header("Subject", display) if display else "") for display, addr in pairs
+    ]
     if any(_looks_like_address(addr.strip().lower()) for addr, _ in found):
         return found
     try:  # obsolete syntax getaddresses gives up on
@@ -223,16 +227,23 @@ def _looks_like_address(addr: str) -> bool:
     return bool(at and local and domain) and not re.search(r"[\s<>()\[\],;:\"\\]", addr)
 
 
+def mailbox_in(value: str) -> tuple[str, str] | None:
+    """The first (address, display name) in a From-style value ("Name <a@b.c>"); the address
+    lowercased, the name decoded and on one line. None if there is no address."""
+    for addr, display in _addresses("From", value):
+        addr = _valid_str(addr).strip().lower()
+        if _looks_like_address(addr):
+            return addr, squash(display)
+    return None
+
+
 def address_in(value: str) -> str | None:
-    """The address in a From-style value ("Name <a@b.c>"), lowercased; None if there is none.
+    """The address in a From-style value, lowercased; None if there is none.
 
     For comparing a sender with the desk's own MAIL_FROM (mail loops, SPEC §10).
     """
-    for addr, _ in _addresses("From", value):
-        addr = addr.strip().lower()
-        if _looks_like_address(addr):
-            return addr
-    return None
+    found = mailbox_in(value)
+    return found[0] if found else None
 
 
 _ID = re.compile(r"<([^<>\s]+)>")
@@ -346,11 +357,12 @@ _BOUNCE_SUBJECT = re.compile(
     r"|ошибка доставки)",
     re.IGNORECASE,
 )
+# Only the prefix form ("Автоответ: …"): a subject is the customer's own words ("I am out of
+# ideas", "OOO Ромашка", "В отпуске не работает VPN"), and headers catch most robots anyway.
 _AUTO_SUBJECT = re.compile(
-    r"^\s*(auto(matic)?[ -]?(reply|response|answer)|autoreply|auto:|out of (the )?office"
-    r"|ooo\b|away from (the )?office|i am (currently )?out of|vacation reply"
-    r"|автоответ|автоматический ответ|авто-ответ|меня нет на месте|вне офиса|в отпуске"
-    r"|réponse automatique|abwesenheitsnotiz|automatische antwort)",
+    r"^\s*(?:auto(?:matic)?[ -]?(?:reply|response|answer)|autoreply|autoresponse|auto"
+    r"|out of (?:the )?office(?: reply)?|vacation reply|автоответ|автоматический ответ"
+    r"|авто-ответ|réponse automatique|abwesenheitsnotiz|automatische antwort)\s*[:：]",
     re.IGNORECASE,
 )
 
@@ -881,7 +893,8 @@ def clean_body(text: str) -> str:
             if after < len(lines) and _is_quote(lines[after]):
                 i += span  # the header of a quote that follows: drop the header only
                 continue
-            pass
+            if strong:
+                break
         own.append(line)
         i += 1
     own = _trim_tail(own)
@@ -1171,9 +1184,7 @@ def html_to_text(html: str, *, keep_line_breaks: bool = False) -> str:
 
 def _crude_html_to_text(html: str) -> str:
     html = _SCRIPT.sub(" ", _COMMENT.sub(" ", html))
-    html = re.sub(
-        r"(?is)<(head|title|template|noscript)\b.*?(?:</\1\s*>|$)", " ", html
-    )
+    html = re.sub(r"(?is)<(head|title|template|noscript)\b.*?(?:</\1\s*>|$)", " ", html)
     html = re.sub(r"(?i)<br\s*/?>|</?(p|div|tr|li|h\d|blockquote)\b[^>]*>", "\n", html)
     html = re.sub(r"<[^>]*>?", " ", html)
     return _normalise_text(html_lib.unescape(html))

@@ -251,9 +251,9 @@ class MailDesk:
     async def _open(self, session: AsyncSession, customer: User, mail: IncomingMail) -> Ticket:
         text = normalize_text(mail.text) or normalize_text(mail.full_text)
         topic = topic_of(mail.subject, TOPIC_MAX) or _first_words(text) or "—"
-        account = account_number_in(
-            f"{mail.subject}\n{mail.full_text}", self.account_pattern.pattern
-        )
+        # The customer's own words: the quoted history and the signature hold other numbers
+        # (phones, earlier requests).
+        account = account_number_in(f"{mail.subject}\n{mail.text}", self.account_pattern)
         locale = self._locale(customer)
         draft = Draft(
             key="mail:" + hashlib.sha256(mail.message_id.encode()).hexdigest()[:40],

@@ -58,6 +58,7 @@ def wire(mail: OutgoingMail, sender: str = SENDER) -> bytes:
 def test_headers_of_a_threaded_reply() -> None:
     msg = build_message(outgoing(), SENDER, date=WHEN)
     assert msg["From"] == SENDER
+    assert build_message(outgoing(), "support@e-comet.io, x@y.z")["From"] == "support@e-comet.io"
     assert msg["To"].addresses[0].display_name == "Иван Петров"
     assert msg["To"].addresses[0].addr_spec == "ivan@example.com"
     assert msg["Subject"] == "Re: [#123] Не работает выгрузка"
@@ -109,9 +110,7 @@ def test_attachments_make_it_mixed_and_keep_names_and_bytes() -> None:
         "application/octet-stream",
     ]
     got = parse_mail(wire(outgoing(attachments=files)))
-    assert [(a.filename, a.data) for a in got.attachments] == [
-        (f.filename, f.data) for f in files
-    ]
+    assert [(a.filename, a.data) for a in got.attachments] == [(f.filename, f.data) for f in files]
     assert got.attachments[0].is_image
 
 
@@ -195,9 +194,18 @@ def test_the_ticket_number_survives_any_topic(number: int, topic: str, reply: bo
         ("<script>alert(1)</script>", "<p>&lt;script&gt;alert(1)&lt;/script&gt;</p>"),
         ("a & b\nc", "<p>a &amp; b<br>\nc</p>"),
         ("one\n\n\ntwo", "<p>one</p>\n<p>two</p>"),
-        ("see https://x.io/a?b=1&c=2.", '<p>see <a href="https://x.io/a?b=1&amp;c=2">https://x.io/a?b=1&amp;c=2</a>.</p>'),
-        ("(https://en.wikipedia.org/wiki/Foo_(bar))", '<p>(<a href="https://en.wikipedia.org/wiki/Foo_(bar)">https://en.wikipedia.org/wiki/Foo_(bar)</a>)</p>'),
-        ('https://x.io/"onmouseover="alert(1)', '<p><a href="https://x.io/">https://x.io/</a>&quot;onmouseover=&quot;alert(1)</p>'),
+        (
+            "see https://x.io/a?b=1&c=2.",
+            '<p>see <a href="https://x.io/a?b=1&amp;c=2">https://x.io/a?b=1&amp;c=2</a>.</p>',
+        ),
+        (
+            "(https://en.wikipedia.org/wiki/Foo_(bar))",
+            '<p>(<a href="https://en.wikipedia.org/wiki/Foo_(bar)">https://en.wikipedia.org/wiki/Foo_(bar)</a>)</p>',
+        ),
+        (
+            'https://x.io/"onmouseover="alert(1)',
+            '<p><a href="https://x.io/">https://x.io/</a>&quot;onmouseover=&quot;alert(1)</p>',
+        ),
         ("javascript:alert(1)", "<p>javascript:alert(1)</p>"),
         ("mailto:a@b.c", '<p><a href="mailto:a@b.c">a@b.c</a></p>'),
         ("  indented", "<p> &nbsp;indented</p>"),
@@ -208,7 +216,9 @@ def test_text_to_html(text: str, html: str) -> None:
     assert text_to_html(text) == html
 
 
-@given(st.text(st.characters(blacklist_categories=("Cs", "Cc", "Cf")) | st.just("\n"), max_size=200))
+@given(
+    st.text(st.characters(blacklist_categories=("Cs", "Cc", "Cf")) | st.just("\n"), max_size=200)
+)
 def test_text_to_html_lets_no_markup_through(text: str) -> None:
     html = text_to_html(text)
     tags = set(re.findall(r"</?([a-zA-Z]+)", html))
@@ -234,9 +244,9 @@ NAMES = st.text(LINE_CHARS, max_size=30).map(lambda s: " ".join(s.split()))
 ATTACHMENTS = st.lists(
     st.builds(
         MailAttachment,
-        filename=st.text(st.characters(whitelist_categories=("L", "Nd")), min_size=1, max_size=20).map(
-            lambda s: s + ".dat"
-        ),
+        filename=st.text(
+            st.characters(whitelist_categories=("L", "Nd")), min_size=1, max_size=20
+        ).map(lambda s: s + ".dat"),
         content_type=st.sampled_from(["application/pdf", "application/zip", "audio/ogg"]),
         data=st.binary(min_size=1, max_size=300),
     ),

@@ -77,7 +77,7 @@ GMAIL_HTML = (
     '<div dir="ltr">Да, вот номер счёта: 12345678.<div>Выгрузка всё ещё падает с ошибкой'
     ' 500.</div></div><br><div class="gmail_quote"><div dir="ltr" class="gmail_attr">чт, 14 мар.'
     ' 2024 г. в 12:34, e-Comet Support &lt;<a href="mailto:support@e-comet.io">'
-    "support@e-comet.io</a>&gt;:<br></div><blockquote class=\"gmail_quote\" style=\"margin:0px"
+    'support@e-comet.io</a>&gt;:<br></div><blockquote class="gmail_quote" style="margin:0px'
     ' 0px 0px 0.8ex;border-left:1px solid rgb(204,204,204);padding-left:1ex">Здравствуйте!'
     " Уточните, пожалуйста, номер счёта.<br>--<br>e-Comet Support</blockquote></div>\n"
 )
@@ -140,7 +140,8 @@ def test_gmail_html_part_cleans_to_the_same_words() -> None:
     )
 
 
-THUNDERBIRD_FLOWED = mail("""
+THUNDERBIRD_FLOWED = mail(
+    """
     Message-ID: <5c1d2e3f-aaaa-bbbb-cccc-0123456789ab@romashka.ru>
     Date: Thu, 14 Mar 2024 13:05:00 +0300
     MIME-Version: 1.0
@@ -156,13 +157,15 @@ THUNDERBIRD_FLOWED = mail("""
     14.03.2024 12:34, e-Comet Support пишет:
     > Здравствуйте! Опишите, пожалуйста, что именно происходит.
 
-    Проблема повторилась сегодня утром: при выгрузке отчёта по складам 
+    Проблема повторилась сегодня утром: при выгрузке отчёта по складам${sp}
     страница зависает.
 
-    -- 
+    --${sp}
     Иван Петров
     ООО «Ромашка»
-""")
+""",
+    sp=" ",  # trailing spaces matter here: flowed soft breaks, the "-- " delimiter
+)
 
 
 def test_thunderbird_bottom_post_with_flowed_text_and_signature() -> None:
@@ -218,7 +221,10 @@ def test_outlook_original_message_keeps_the_sign_off() -> None:
     assert got.sender == "john.smith@contoso.com"
     assert got.sender_name == "Smith, John"
     assert got.locale == "en"
-    assert got.text == "Hi,\n\nIt still fails after the update. Account 55501234.\n\nRegards,\nJohn Smith"
+    assert (
+        got.text
+        == "Hi,\n\nIt still fails after the update. Account 55501234.\n\nRegards,\nJohn Smith"
+    )
     assert account_number_in(got.text, ACCOUNT) == "55501234"
     assert "Please tell us" in got.full_text
     assert got.message_id.endswith("prod.outlook.com>")
@@ -552,7 +558,9 @@ def test_date(value: str, expected: datetime | None) -> None:
 
 
 def test_reply_to_is_kept_when_it_differs() -> None:
-    raw = b"From: Site form <noreply@shop.io>\r\nReply-To: Client <Client@Example.com>\r\n\r\nhi\r\n"
+    raw = (
+        b"From: Site form <noreply@shop.io>\r\nReply-To: Client <Client@Example.com>\r\n\r\nhi\r\n"
+    )
     assert parse_mail(raw).reply_to == "client@example.com"
     same = b"From: a@x.io\r\nReply-To: A@x.io\r\n\r\nhi\r\n"
     assert parse_mail(same).reply_to is None
@@ -598,6 +606,12 @@ def test_address_in(value: str, expected: str | None) -> None:
         ("Auto-Submitted: no\r\nSubject: Help\r\n", None),
         ("Precedence: list\r\nList-Id: <support.e-comet.io>\r\nSubject: Help\r\n", None),
         ("Subject: Re: out of office hours support?\r\n", None),
+        ("Subject: I am out of ideas, export fails\r\n", None),
+        ("Subject: OOO Romashka: access\r\n", None),
+        (
+            "Subject: =?utf-8?b?0JIg0L7RgtC/0YPRgdC60LUg0L3QtSDRgNCw0LHQvtGC0LDQtdGCIFZQTg==?=\r\n",
+            None,
+        ),
     ],
 )
 def test_automated_mail_is_recognised(headers: str, why: str | None) -> None:
@@ -840,9 +854,17 @@ def _with_attachment(content_type: str, disposition: str, data: bytes) -> bytes:
     ("content_type", "disposition", "expected"),
     [
         ("image/png", 'attachment; filename="../../etc/passwd"', ("passwd", "image/png")),
-        ("image/png", 'attachment; filename="C:\\\\Users\\\\x\\\\shot.png"', ("shot.png", "image/png")),
+        (
+            "image/png",
+            'attachment; filename="C:\\\\Users\\\\x\\\\shot.png"',
+            ("shot.png", "image/png"),
+        ),
         ("image/png", "inline", ("image-1.png", "image/png")),
-        ("application/octet-stream", 'attachment; filename="photo.bin"', ("photo.bin", "image/png")),
+        (
+            "application/octet-stream",
+            'attachment; filename="photo.bin"',
+            ("photo.bin", "image/png"),
+        ),
         ("image/jpg", 'attachment; filename="a.png"', ("a.png", "image/png")),
         ("application/octet-stream", 'attachment; filename=".hidden"', ("hidden", "image/png")),
     ],
@@ -921,7 +943,7 @@ def test_is_image_is_what_telegram_shows_as_a_photo(
             id="gmail-en-wrapped-attribution",
         ),
         pytest.param(
-            "Спасибо!\n\n14.03.2024, 12:34, \"e-Comet Support\" <support@e-comet.io>:\n> Здравствуйте",
+            'Спасибо!\n\n14.03.2024, 12:34, "e-Comet Support" <support@e-comet.io>:\n> Здравствуйте',
             "Спасибо!",
             id="yandex",
         ),
@@ -956,7 +978,7 @@ def test_is_image_is_what_telegram_shows_as_a_photo(
             id="outlook-ru-bold-block",
         ),
         pytest.param(
-            "Смотрите ниже.\n\n-------- Пересылаемое сообщение --------\n14.03.2024, 12:34, \"Bank\" <b@bank.ru>:\nТекст банка",
+            'Смотрите ниже.\n\n-------- Пересылаемое сообщение --------\n14.03.2024, 12:34, "Bank" <b@bank.ru>:\nТекст банка',
             "Смотрите ниже.",
             id="forward-with-comment",
         ),
@@ -1085,7 +1107,26 @@ SCRIPT_WRAPPINGS = [
 @given(
     st.lists(
         st.one_of(
-            st.sampled_from(["<p>", "</p>", "<div>", "<b>", "</b>", "<br>", "<a href='x'>", "</a>", "<body>", "<blockquote>", "</script>", "-->", "<!--", "&amp;", "<", ">"]),
+            st.sampled_from(
+                [
+                    "<p>",
+                    "</p>",
+                    "<div>",
+                    "<b>",
+                    "</b>",
+                    "<br>",
+                    "<a href='x'>",
+                    "</a>",
+                    "<body>",
+                    "<blockquote>",
+                    "</script>",
+                    "-->",
+                    "<!--",
+                    "&amp;",
+                    "<",
+                    ">",
+                ]
+            ),
             st.text(alphabet="abc <>/=\"'&;!-", max_size=12),
         ),
         max_size=8,

@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 TAKEN = "$EcometTaken"  # the keyword of a mail the desk has taken in
 IDLE_RENEW = 25 * 60.0  # servers may drop an IDLE after 30 minutes (RFC 2177)
 RECONNECT_MAX = 60.0
+# Bigger mails are kept in the mailbox and staff told (parsing one takes seconds and memory).
+MAX_MAIL = 40 * 1024 * 1024
 RETRY = 5.0  # seconds before a mail that failed to be taken in is tried again
 _UID = re.compile(rb"UID (\d+)")
 
@@ -173,6 +175,8 @@ class MailWatcher:
     async def _take_in(self, raw: bytes, uid: str) -> bool:
         """One mail, one unit of work; False: not taken (it is tried again next time)."""
         try:
+            if len(raw) > MAX_MAIL:
+                raise MailParseError(f"{len(raw) // 1024 // 1024} MB, more than the desk reads")
             mail = parse_mail(raw)
         except MailParseError as exc:
             key = "<unparsed-" + hashlib.sha256(raw).hexdigest()[:32] + ">"
