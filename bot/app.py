@@ -348,6 +348,7 @@ def create_services(
         render=render,
         max_open_tickets=settings.max_open_tickets,
     )
+    messenger = Messenger(outbox)
     mail_desk = None
     if settings.mail_enabled:
         mail_desk = MailDesk(
@@ -358,6 +359,7 @@ def create_services(
             tickets=tickets,
             resolution=resolution,
             render=render,
+            messenger=messenger,
             own_address=parseaddr(settings.mail_from)[1],
             account_pattern=settings.account_number_pattern,
         )
@@ -384,7 +386,7 @@ def create_services(
             chart=report_views.SummaryCharts(i18n),
             read_sessions=database.reader,
         ),
-        messenger=Messenger(outbox),
+        messenger=messenger,
         membership=Membership(bot, desk, clock),
         pace=CustomerPace(settings.customer_messages_per_minute),
         # What the sender's outcomes mean for the desk (registered with the sender in run()).

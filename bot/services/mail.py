@@ -41,6 +41,7 @@ from bot.mail.parse import (
 )
 from bot.services.cards import Cards
 from bot.services.desk_config import DeskConfig
+from bot.services.messaging import Messenger
 from bot.services.notices_customer import MailPage, MailReceived, MailTooManyOpen
 from bot.services.notices_staff import MailFollowup, MailUnreadable
 from bot.services.outgoing import TicketTags, to_customer
@@ -76,6 +77,7 @@ class MailDesk:
         tickets: TicketService,
         resolution: ResolutionService,
         render: Renderer,
+        messenger: Messenger,
         own_address: str,
         account_pattern: re.Pattern[str],
     ) -> None:
@@ -86,6 +88,7 @@ class MailDesk:
         self.tickets = tickets
         self.resolution = resolution
         self.render = render
+        self.messenger = messenger
         self.own_address = own_address.lower()
         self.account_pattern = account_pattern
 
@@ -114,7 +117,7 @@ class MailDesk:
         except TooManyOpenError as refused:
             self._record(session, mail, None, "refused")
             numbers = [t.number for t in refused.tickets]
-            self._tell_refused(session, customer, numbers, refused.limit)
+            await self._tell_refused(session, customer, numbers, refused.limit)
             return Accepted("refused")
         self._record(session, mail, ticket.number, "ticket")
         return Accepted("ticket", ticket.number)
@@ -133,15 +136,8 @@ class MailDesk:
             )
         )
         text = self.render(MailUnreadable(sender=sender, error=error), self.config.default_locale)
-        staff = self.config.staff_chat_id
-        self.outbox.add(
-            session,
-            Intent(
-                chat_id=staff,
-                method=methods.SendMessage,
-                payload={"chat_id": staff, "text": text.text},
-                purpose="staff_note",
-            ),
+        await self.messenger.send(
+            session, self.config.staff_chat_id, text.text, purpose="staff_note"
         )
 
     # -- the links in mails (Solved / Not solved, the rating) -------------------------------------
@@ -356,20 +352,11 @@ class MailDesk:
                 ),
             )
 
-    def _tell_refused(
+    async def _tell_refused(
         self, session: AsyncSession, customer: User, numbers: list[int], limit: int
     ) -> None:
         told = self.render(MailTooManyOpen(numbers=numbers, limit=limit), self._locale(customer))
-        self.outbox.add(
-            session,
-            Intent(
-                chat_id=customer.id,
-                method=methods.SendMessage,
-                payload={"chat_id": customer.id, "text": told.text},
-                purpose="notice",
-                refs=Refs(party=customer.id),
-            ),
-        )
+        await self.messenger.send(session, customer.id, told.text, purpose="notice")
 
     def _record(
         self, session: AsyncSession, mail: IncomingMail, number: int | None, outcome: str

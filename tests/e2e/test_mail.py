@@ -241,6 +241,20 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+async def _start_with_links(start_bot: BotFactory, mail, support: str, **env: str) -> BotProcess:
+    """The bot with its web app on a free port as PUBLIC_URL: the links in mails work."""
+    port = _free_port()
+    return await _start(
+        start_bot,
+        mail,
+        support,
+        PUBLIC_URL=f"http://127.0.0.1:{port}",
+        WEB_HOST="127.0.0.1",
+        WEB_PORT=str(port),
+        **env,
+    )
+
+
 async def _resolved(
     fake: FakeTelegram, anna: FakeUser, bot: BotProcess, mail, support: str, customer: str
 ) -> tuple[dict, EmailMessage]:
@@ -274,15 +288,7 @@ async def test_resolved_by_mail_the_customer_confirms_with_a_link(
     fake: FakeTelegram, anna: FakeUser, start_bot: BotFactory, mail, addresses
 ) -> None:
     support, customer = addresses
-    port = _free_port()
-    bot = await _start(
-        start_bot,
-        mail,
-        support,
-        PUBLIC_URL=f"http://127.0.0.1:{port}",
-        WEB_HOST="127.0.0.1",
-        WEB_PORT=str(port),
-    )
+    bot = await _start_with_links(start_bot, mail, support)
     _, question = await _resolved(fake, anna, bot, mail, support, customer)
     links = _links(question)
     assert set(links) >= {"👍 Solved", "👎 Not solved"}, links
@@ -313,14 +319,10 @@ async def test_not_solved_with_a_reason_reopens_and_silence_closes_by_itself(
     fake: FakeTelegram, anna: FakeUser, start_bot: BotFactory, mail, addresses
 ) -> None:
     support, customer = addresses
-    port = _free_port()
-    bot = await _start(
+    bot = await _start_with_links(
         start_bot,
         mail,
         support,
-        PUBLIC_URL=f"http://127.0.0.1:{port}",
-        WEB_HOST="127.0.0.1",
-        WEB_PORT=str(port),
         CONFIRM_REMINDER_AFTER="3",
         AUTO_CLOSE_AFTER="6",
         SCHEDULER_INTERVAL="0.3",
