@@ -236,7 +236,7 @@ class MailTransport:
                     links.append(f'<a href="{html_lib.escape(url)}">{text}</a>')
         if not links:
             return html
-        return html + "\n\n" + "   ".join(links)
+        return html + "\n\n" + "\n".join(links)
 
     @staticmethod
     def _subject_of(html: str) -> str:
@@ -279,7 +279,7 @@ class MailTransport:
     # -- the server ------------------------------------------------------------------------------
 
     async def _smtp_send(self, mail: OutgoingMail) -> None:
-        message = build_message(mail, self.sender)
+        message = build_message(mail, self.sender, date=self.clock.now())
         smtp = self.smtp
         await aiosmtplib.send(
             message,

@@ -1,7 +1,8 @@
 """``python -m bot sandbox``: the real bot, the emulated Telegram and the page, in one process.
 
 No token, no ``.env``: the bot talks to the built-in emulator on 127.0.0.1 exactly as it talks
-to Telegram (over HTTP), so what the page shows is what the product does."""
+to Telegram (over HTTP), and to a mail server of the sandbox's own on 127.0.0.1 (SMTP and IMAP)
+exactly as it talks to a mail provider, so what the page shows is what the product does."""
 
 from __future__ import annotations
 
@@ -22,19 +23,32 @@ import webbrowser
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 
 from bot.clock import ShiftedClock
 from bot.config import LOCALES, SettingsError, load_settings
 from bot.emulator import FakeTelegram
+from bot.sandbox.mailbox import LocalMail, MailStore
+from bot.sandbox.mailpane import MailPane
 from bot.sandbox.web import SandboxPage, is_loopback_name
-from bot.sandbox.world import SANDBOX_TOKEN, STAFF_CHAT_ID, Person, populate
+from bot.sandbox.world import (
+    SANDBOX_TOKEN,
+    STAFF_CHAT_ID,
+    SUPPORT_ADDRESS,
+    SUPPORT_NAME,
+    Person,
+    mail_people,
+    populate,
+)
 
 log = logging.getLogger("bot.sandbox")
 SAVE_EVERY = 5.0  # seconds between saves of the emulated world next to a --db database
 WORLD_FORMAT = "ecomet-sandbox-world"  # the kept world file: JSON, never pickle
 WORLD_VERSION = 1
+# IMAP IDLE tells the bot of a new mail at once; the look every few seconds is a safety net.
+MAIL_POLL_INTERVAL = 5.0
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -122,6 +136,8 @@ def main(argv: list[str]) -> int:
     logging.getLogger("alembic").setLevel(logging.WARNING)
     # Every handled update is logged by aiogram at INFO; in the sandbox that drowns the rest.
     logging.getLogger("aiogram.event").setLevel(logging.WARNING)
+    # aiosmtpd logs every SMTP connection and command at INFO.
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
     url = f"sqlite+aiosqlite:///{database}"
     try:
         from bot.db.engine import migrate
@@ -147,9 +163,18 @@ async def serve(args: argparse.Namespace, database_url: str, database: Path) -> 
 
     clock = ShiftedClock()
     fake, people = _new_world(clock)
+    store = MailStore(clock=lambda: clock.now().timestamp())
     saved = database.with_name(database.name + ".world")
-    if args.db is not None and saved.exists() and not load_world(fake, clock, saved):
+    if args.db is not None and saved.exists() and not load_world(fake, clock, saved, mail=store):
         fake, people = _new_world(clock)
+    store.on_change = fake.notify_changed  # the page redraws, the kept world is saved
+    # The desk's mailbox: its password is new every run, only the bot is told it.
+    password = secrets.token_urlsafe(18)
+    mail = LocalMail(store, {SUPPORT_ADDRESS: password})
+    await mail.start()
+    # The bot's web app serves the Solved / Not solved links of its mails, beside the page.
+    web_port = _free_port(args.host, args.port + 1 if args.port else 0)
+    public_url = page_address(args.host, web_port, None).rstrip("/")
     api_url = await fake.start()
     settings = load_settings(
         _env_file=None,
@@ -161,6 +186,15 @@ async def serve(args: argparse.Namespace, database_url: str, database: Path) -> 
         webhook_url="",
         # Timers are checked every second so a move of the clock shows at once.
         scheduler_interval=1.0,
+        # The e-mail channel, against the sandbox's own mail server.
+        mail_imap_url=f"imap://{quote(SUPPORT_ADDRESS, safe='')}:{password}"
+        f"@127.0.0.1:{mail.imap_port}/INBOX",
+        mail_smtp_url=f"smtp://127.0.0.1:{mail.smtp_port}",
+        mail_from=f"{SUPPORT_NAME} <{SUPPORT_ADDRESS}>",
+        mail_poll_interval=MAIL_POLL_INTERVAL,
+        public_url=public_url,
+        web_host=args.host,
+        web_port=web_port,
     )
     i18n = create_i18n(settings)
     # Off this machine the page needs a token (in the address it prints): the page lets its
@@ -177,11 +211,23 @@ async def serve(args: argparse.Namespace, database_url: str, database: Path) -> 
         translate=lambda text, locale: i18n.gettext(text, locale=locale),
         locales=LOCALES,
         default_locale=settings.default_locale,
+        mail_people=mail_people(),
     )
-    runner = web.AppRunner(page.application(), access_log=None, shutdown_timeout=1)
+    app = page.application()
+    MailPane(
+        store,
+        mail_people(),
+        support=SUPPORT_ADDRESS,
+        support_name=SUPPORT_NAME,
+        smtp_port=mail.smtp_port,
+        clock=clock,
+        tz=settings.timezone,
+        clock_view=page.clock_view,
+    ).add_routes(app)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
     await runner.setup()
     bot = asyncio.create_task(run(settings, clock=clock), name="bot")
-    saver = asyncio.create_task(_keep_saving(fake, clock, saved)) if args.db else None
+    saver = asyncio.create_task(_keep_saving(fake, clock, saved, store)) if args.db else None
     try:
         site = web.TCPSite(runner, args.host, args.port)
         try:
@@ -200,10 +246,12 @@ async def serve(args: argparse.Namespace, database_url: str, database: Path) -> 
                 "from another machine use this machine's address with the same ?token=.",
                 flush=True,
             )
-        print(
-            "People: " + ", ".join(f"{p.name} ({p.role})" for p in people) + ". Stop with Ctrl+C.",
-            flush=True,
-        )
+        everyone = [f"{p.name} ({p.role})" for p in people]
+        customers = sum(p.role == "customer" for p in people)
+        everyone[customers:customers] = [
+            f"{p.name} ({p.role}, e-mail {p.address})" for p in mail_people()
+        ]
+        print("People: " + ", ".join(everyone) + ". Stop with Ctrl+C.", flush=True)
         if not args.no_browser and _has_display():
             webbrowser.open(address)
         await bot
@@ -216,8 +264,9 @@ async def serve(args: argparse.Namespace, database_url: str, database: Path) -> 
                 await bot
         if saver is not None:
             saver.cancel()
-            save_world(fake, clock, saved)
+            save_world(fake, clock, saved, mail=store)
         await runner.cleanup()
+        await mail.stop()
         await fake.stop()
 
 
@@ -244,30 +293,40 @@ def _new_world(clock: ShiftedClock) -> tuple[FakeTelegram, list[Person]]:
     return fake, populate(fake)
 
 
-async def _keep_saving(fake: FakeTelegram, clock: ShiftedClock, path: Path) -> None:
+async def _keep_saving(
+    fake: FakeTelegram, clock: ShiftedClock, path: Path, mail: MailStore
+) -> None:
     while True:
         if await fake.wait_changed(3600):
             await asyncio.sleep(SAVE_EVERY)  # at most one save per interval
-            save_world(fake, clock, path)
+            save_world(fake, clock, path, mail=mail)
 
 
-def save_world(fake: FakeTelegram, clock: ShiftedClock, path: Path) -> None:
-    """Writes the emulated world and the clock's offset to ``path`` as JSON (atomically)."""
-    state = {
+def save_world(
+    fake: FakeTelegram, clock: ShiftedClock, path: Path, *, mail: MailStore | None = None
+) -> None:
+    """Writes the emulated world, the clock's offset and the mailboxes to ``path`` as JSON
+    (atomically)."""
+    state: dict[str, Any] = {
         "format": WORLD_FORMAT,
         "version": WORLD_VERSION,
         "clock_offset_seconds": clock.offset.total_seconds(),
         "world": fake.snapshot_json(),
     }
+    if mail is not None:
+        state["mail"] = mail.snapshot()
     temporary = path.with_name(path.name + ".tmp")
     temporary.write_text(json.dumps(state, ensure_ascii=False), encoding="utf-8")
     temporary.replace(path)
 
 
-def load_world(fake: FakeTelegram, clock: ShiftedClock, path: Path) -> bool:
+def load_world(
+    fake: FakeTelegram, clock: ShiftedClock, path: Path, *, mail: MailStore | None = None
+) -> bool:
     """Brings back a world :func:`save_world` wrote. A file that is not such a world (damaged,
     or the pickle of older versions, which is never unpickled) is logged and left alone:
-    False, and the caller starts an empty world."""
+    False, and the caller starts an empty world. A world kept before the sandbox had mail
+    comes back with empty mailboxes."""
     try:
         state: Any = json.loads(path.read_bytes())
         if not isinstance(state, dict) or state.get("format") != WORLD_FORMAT:
@@ -276,6 +335,8 @@ def load_world(fake: FakeTelegram, clock: ShiftedClock, path: Path) -> bool:
             raise ValueError(f"version {state.get('version')!r}, expected {WORLD_VERSION}")
         offset = timedelta(seconds=float(state["clock_offset_seconds"]))
         fake.restore_json(state["world"])
+        if mail is not None and "mail" in state:
+            mail.restore(state["mail"])
     except Exception as error:  # noqa: BLE001 - a damaged file costs the chats, not the desk
         log.warning(
             "sandbox: the saved chats in %s cannot be read (%s); starting with empty chats",
@@ -286,6 +347,18 @@ def load_world(fake: FakeTelegram, clock: ShiftedClock, path: Path) -> bool:
     clock.offset = offset
     log.info("sandbox: the chats of %s are back", path)
     return True
+
+
+def _free_port(host: str, wanted: int) -> int:
+    """``wanted`` when it is free on ``host``, else any free port (0: any)."""
+    for port in (wanted, 0) if wanted else (0,):
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            try:
+                probe.bind((host.strip("[]"), port))
+            except OSError:
+                continue
+            return int(probe.getsockname()[1])
+    raise OSError(f"no free port on {host} for the bot's mail pages")
 
 
 def _has_display() -> bool:

@@ -54,4 +54,28 @@ def page_texts(_: Callable[[str], str]) -> dict[str, str]:
         "error": _("The sandbox refused this"),
         "unread": _("new messages"),
         "ok": _("OK"),
+        # The mail pane of a customer who writes by e-mail.
+        "by_mail": _("writes by e-mail"),
+        "mailbox": _("Mailbox"),
+        "inbox": _("Inbox"),
+        "sent_mail": _("Sent mail"),
+        "new_mail": _("New mail"),
+        "mail_hint": _(
+            "{name} writes by e-mail. What you send here goes through a mail server on this "
+            "machine to {support}; the bot reads that mailbox over IMAP as it would a real one, "
+            "and its answers arrive in this inbox."
+        ),
+        "mail_from": _("From"),
+        "mail_to": _("To"),
+        "mail_subject": _("Subject"),
+        "mail_date": _("Date"),
+        "mail_body": _("Write your mail…"),
+        "mail_links": _("Links in this mail"),
+        "mail_links_hint": _("The bot's own page opens in a new tab."),
+        "mail_files": _("Attachments"),
+        "mail_empty": _("No mail here yet."),
+        "mail_pick": _("Choose a mail to read it, or write a new one."),
+        "mail_sent": _("Sent to {address}."),
+        "no_subject": _("(no subject)"),
+        "quote_header": _("On {date}, {name} wrote:"),
     }

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import ipaddress
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ from bot.domain.hours import SupportHours
 from bot.emulator import FakeTelegram
 from bot.sandbox.render import image_type, message_view, snippet
 from bot.sandbox.texts import page_texts
-from bot.sandbox.world import Person
+from bot.sandbox.world import MailPerson, Person
 
 JsonDict = dict[str, Any]
 STATIC = Path(__file__).resolve().parent / "static"
@@ -89,6 +89,7 @@ class SandboxPage:
         default_locale: str,
         token: str | None = None,
         hosts: tuple[str, ...] | None = None,
+        mail_people: Sequence[MailPerson] = (),
     ) -> None:
         """``token``: every request must carry it (``?token=`` once, then the cookie the page
         gets); ``hosts``: the page answers only requests addressed to these names or to
@@ -98,6 +99,11 @@ class SandboxPage:
         self.hosts = None if hosts is None else frozenset(h.strip("[]").lower() for h in hosts)
         self.people = {person.id: person for person in people}
         self.order = [person.id for person in people]
+        # Those who write by e-mail are listed after the other customers; the mail pane
+        # (bot/sandbox/mailpane.py) serves them, the chats do not.
+        self.mail_people = {person.id: person for person in mail_people}
+        customers = sum(person.role == "customer" for person in people)
+        self.order[customers:customers] = list(self.mail_people)
         self.clock = clock
         self.tz = tz
         self.hours = hours
@@ -166,16 +172,7 @@ class SandboxPage:
         locale = request.query.get("lang") or self._preferred(request)
         if locale not in self.locales:
             locale = self.default_locale
-        people = [
-            {
-                "id": person.id,
-                "name": person.name,
-                "username": person.user.username,
-                "role": person.role,
-                "language": person.user.language_code,
-            }
-            for person in (self.people[pid] for pid in self.order)
-        ]
+        people = [self._listed(pid) for pid in self.order]
         return web.json_response(
             {
                 "lang": locale,
@@ -186,6 +183,26 @@ class SandboxPage:
                 "clock": self._clock(),
             }
         )
+
+    def _listed(self, pid: int) -> JsonDict:
+        if pid in self.mail_people:
+            writer = self.mail_people[pid]
+            return {
+                "id": writer.id,
+                "name": writer.name,
+                "username": None,
+                "role": writer.role,
+                "language": writer.language,
+                "mail": writer.address,
+            }
+        person = self.people[pid]
+        return {
+            "id": person.id,
+            "name": person.name,
+            "username": person.user.username,
+            "role": person.role,
+            "language": person.user.language_code,
+        }
 
     def _preferred(self, request: web.Request) -> str:
         for part in request.headers.get("Accept-Language", "").split(","):
@@ -198,6 +215,8 @@ class SandboxPage:
         try:
             return self.people[int(raw)]
         except (TypeError, ValueError, KeyError):
+            if str(raw).isdigit() and int(raw) in self.mail_people:
+                raise Refused("this person writes by e-mail: use the mail pane") from None
             raise Refused("unknown person") from None
 
     def _chats(self, person: Person) -> list[JsonDict]:
@@ -330,6 +349,10 @@ class SandboxPage:
         return web.json_response(
             {"text": found.get("text") or "", "alert": bool(found.get("show_alert"))}
         )
+
+    def clock_view(self) -> JsonDict:
+        """The bot's clock as the page draws it (the mail pane's answers carry it too)."""
+        return self._clock()
 
     def _clock(self) -> JsonDict:
         now = self.clock.now()

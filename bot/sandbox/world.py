@@ -1,4 +1,5 @@
-"""The sandbox's ready world: a staff forum, two customers, two agents and a manager."""
+"""The sandbox's ready world: a staff forum, two customers in Telegram and one by e-mail, two
+agents and a manager."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ from bot.emulator import FakeTelegram, FakeUser
 
 STAFF_CHAT_ID = -1001000000001
 SANDBOX_TOKEN = "7000000001:SANDBOX-not-a-real-token"  # noqa: S105 - the emulator's own token
+# The desk's mailbox on the sandbox's own mail server (a reserved domain: nothing leaves).
+SUPPORT_ADDRESS = "support@e-comet.example"
+SUPPORT_NAME = "e-Comet Support"
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,3 +63,19 @@ def populate(fake: FakeTelegram) -> list[Person]:
         Person(paul, "staff"),
         Person(marina, "manager"),
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class MailPerson:
+    """A customer who writes by e-mail: no Telegram account, a mailbox on the sandbox's mail
+    server. Ids stay clear of the Telegram people's."""
+
+    id: int
+    name: str
+    address: str
+    language: str
+    role: str = "customer"
+
+
+def mail_people() -> list[MailPerson]:
+    return [MailPerson(4001, "Olga Smirnova", "olga@example.com", "en")]

@@ -14,9 +14,8 @@ import pytest
 from aiogram.utils.i18n import I18n
 
 from bot.domain.sla import Sla, SlaState
-from bot.domain.tickets import Kind, Priority
+from bot.domain.tickets import Kind, Priority, Status
 from bot.services import notices_customer, notices_desk
-from bot.domain.tickets import Status
 from bot.views import mail, reports, resolution, tickets
 from bot.views.render import ViewRenderer
 

@@ -19,6 +19,8 @@ const state = {
   stick: true, // the conversation is scrolled to its end and should stay there
   loading: false,
   dirty: false,
+  // The mail pane of a person who writes by e-mail.
+  mail: { folder: "INBOX", uid: null, box: null, open: null, reply: null },
 };
 
 const t = (key) => state.texts[key] || key;
@@ -89,7 +91,13 @@ async function loadWorld(lang) {
   const people = $("person");
   people.replaceChildren(
     ...state.world.people.map((p) =>
-      el("option", { value: p.id }, `${p.name} — ${t("role_" + p.role)} (${p.language})`)
+      el(
+        "option",
+        { value: p.id },
+        p.mail
+          ? `${p.name} — ${t("role_" + p.role)}, ✉️ ${t("by_mail")} (${p.language})`
+          : `${p.name} — ${t("role_" + p.role)} (${p.language})`
+      )
     )
   );
   const langs = $("lang");
@@ -107,13 +115,27 @@ function readHash() {
   state.person = ids.includes(person) ? person : ids[0];
   state.chat = params.has("chat") ? Number(params.get("chat")) : null;
   state.thread = params.get("thread") ? Number(params.get("thread")) : null;
+  state.mail.folder = params.get("folder") === "Sent" ? "Sent" : "INBOX";
+  state.mail.uid = params.get("uid") ? Number(params.get("uid")) : null;
   $("person").value = state.person;
 }
 
 function writeHash() {
+  if (mailPerson()) {
+    const params = new URLSearchParams({ person: state.person, folder: state.mail.folder });
+    if (state.mail.uid !== null) params.set("uid", state.mail.uid);
+    history.replaceState(null, "", `#${params}`);
+    return;
+  }
   const params = new URLSearchParams({ person: state.person, chat: state.chat ?? "" });
   if (state.thread !== null) params.set("thread", state.thread);
   history.replaceState(null, "", `#${params}`);
+}
+
+// The person shown, when they write by e-mail (then the page shows their mailbox).
+function mailPerson() {
+  const me = state.world && state.world.people.find((p) => p.id === state.person);
+  return me && me.mail ? me : null;
 }
 
 function defaultChat() {
@@ -136,6 +158,11 @@ async function refresh() {
   try {
     do {
       state.dirty = false;
+      showMailPane(Boolean(mailPerson()));
+      if (mailPerson()) {
+        await refreshMail();
+        continue;
+      }
       const params = new URLSearchParams({ person: state.person });
       if (state.chat !== null) params.set("chat", state.chat);
       if (state.thread !== null) params.set("thread", state.thread);
@@ -333,6 +360,247 @@ function drawClock(clock) {
   $("clock-shift").textContent = clock.shifted ? `${t("shifted")} ${clock.shifted}` : "";
 }
 
+// ------------------------------------------------------------------ the mail pane
+
+function showMailPane(on) {
+  $("mail-pane").hidden = !on;
+  $("chats").hidden = on;
+  $("conversation").hidden = on;
+}
+
+async function refreshMail() {
+  const person = state.person;
+  const box = await api(`/api/mail?person=${encodeURIComponent(person)}`);
+  if (person !== state.person) return; // someone else was chosen meanwhile
+  state.mail.box = box;
+  drawClock(box.clock);
+  drawMailbox(box);
+  const open = state.mail.open;
+  if (state.mail.uid !== null && !(open && open.uid === state.mail.uid && open.folder === state.mail.folder)) {
+    await openMail(state.mail.folder, state.mail.uid);
+  }
+  writeHash();
+}
+
+function drawMailbox(box) {
+  $("mail-address").textContent = `${box.name} <${box.address}>`;
+  $("mail-hint").textContent = t("mail_hint").replace("{name}", box.name).replace("{support}", box.support);
+  $("mail-to").textContent = box.support;
+  const unread = box.folders.INBOX.filter((m) => !m.seen).length;
+  for (const tab of document.querySelectorAll("#mail-pane [data-folder]")) {
+    const current = tab.dataset.folder === state.mail.folder;
+    tab.setAttribute("aria-selected", current ? "true" : "false");
+    const count = tab.querySelector(".count");
+    if (count) count.textContent = unread ? String(unread) : "";
+  }
+  const mails = box.folders[state.mail.folder] || [];
+  const list = $("mail-list");
+  if (!mails.length) {
+    list.replaceChildren(el("li", { class: "empty" }, t("mail_empty")));
+    return;
+  }
+  list.replaceChildren(
+    ...mails.map((m) =>
+      el(
+        "li",
+        {},
+        el(
+          "button",
+          {
+            type: "button",
+            class: m.seen ? "mail" : "mail unseen",
+            "data-uid": m.uid,
+            "aria-current": m.uid === state.mail.uid ? "true" : "false",
+            onclick: () => openMail(state.mail.folder, m.uid),
+          },
+          el(
+            "span",
+            { class: "line" },
+            el("span", { class: "who" }, m.folder === "Sent" ? `${t("mail_to")}: ${m.to}` : m.from),
+            el("time", { datetime: m.iso }, m.date)
+          ),
+          el("span", { class: "subject" }, (m.files ? "📎 " : "") + (m.subject || t("no_subject"))),
+          el("span", { class: "preview" }, m.preview),
+          m.seen ? null : el("span", { class: "badge", role: "img", "aria-label": t("unread") })
+        )
+      )
+    )
+  );
+}
+
+function chooseFolder(folder) {
+  state.mail.folder = folder;
+  state.mail.uid = null;
+  state.mail.open = null;
+  $("mail-reader").hidden = true;
+  $("mail-none").hidden = !$("mail-compose").hidden;
+  if (state.mail.box) drawMailbox(state.mail.box);
+  writeHash();
+}
+
+// Text with its web addresses as links (built as nodes: nothing in a mail becomes HTML).
+function linkified(text) {
+  const nodes = [];
+  let last = 0;
+  for (const found of text.matchAll(/https?:\/\/[^\s<>"']+/g)) {
+    const url = found[0].replace(/[.,;:!?)\]]+$/, "");
+    nodes.push(text.slice(last, found.index));
+    nodes.push(el("a", { href: url, target: "_blank", rel: "noopener noreferrer" }, url));
+    last = found.index + url.length;
+  }
+  nodes.push(text.slice(last));
+  return nodes;
+}
+
+async function openMail(folder, uid) {
+  const person = state.person;
+  const params = new URLSearchParams({ person, folder, uid });
+  let m;
+  try {
+    m = await api(`/api/mail/message?${params}`);
+  } catch (error) {
+    state.mail.uid = null; // gone (another world came back): show the list only
+    return;
+  }
+  if (person !== state.person) return;
+  state.mail.folder = folder;
+  state.mail.uid = uid;
+  state.mail.open = m;
+  drawReader(m);
+  if (state.mail.box) drawMailbox(state.mail.box);
+  writeHash();
+  // Opened is read, as in a mail client; the change redraws the list.
+  if (!m.seen) await postJson("/api/mail/seen", { person, folder, uid });
+}
+
+function drawReader(m) {
+  const reader = $("mail-reader");
+  const named = (name, address) => (address && address !== name ? `${name} <${address}>` : name);
+  const head = el(
+    "dl",
+    { class: "headers" },
+    el("dt", {}, t("mail_from")),
+    el("dd", {}, named(m.from, m.from_address)),
+    el("dt", {}, t("mail_to")),
+    el("dd", {}, named(m.to, m.to_address)),
+    el("dt", {}, t("mail_date")),
+    el("dd", {}, el("time", { datetime: m.iso }, m.date))
+  );
+  const parts = [
+    el("h3", { class: "subject" }, m.subject || t("no_subject")),
+    head,
+    el("div", { class: "mail-text" }, linkified(m.text)),
+  ];
+  if (m.links.length) {
+    parts.push(
+      el(
+        "section",
+        { class: "mail-links" },
+        el("h4", {}, t("mail_links")),
+        el(
+          "div",
+          { class: "keyboard" },
+          m.links.map((link) =>
+            el("a", { href: link.url, target: "_blank", rel: "noopener noreferrer", title: link.url }, `${link.text} ↗`)
+          )
+        ),
+        el("p", { class: "hint" }, t("mail_links_hint"))
+      )
+    );
+  }
+  if (m.attachments.length) {
+    parts.push(
+      el(
+        "section",
+        { class: "mail-files" },
+        el("h4", {}, t("mail_files")),
+        m.attachments.map((file) =>
+          el(
+            "div",
+            { class: "file" },
+            file.image ? el("img", { class: "photo", src: file.url, alt: file.name }) : null,
+            el("a", { class: "doc", href: file.url, target: "_blank", rel: "noopener" }, `📎 ${file.name} (${kilobytes(file.size)})`)
+          )
+        )
+      )
+    );
+  }
+  parts.push(el("button", { type: "button", id: "mail-reply", onclick: () => startCompose(m) }, t("reply")));
+  reader.replaceChildren(...parts);
+  reader.hidden = false;
+  $("mail-none").hidden = true;
+  $("mail-main").scrollTop = 0;
+}
+
+const kilobytes = (size) => (size < 1024 ? `${size} B` : `${Math.ceil(size / 1024)} KB`);
+
+function startCompose(reply) {
+  state.mail.reply = reply ? { folder: reply.folder, uid: reply.uid } : null;
+  const form = $("mail-compose");
+  form.hidden = false;
+  $("mail-none").hidden = true;
+  $("mail-file").value = "";
+  $("mail-files-text").textContent = "";
+  if (reply) {
+    const subject = reply.subject || "";
+    $("mail-subject").value = /^re:/i.test(subject) ? subject : `Re: ${subject}`;
+    // Quoted below, as mail clients do: the desk keeps only the new words.
+    const who = reply.from_address ? `${reply.from} <${reply.from_address}>` : reply.from;
+    const header = t("quote_header").replace("{date}", reply.date).replace("{name}", who);
+    const quoted = reply.text.split("\n").map((line) => `> ${line}`).join("\n");
+    $("mail-body").value = `\n\n${header}\n${quoted}\n`;
+  } else {
+    state.mail.uid = null;
+    state.mail.open = null;
+    $("mail-reader").hidden = true;
+    $("mail-subject").value = "";
+    $("mail-body").value = "";
+    writeHash();
+  }
+  form.scrollIntoView({ block: "nearest" });
+  if (reply) {
+    $("mail-body").focus();
+    $("mail-body").setSelectionRange(0, 0);
+  } else {
+    $("mail-subject").focus();
+  }
+}
+
+function closeCompose() {
+  $("mail-compose").hidden = true;
+  state.mail.reply = null;
+  $("mail-subject").value = "";
+  $("mail-body").value = "";
+  $("mail-file").value = "";
+  $("mail-files-text").textContent = "";
+  $("mail-none").hidden = !$("mail-reader").hidden;
+}
+
+async function sendMail() {
+  const subject = $("mail-subject").value;
+  const text = $("mail-body").value;
+  const files = Array.from($("mail-file").files);
+  if (!subject.trim() && !text.trim() && !files.length) return;
+  const form = new FormData();
+  form.set("person", state.person);
+  form.set("subject", subject);
+  form.set("text", text);
+  if (state.mail.reply) {
+    form.set("reply_folder", state.mail.reply.folder);
+    form.set("reply_uid", state.mail.reply.uid);
+  }
+  for (const file of files) form.append("file", file, file.name);
+  const button = $("mail-send");
+  button.disabled = true;
+  try {
+    await api("/api/mail/send", { method: "POST", body: form });
+  } finally {
+    button.disabled = false;
+  }
+  toast(t("mail_sent").replace("{address}", state.mail.box ? state.mail.box.support : ""));
+  closeCompose();
+}
+
 // ------------------------------------------------------------------ acting
 
 function openChat(chat, thread) {
@@ -469,6 +737,9 @@ function wire() {
     state.thread = null;
     state.rendered = new Map();
     cancelContext();
+    state.mail = { folder: "INBOX", uid: null, box: null, open: null, reply: null };
+    $("mail-reader").hidden = true;
+    closeCompose();
     refresh();
   });
   $("lang").addEventListener("change", async () => {
@@ -514,6 +785,22 @@ function wire() {
     }
   });
   $("sticker-button").addEventListener("click", () => submit({ kind: "sticker" }));
+  $("mail-new").addEventListener("click", () => startCompose(null));
+  $("mail-cancel").addEventListener("click", closeCompose);
+  $("mail-compose").addEventListener("submit", (event) => {
+    event.preventDefault();
+    sendMail();
+  });
+  $("mail-compose").addEventListener("keydown", (event) => {
+    if (event.key === "Escape") closeCompose();
+  });
+  $("mail-file").addEventListener("change", () => {
+    const names = Array.from($("mail-file").files).map((f) => f.name);
+    $("mail-files-text").textContent = names.length ? `${t("attached")}: ${names.join(", ")}` : "";
+  });
+  for (const tab of document.querySelectorAll("#mail-pane [data-folder]")) {
+    tab.addEventListener("click", () => chooseFolder(tab.dataset.folder));
+  }
   $("voice-button").addEventListener("click", () => submit({ kind: "voice" }));
 }
 
