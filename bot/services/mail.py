@@ -42,7 +42,12 @@ from bot.mail.parse import (
 from bot.services.cards import Cards
 from bot.services.desk_config import DeskConfig
 from bot.services.messaging import Messenger
-from bot.services.notices_customer import MailPage, MailReceived, MailTooManyOpen
+from bot.services.notices_customer import (
+    MailFilesTooLarge,
+    MailPage,
+    MailReceived,
+    MailTooManyOpen,
+)
 from bot.services.notices_staff import MailFollowup, MailUnreadable
 from bot.services.outgoing import TicketTags, to_customer
 from bot.services.rendering import Renderer
@@ -51,10 +56,11 @@ from bot.services.tickets import Draft, TicketService, TooManyOpenError
 
 log = logging.getLogger(__name__)
 
-# What Telegram takes from a bot: photos up to 10 MB, other files up to 50 MB. A bigger file
-# stays in the mailbox and staff are told its name and size.
+# What Telegram takes from a bot as a photo: up to 10 MB. Other files go as documents up to
+# 20 MB (Telegram takes 50, but the outbox holds the file until it is sent). A bigger file stays
+# in the mailbox: staff are told its name and size, and the customer that it did not reach us.
 PHOTO_LIMIT = 10 * 1024 * 1024
-FILE_LIMIT = 50 * 1024 * 1024
+FILE_LIMIT = 20 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,6 +322,7 @@ class MailDesk:
     ) -> None:
         """The mail's files, uploaded to the ticket's topic (or as replies to its card)."""
         staff = self.config.staff_chat_id
+        too_large: list[str] = []
         for item in attachments:
             photo = item.is_image and len(item.data) <= PHOTO_LIMIT
             if not photo and len(item.data) > FILE_LIMIT:
@@ -329,6 +336,7 @@ class MailDesk:
                 )
                 rendered = self.render(too_big, self.config.default_locale)
                 self.cards.post_to_ticket(session, ticket, rendered.text)
+                too_large.append(item.filename)
                 continue
             field = "photo" if photo else "document"
             payload: dict[str, Any] = {
@@ -350,6 +358,11 @@ class MailDesk:
                     refs=Refs(party=ticket.customer_id),
                     tags=TicketTags(reply_to_card=True),
                 ),
+            )
+        if too_large:
+            notice = MailFilesTooLarge(ticket.number, too_large, FILE_LIMIT // 1024 // 1024)
+            to_customer(
+                self.outbox, session, ticket, self.render(notice, self._locale(customer)).text
             )
 
     async def _tell_refused(

@@ -114,3 +114,13 @@ class MailPage:
     state: str
     status: Status | None = None
     reason_missing: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MailFilesTooLarge:
+    """Files of a customer's mail too large to reach staff (over ``limit_mb``): named, so the
+    customer can send them another way."""
+
+    number: int
+    names: list[str]
+    limit_mb: int

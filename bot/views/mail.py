@@ -10,7 +10,12 @@ from aiogram import html
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.i18n import ngettext
 
-from bot.services.notices_customer import MailPage, MailReceived, MailTooManyOpen
+from bot.services.notices_customer import (
+    MailFilesTooLarge,
+    MailPage,
+    MailReceived,
+    MailTooManyOpen,
+)
 from bot.services.notices_staff import MailFollowup, MailUnreadable
 from bot.services.rendering import Rendered
 from bot.views.labels import status_label
@@ -49,6 +54,17 @@ def mail_too_many_open(notice: MailTooManyOpen, locale: str) -> str:
         "is closed.",
         len(notice.numbers),
     ).format(count=len(notice.numbers), numbers=numbers, limit=notice.limit)
+
+
+def mail_files_too_large(notice: MailFilesTooLarge, locale: str) -> str:
+    names = ", ".join(quote(name) for name in notice.names)
+    return ngettext(
+        "The file {names} of your request #{number} is larger than {limit} MB and did not "
+        "reach support. Please send a link to it instead (a cloud drive, for example).",
+        "The files {names} of your request #{number} are larger than {limit} MB and did not "
+        "reach support. Please send links to them instead (a cloud drive, for example).",
+        len(notice.names),
+    ).format(names=names, number=notice.number, limit=notice.limit_mb)
 
 
 def mail_followup(notice: MailFollowup, locale: str) -> str:
@@ -135,6 +151,7 @@ def notice_views() -> Mapping[type, RenderFn]:
     return {
         MailReceived: lambda notice, locale: Rendered(mail_received(notice, locale)),
         MailTooManyOpen: lambda notice, locale: Rendered(mail_too_many_open(notice, locale)),
+        MailFilesTooLarge: lambda notice, locale: Rendered(mail_files_too_large(notice, locale)),
         MailFollowup: lambda notice, locale: Rendered(mail_followup(notice, locale)),
         MailUnreadable: lambda notice, locale: Rendered(mail_unreadable(notice, locale)),
         MailPage: lambda notice, locale: Rendered(mail_page(notice, locale)),

@@ -80,6 +80,7 @@ SAMPLES: list[tuple[object, str]] = [
         "Cannot &lt;log&gt; in",
     ),
     (notices_customer.MailTooManyOpen([3, 7], 2), "#3, #7"),
+    (notices_customer.MailFilesTooLarge(7, ["<big>.zip"], 20), "&lt;big&gt;.zip"),
     (notices_customer.MailPage(7, "not-solved", "ask"), '<textarea name="reason"'),
     (notices_customer.MailPage(7, "solved", "stale", Status.CLOSED), "#7"),
     (
