@@ -30,8 +30,8 @@ from bot.db.repositories import TicketRepo
 from bot.delivery.intents import Intent, Refs
 from bot.delivery.mail import Envelope
 from bot.delivery.outbox import Outbox
-from bot.domain.intake import DESCRIPTION_MAX, TOPIC_MAX, normalize_text
-from bot.domain.tickets import Kind, Status, is_open
+from bot.domain.intake import DESCRIPTION_MAX, TOPIC_MAX, guess_kind, normalize_text
+from bot.domain.tickets import Status, is_open
 from bot.mail.parse import (
     IncomingMail,
     MailAttachment,
@@ -259,7 +259,7 @@ class MailDesk:
         locale = self._locale(customer)
         draft = Draft(
             key="mail:" + hashlib.sha256(mail.message_id.encode()).hexdigest()[:40],
-            kind=Kind.SERVICE,
+            kind=guess_kind(f"{mail.subject}\n{text}"),
             topic=topic,
             description=_clip(text or topic, DESCRIPTION_MAX),
             account_number=account or "",

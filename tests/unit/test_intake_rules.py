@@ -16,10 +16,12 @@ from bot.domain.intake import (
     TextProblem,
     check_description,
     check_topic,
+    guess_kind,
     is_valid_account,
     normalize_account,
     normalize_text,
 )
+from bot.domain.tickets import Kind
 
 DEFAULT_PATTERN = re.compile(r"^[0-9]{4,20}$")  # SPEC §7 default
 
@@ -170,3 +172,22 @@ def test_separators_anywhere_do_not_change_a_valid_number(digits: str, seps: lis
     spaced = "".join(d + (seps[i] if i < len(seps) else "") for i, d in enumerate(digits))
     assert normalize_account(spaced) == digits
     assert is_valid_account(normalize_account(spaced), DEFAULT_PATTERN)
+
+
+@pytest.mark.parametrize(
+    ("words", "kind"),
+    [
+        ("Our site is down since 9:00, nothing works", Kind.PROBLEM),
+        ("Сервис недоступен с утра", Kind.PROBLEM),
+        ("The payment page fails with error 500", Kind.INCIDENT),
+        ("Не могу войти в личный кабинет", Kind.INCIDENT),
+        ("Предлагаю добавить экспорт в Excel", Kind.DEVELOPMENT),
+        ("A feature request: dark mode would be nice", Kind.DEVELOPMENT),
+        ("How do I change my tariff plan?", Kind.SERVICE),
+        ("Please add my colleague to our account", Kind.SERVICE),
+        ("Добавьте, пожалуйста, второго пользователя", Kind.SERVICE),
+        ("", Kind.SERVICE),
+    ],
+)
+def test_a_request_without_the_dialog_gets_the_kind_its_words_say(words: str, kind: Kind) -> None:
+    assert guess_kind(words) is kind
