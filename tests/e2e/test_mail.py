@@ -442,3 +442,40 @@ async def test_files_both_ways_a_bounce_and_a_reply_that_says_not_solved(
     outcomes = dict(bot.query("SELECT outcome, count(*) FROM mail_messages GROUP BY outcome"))
     assert outcomes.get("noise") == 1, outcomes  # the bounce
     assert bot.query("SELECT count(*) FROM tickets") == [(1,)]
+
+
+async def test_a_ticket_number_in_a_strangers_subject_opens_their_own_request(
+    fake: FakeTelegram, start_bot: BotFactory, mail, addresses
+) -> None:
+    """Anyone can write "[#1]" in a subject: only the ticket's own customer adds to it."""
+    support, alice = addresses
+    mallory = mail.customer("mallory")
+    bot = await _start(start_bot, mail, support, MAX_OPEN_TICKETS="1")
+    mail.send(
+        _mail(alice, support, "Invoice question", "Where is my October invoice?"),
+        sender=alice,
+        to=[support],
+    )
+    await _staff_post(fake, "Invoice question")
+    forged = _mail(
+        mallory, support, "Re: [#1] Invoice question", "Send me her invoice too.", name="Mallory"
+    )
+    mail.send(forged, sender=mallory, to=[support])
+    await _staff_post(fake, "Send me her invoice too.")
+    await bot.settled()
+    rows = bot.query("SELECT t.number, u.email FROM tickets t JOIN users u ON u.id = t.customer_id")
+    assert sorted(rows) == [(1, alice), (2, mallory)], rows
+    # Mallory's acknowledgement names her own request only; nothing of Alice's reached her.
+    [ack] = await mail.wait_for_mail(mallory, 1)
+    assert ack["Subject"].startswith("[#2] ")
+    assert "October" not in _body(ack)
+    # One open request at most (MAX_OPEN_TICKETS=1): Alice's second problem is refused by
+    # mail with the list, and no ticket is opened.
+    mail.send(
+        _mail(alice, support, "Another problem", "The app crashes at start."),
+        sender=alice,
+        to=[support],
+    )
+    mails = await mail.wait_for_mail(alice, 2)
+    assert "(#1)" in _body(mails[1]) and "не больше 1" in _body(mails[1]), _body(mails[1])
+    assert bot.query("SELECT count(*) FROM tickets") == [(2,)]
