@@ -298,6 +298,9 @@ async def test_resolved_by_mail_the_customer_confirms_with_a_link(
         async with http.get(solved) as page:
             assert page.status == 200
             assert "Is your problem solved?" in await page.text()
+            # The signed address never leaves as a referrer; the page cannot be framed.
+            assert page.headers["Referrer-Policy"] == "no-referrer"
+            assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
         assert bot.query("SELECT status FROM tickets") == [("resolved",)]
         # A link changed to another ticket, or to the other answer, is refused.
         async with http.get(solved.replace("/solved?", "/not-solved?")) as forged:

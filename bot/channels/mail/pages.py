@@ -33,6 +33,19 @@ _STYLE = (
 )
 
 
+# The page runs no script and loads nothing; its address is the signed link, so it is never
+# sent on as a referrer, and no other site may frame it (a click on its button would act).
+_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-store",
+}
+
+
 def _page(body: str, locale: str, status: int = 200) -> web.Response:
     document = (
         f'<!doctype html><html lang="{html.escape(locale)}"><head><meta charset="utf-8">'
@@ -40,7 +53,7 @@ def _page(body: str, locale: str, status: int = 200) -> web.Response:
         f"<title>e-Comet Support</title><style>{_STYLE}</style></head>"
         f"<body>{body}</body></html>"
     )
-    return web.Response(text=document, content_type="text/html", status=status)
+    return web.Response(text=document, content_type="text/html", status=status, headers=_HEADERS)
 
 
 def add_mail_pages(
