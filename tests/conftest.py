@@ -4,8 +4,9 @@ from collections.abc import Generator
 
 import pytest
 
-# The real mail servers (Dovecot, Exim) for the e-mail channel: the `mail` fixtures.
-pytest_plugins = ["tests.mailserver"]
+# The real mail servers (Dovecot, Exim) for the e-mail channel: the `mail` fixtures; the real
+# database servers (PostgreSQL, Redis): `pg_url`, `redis_url`, `backend_url` (both backends).
+pytest_plugins = ["tests.mailserver", "tests.dbserver"]
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

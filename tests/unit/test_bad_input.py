@@ -143,8 +143,8 @@ class FixedClock:
 
 
 @pytest.fixture
-async def database(tmp_path: Path) -> AsyncIterator[Database]:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'd.sqlite3'}"
+async def database(backend_url: str) -> AsyncIterator[Database]:
+    url = backend_url  # an SQLite file, then PostgreSQL (tests/dbserver.py)
     await asyncio.to_thread(migrate, url)
     db = Database(url)
     yield db

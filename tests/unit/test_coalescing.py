@@ -14,7 +14,6 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -220,8 +219,8 @@ class Desk:
 
 
 @pytest.fixture
-def url(tmp_path: Path) -> str:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'support.sqlite3'}"
+def url(backend_url: str) -> str:
+    url = backend_url  # an SQLite file, then PostgreSQL (tests/dbserver.py)
     migrate(url)
     return url
 

@@ -103,8 +103,8 @@ async def make_bot(fake: FakeTelegram) -> AsyncIterator[Callable[[], Bot]]:
 
 
 @pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'support.sqlite3'}"
+def db_url(backend_url: str) -> str:
+    url = backend_url  # an SQLite file, then PostgreSQL (tests/dbserver.py)
     migrate(url)
     return url
 

@@ -143,8 +143,9 @@ def db_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def url(tmp_path: Path) -> str:
-    return db_url(tmp_path)
+def url(backend_url: str) -> str:
+    migrate(backend_url)  # an SQLite file, then PostgreSQL (tests/dbserver.py)
+    return backend_url
 
 
 @pytest_asyncio.fixture
@@ -288,8 +289,9 @@ async def test_processed_ids_of_failed_updates_are_not_forgotten(desk: Desk) -> 
     await desk.feed(private_message(9, 12, "other"))
     async with desk.database.writer.begin() as session:
         await UpdateLog(session).forget_before(desk.clock.now() + timedelta(days=1))
-    ids = await desk.scalar(select(func.group_concat(ProcessedUpdate.update_id)))
-    assert ids == "7"
+    async with desk.database.reader() as session:
+        ids = list(await session.scalars(select(ProcessedUpdate.update_id)))
+    assert ids == [7]
 
 
 # ------------------------------------------------------------------------ poison updates

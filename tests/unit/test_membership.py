@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -40,8 +39,8 @@ class Desk:
 
 
 @pytest.fixture
-async def database(tmp_path: Path) -> AsyncIterator[Database]:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'm.sqlite3'}"
+async def database(backend_url: str) -> AsyncIterator[Database]:
+    url = backend_url  # an SQLite file, then PostgreSQL (tests/dbserver.py)
     await asyncio.to_thread(migrate, url)
     db = Database(url)
     yield db

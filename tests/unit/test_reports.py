@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import date, datetime, timedelta
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -28,8 +27,8 @@ def at(day: int, hour: int, minute: int = 0) -> datetime:
 
 
 @pytest.fixture
-async def session(tmp_path: Path) -> AsyncIterator[AsyncSession]:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'r.sqlite3'}"
+async def session(backend_url: str) -> AsyncIterator[AsyncSession]:
+    url = backend_url  # an SQLite file, then PostgreSQL (tests/dbserver.py)
     await asyncio.to_thread(migrate, url)
     database = Database(url)
     async with database.writer() as s:

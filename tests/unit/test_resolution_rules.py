@@ -62,8 +62,8 @@ def i18n() -> I18n:
 
 
 @pytest.fixture
-async def session(tmp_path: Path) -> AsyncIterator[AsyncSession]:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'r.sqlite3'}"
+async def session(backend_url: str) -> AsyncIterator[AsyncSession]:
+    url = backend_url  # an SQLite file, then PostgreSQL (tests/dbserver.py)
     await asyncio.to_thread(migrate, url)
     database = Database(url)
     async with database.writer() as s, s.begin():

@@ -6,7 +6,6 @@ the outbox, and the one answer to the press."""
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -214,8 +213,8 @@ class Desk:
 
 
 @pytest.fixture
-def url(tmp_path: Path) -> str:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'support.sqlite3'}"
+def url(backend_url: str) -> str:
+    url = backend_url  # an SQLite file, then PostgreSQL (tests/dbserver.py)
     migrate(url)
     return url
 

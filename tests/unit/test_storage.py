@@ -1,4 +1,5 @@
-"""Storage on a real SQLite file: migrations, ticket numbers, update log, dialog state."""
+"""Storage on a real SQLite file and a real PostgreSQL (tests/dbserver.py): migrations, ticket
+numbers, update log, dialog state. Each test that takes ``db_url`` runs on both backends."""
 
 from __future__ import annotations
 
@@ -44,10 +45,9 @@ def sqlite_url(path: Path) -> str:
 
 
 @pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    url = sqlite_url(tmp_path / "data" / "support.sqlite3")
-    migrate(url)  # synchronous: runs its own event loop, so from a sync fixture
-    return url
+def db_url(backend_url: str) -> str:
+    migrate(backend_url)  # synchronous: runs its own event loop, so from a sync fixture
+    return backend_url
 
 
 @pytest_asyncio.fixture
@@ -105,8 +105,8 @@ def test_migrate_twice_is_harmless(db_url: str) -> None:
     migrate(db_url)
 
 
-async def test_migrate_from_a_running_event_loop_in_a_thread(tmp_path: Path) -> None:
-    url = sqlite_url(tmp_path / "threaded.sqlite3")
+async def test_migrate_from_a_running_event_loop_in_a_thread(backend_url: str) -> None:
+    url = backend_url
     await asyncio.to_thread(migrate, url)
     eng = create_engine(url)
     try:
@@ -128,10 +128,46 @@ async def test_the_migrated_schema_equals_the_models(engine: AsyncEngine) -> Non
     assert differences == []
 
 
-async def test_the_database_runs_in_wal_mode_with_foreign_keys(engine: AsyncEngine) -> None:
+async def test_the_sqlite_database_runs_in_wal_mode_with_foreign_keys(tmp_path: Path) -> None:
+    # SQLite's own pragmas (PostgreSQL always checks foreign keys: see the next test).
+    url = sqlite_url(tmp_path / "wal.sqlite3")
+    await asyncio.to_thread(migrate, url)
+    eng = create_engine(url)
+    try:
+        async with eng.connect() as conn:
+            assert (await conn.execute(text("PRAGMA journal_mode"))).scalar() == "wal"
+            assert (await conn.execute(text("PRAGMA foreign_keys"))).scalar() == 1
+    finally:
+        await eng.dispose()
+
+
+async def test_partial_indexes_are_partial(engine: AsyncEngine) -> None:
+    """compare_metadata does not compare an index's WHERE: read it back from the database."""
+    expected = {
+        (table.name, index.name)
+        for table in Base.metadata.sorted_tables
+        for index in table.indexes
+        if index.dialect_kwargs.get("sqlite_where") is not None
+        or index.dialect_kwargs.get("postgresql_where") is not None
+    }
+    assert expected  # the SLA sweep's index at least
+
+    def partial(connection: Any) -> set[tuple[str, str]]:
+        found = set()
+        if connection.dialect.name == "sqlite":
+            rows = connection.exec_driver_sql(
+                "SELECT tbl_name, name FROM sqlite_master WHERE type = 'index' AND sql LIKE '%WHERE%'"
+            )
+        else:
+            rows = connection.exec_driver_sql(
+                "SELECT tablename, indexname FROM pg_indexes WHERE indexdef LIKE '%WHERE%'"
+            )
+        for table, name in rows:
+            found.add((table, name))
+        return found
+
     async with engine.connect() as conn:
-        assert (await conn.execute(text("PRAGMA journal_mode"))).scalar() == "wal"
-        assert (await conn.execute(text("PRAGMA foreign_keys"))).scalar() == 1
+        assert await conn.run_sync(partial) == expected
 
 
 # ---------------------------------------------------------------- ticket numbers
@@ -155,6 +191,41 @@ async def test_ticket_numbers_are_unique_and_never_reused(
     async with sessions() as session:
         stored = (await session.execute(select(Ticket.number).order_by(Ticket.number))).scalars()
         assert list(stored) == [1, 2, 4]
+
+
+async def test_ticket_numbers_are_unique_under_concurrent_registration(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Many registrations at once, each in its own transaction, some rolled back: every
+    committed ticket has its own number, and a rolled-back one's number is not given again
+    (gaps are fine, reuse is not)."""
+    async with sessions() as session, session.begin():
+        await add_user(session)
+
+    class AbandonedError(Exception):
+        pass
+
+    async def register(i: int) -> int | None:
+        try:
+            async with sessions() as session, session.begin():
+                ticket = await TicketRepo(session).add(new_ticket(f"c{i}"))
+                await asyncio.sleep(0)  # let the others in while this one is open
+                if i % 5 == 0:
+                    raise AbandonedError
+                return ticket.number
+        except AbandonedError:
+            return None
+
+    got = await asyncio.gather(*(register(i) for i in range(30)))
+    committed = [n for n in got if n is not None]
+    assert len(committed) == 24
+    assert len(set(committed)) == len(committed)
+    async with sessions() as session:
+        stored = list((await session.execute(select(Ticket.number))).scalars())
+    assert sorted(stored) == sorted(committed)
+    async with sessions() as session, session.begin():
+        later = await TicketRepo(session).add(new_ticket("later"))
+    assert later.number > max(committed)
 
 
 async def test_ticket_numbers_survive_a_restart(db_url: str) -> None:
