@@ -34,7 +34,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -43,35 +42,12 @@ from typing import IO, Any
 
 import pytest
 
+from tests.watchdog import start_watchdog
+
 HOST = "127.0.0.1"
 PACKAGES = "postgresql redis-server"
 PG_BIN = "/usr/lib/postgresql/15/bin"
 PG_USER = "postgres"  # the system user the cluster runs as (Debian's package creates it)
-
-_WATCHDOG = """
-import os, shutil, signal, sys, time
-root, groups = sys.argv[1], [int(group) for group in sys.argv[2:]]
-sys.stdin.buffer.read()
-for group in groups:
-    try:
-        os.killpg(group, signal.SIGINT)  # PostgreSQL: the fast shutdown; Redis: exits
-    except OSError:
-        pass
-deadline = time.monotonic() + 15
-for group in groups:
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(group, 0)
-        except OSError:
-            break
-        time.sleep(0.1)
-for group in groups:
-    try:
-        os.killpg(group, signal.SIGKILL)
-    except OSError:
-        pass
-shutil.rmtree(root, ignore_errors=True)
-"""
 
 
 # --- what is there -----------------------------------------------------------------------------
@@ -168,11 +144,8 @@ class _Server:
             stderr=self.output,
             start_new_session=True,  # Ctrl-C reaches pytest alone, which stops it in order
         )
-        self.watchdog = subprocess.Popen(
-            [sys.executable, "-c", _WATCHDOG, str(self.root), str(self.proc.pid)],
-            stdin=subprocess.PIPE,
-            start_new_session=True,
-        )
+        # PostgreSQL: SIGINT is the fast shutdown; Redis exits on it too.
+        self.watchdog = start_watchdog(self.root, [self.proc.pid], signal.SIGINT)
 
     def exited(self) -> int | None:
         return None if self.proc is None else self.proc.poll()

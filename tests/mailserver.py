@@ -37,7 +37,6 @@ import signal
 import smtplib
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 from collections.abc import Iterator, Sequence
@@ -51,6 +50,7 @@ from urllib.parse import quote
 import pytest
 
 from tests.waiting import eventually, eventually_sync
+from tests.watchdog import start_watchdog
 
 HOST = "127.0.0.1"
 DEFAULT_PASSWORD = "secret"
@@ -534,27 +534,6 @@ plain:
 """
 
 
-_WATCHDOG = """
-import os, shutil, signal, sys, time
-root, groups = sys.argv[1], [int(group) for group in sys.argv[2:]]
-sys.stdin.buffer.read()
-for group in groups:
-    try:
-        os.killpg(group, signal.SIGTERM)
-    except OSError:
-        pass
-deadline = time.monotonic() + 15
-for group in groups:
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(group, 0)
-        except OSError:
-            break
-        time.sleep(0.1)
-shutil.rmtree(root, ignore_errors=True)
-"""
-
-
 class _Processes:
     """Dovecot and Exim as children of pytest, with a watchdog that stops them if pytest dies
     without its teardown (killed, or sent SIGTERM, which pytest does not handle)."""
@@ -589,12 +568,7 @@ class _Processes:
             )
         # Reads until pytest's end of the pipe closes, which happens however pytest ends; then
         # stops the servers' process groups and removes the dir. A normal stop ends it first.
-        groups = [str(proc.pid) for proc in self.procs.values()]
-        self.watchdog = subprocess.Popen(
-            [sys.executable, "-c", _WATCHDOG, str(root), *groups],
-            stdin=subprocess.PIPE,
-            start_new_session=True,
-        )
+        self.watchdog = start_watchdog(root, [proc.pid for proc in self.procs.values()])
 
     def exited(self) -> dict[str, int]:
         return {

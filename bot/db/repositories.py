@@ -19,6 +19,7 @@ from bot.db.models import (
     DialogState,
     FailedUpdate,
     Macro,
+    MailMessage,
     MessageLink,
     ProcessedUpdate,
     SenderInstance,
@@ -1039,3 +1040,54 @@ class FailedUpdates:
             .where(FailedUpdate.id == row_id, FailedUpdate.status == "retried")
             .values(status="pending")
         )
+
+
+class MailRepo:
+    """The mails of each ticket's thread, both ways, and what became of every incoming one
+    (SPEC §10): a mail is recorded once, under its Message-ID."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def known(self, message_id: str) -> bool:
+        return await self.session.get(MailMessage, message_id) is not None
+
+    def record(
+        self,
+        message_id: str,
+        *,
+        ticket_number: int | None,
+        direction: str,
+        outcome: str,
+        at: datetime,
+    ) -> None:
+        self.session.add(
+            MailMessage(
+                message_id=message_id,
+                ticket_number=ticket_number,
+                direction=direction,
+                outcome=outcome,
+                created_at=at,
+            )
+        )
+
+    async def tickets_of(self, message_ids: Sequence[str]) -> dict[str, int]:
+        """The tickets these mails belong to (those the desk knows of)."""
+        if not message_ids:
+            return {}
+        rows = await self.session.execute(
+            select(MailMessage.message_id, MailMessage.ticket_number).where(
+                MailMessage.message_id.in_(list(message_ids)),
+                MailMessage.ticket_number.is_not(None),
+            )
+        )
+        return {message_id: number for message_id, number in rows.tuples() if number is not None}
+
+    async def thread(self, ticket_number: int) -> list[tuple[str, str]]:
+        """The ticket's mails so far, oldest first: (Message-ID, direction)."""
+        rows = await self.session.execute(
+            select(MailMessage.message_id, MailMessage.direction)
+            .where(MailMessage.ticket_number == ticket_number)
+            .order_by(MailMessage.created_at, MailMessage.message_id)
+        )
+        return [(message_id, direction) for message_id, direction in rows.tuples()]

@@ -35,13 +35,12 @@ from typing import Any, Protocol
 
 import aiosmtplib
 from aiogram import Bot
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.clock import Clock
-from bot.db.models import Delivery, MailMessage
-from bot.db.repositories import DeliveryRepo
+from bot.db.models import Delivery
+from bot.db.repositories import DeliveryRepo, MailRepo
 from bot.db.uow import transaction
 from bot.delivery.outcomes import Failure, FailureKind
 from bot.mail.compose import OutgoingMail, build_message, message_id_for, thread_subject
@@ -147,7 +146,7 @@ class MailTransport:
             return []
         message_id = message_id_for(f"delivery-{delivery.id}", self.sender)
         async with self.session_factory() as session:
-            if await session.get(MailMessage, message_id) is not None:
+            if await MailRepo(session).known(message_id):
                 return [delivery.id]  # sent before a restart: not again
             envelope = await self.addressing(session, delivery)
             if envelope is None:
@@ -247,14 +246,7 @@ class MailTransport:
         self, session: AsyncSession, ticket_number: int | None
     ) -> list[tuple[str, str]]:
         """The ticket's mails so far, oldest first: (Message-ID, direction)."""
-        if ticket_number is None:
-            return []
-        rows = await session.execute(
-            select(MailMessage.message_id, MailMessage.direction)
-            .where(MailMessage.ticket_number == ticket_number)
-            .order_by(MailMessage.created_at, MailMessage.message_id)
-        )
-        return [(mid, direction) for mid, direction in rows.tuples()]
+        return [] if ticket_number is None else await MailRepo(session).thread(ticket_number)
 
     async def _download(
         self, file_id: str | None, name: str | None, upload: dict[str, Any] | None
@@ -296,14 +288,12 @@ class MailTransport:
     async def _record(self, message_id: str, ticket_number: int | None) -> None:
         try:
             async with transaction(self.session_factory) as uow:
-                uow.session.add(
-                    MailMessage(
-                        message_id=message_id,
-                        ticket_number=ticket_number,
-                        direction="out",
-                        outcome="sent",
-                        created_at=self.clock.now(),
-                    )
+                MailRepo(uow.session).record(
+                    message_id,
+                    ticket_number=ticket_number,
+                    direction="out",
+                    outcome="sent",
+                    at=self.clock.now(),
                 )
         except IntegrityError:
             pass  # recorded by an earlier attempt

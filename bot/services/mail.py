@@ -25,8 +25,8 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.clock import Clock
-from bot.db.models import MAIL_CUSTOMER_BASE, Delivery, MailMessage, Ticket, User, is_mail_customer
-from bot.db.repositories import TicketRepo
+from bot.db.models import MAIL_CUSTOMER_BASE, Delivery, Ticket, User, is_mail_customer
+from bot.db.repositories import MailRepo, TicketRepo
 from bot.delivery.intents import Intent, Refs
 from bot.delivery.mail import Envelope
 from bot.delivery.outbox import Outbox
@@ -100,7 +100,7 @@ class MailDesk:
 
     async def accept(self, session: AsyncSession, mail: IncomingMail) -> Accepted:
         """Take one mail in (the caller commits)."""
-        if await session.get(MailMessage, mail.message_id) is not None:
+        if await MailRepo(session).known(mail.message_id):
             return Accepted("duplicate")
         if mail.automated is not None or mail.sender == self.own_address or not mail.sender:
             # Auto-replies, bounces and our own mail never make tickets: no loops (SPEC §10).
@@ -130,17 +130,11 @@ class MailDesk:
 
     async def unreadable(self, session: AsyncSession, key: str, sender: str, error: str) -> None:
         """A mail that could not be read stays in the mailbox; staff are told where."""
-        if await session.get(MailMessage, key) is not None:
+        mails = MailRepo(session)
+        if await mails.known(key):
             return
-        session.add(
-            MailMessage(
-                message_id=key,
-                ticket_number=None,
-                direction="in",
-                outcome="unparsed",
-                created_at=self.clock.now(),
-            )
-        )
+        now = self.clock.now()
+        mails.record(key, ticket_number=None, direction="in", outcome="unparsed", at=now)
         text = self.render(MailUnreadable(sender=sender, error=error), self.config.default_locale)
         await self.messenger.send(
             session, self.config.staff_chat_id, text.text, purpose="staff_note"
@@ -229,12 +223,7 @@ class MailDesk:
         subject when the sender is that ticket's customer (anyone can write a number)."""
         ids = [*mail.in_reply_to, *reversed(mail.references)]
         if ids:
-            rows = await session.execute(
-                select(MailMessage.message_id, MailMessage.ticket_number).where(
-                    MailMessage.message_id.in_(ids), MailMessage.ticket_number.is_not(None)
-                )
-            )
-            known = dict(rows.tuples().all())
+            known = await MailRepo(session).tickets_of(ids)
             for message_id in ids:
                 number = known.get(message_id)
                 if number is not None:
@@ -374,14 +363,12 @@ class MailDesk:
     def _record(
         self, session: AsyncSession, mail: IncomingMail, number: int | None, outcome: str
     ) -> None:
-        session.add(
-            MailMessage(
-                message_id=mail.message_id,
-                ticket_number=number,
-                direction="in",
-                outcome=outcome,
-                created_at=self.clock.now(),
-            )
+        MailRepo(session).record(
+            mail.message_id,
+            ticket_number=number,
+            direction="in",
+            outcome=outcome,
+            at=self.clock.now(),
         )
 
 

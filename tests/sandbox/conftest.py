@@ -7,6 +7,7 @@ fail. A failed test leaves a screenshot, the page's HTML and the sandbox's log i
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import select
@@ -14,8 +15,11 @@ import shutil
 import signal
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -165,3 +169,18 @@ def page(browser, sandbox: Sandbox, request: pytest.FixtureRequest) -> Iterator[
         print(f"screenshot, page and sandbox log: {stem}.*")
     context.close()
     assert not problems, "the page reported errors:\n" + "\n".join(problems)
+
+
+def call(sandbox: Sandbox, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
+    """What the page's app.js does: JSON, and the header every change needs."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(
+        sandbox.base.rstrip("/") + path,
+        data=data,
+        headers={"Content-Type": "application/json", "X-Sandbox": "1"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=15) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())

@@ -6,12 +6,10 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.sandbox.conftest import Sandbox
+from tests.sandbox.conftest import Sandbox, call
 from tests.waiting import eventually_sync
 
 ALICE = 1001
@@ -25,21 +23,6 @@ class _Trap:
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (os.mkdir, (str(self.marker),))
-
-
-def call(sandbox: Sandbox, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
-    """What the page's app.js does: JSON, and the header every change needs."""
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(
-        sandbox.base.rstrip("/") + path,
-        data=data,
-        headers={"Content-Type": "application/json", "X-Sandbox": "1"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=15) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
 
 
 def wait_view(sandbox: Sandbox, person: int, predicate, timeout: float = 20) -> dict[str, Any]:

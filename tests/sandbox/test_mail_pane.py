@@ -27,7 +27,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from bot.sandbox.mailbox import LocalMail, MailStore
-from tests.sandbox.conftest import Sandbox
+from tests.sandbox.conftest import Sandbox, call
 from tests.sandbox.ui import NUMBER, Ui
 from tests.waiting import eventually_sync
 
@@ -171,20 +171,6 @@ def test_the_mailboxes_are_kept_as_json_and_come_back() -> None:
 
 
 # ------------------------------------------------------------------ the sandbox's HTTP API
-
-
-def call(sandbox: Sandbox, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(
-        sandbox.base.rstrip("/") + path,
-        data=data,
-        headers={"Content-Type": "application/json", "X-Sandbox": "1"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=15) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
 
 
 def send_mail(
