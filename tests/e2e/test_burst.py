@@ -49,7 +49,7 @@ async def test_thirty_quick_messages_reach_staff_in_order_in_a_few_messages_with
 ) -> None:
     fake = limited
     fake.groups[STAFF_CHAT_ID].is_forum = forum
-    await start_bot(DELIVERY_GROUP_PER_MINUTE="20", DELIVERY_PRIVATE_PER_SECOND="1")  # Telegram's
+    bot = await start_bot(DELIVERY_GROUP_PER_MINUTE="20", DELIVERY_PRIVATE_PER_SECOND="1")
     alice_chat = Customer(fake, alice)
     number = await alice_chat.open_request(topic="Cannot pay")
     await eventually(lambda: any(f"#{number}" in fake.text_of(p) for p in staff_posts(fake)))
@@ -74,7 +74,13 @@ async def test_thirty_quick_messages_reach_staff_in_order_in_a_few_messages_with
     times = post_times(fake)
     assert all(later - earlier >= 0.95 for earlier, later in itertools.pairwise(times)), times
     assert fake.rate_limited == 0
-    # A staff reply to a coalesced message reaches its customer.
+    # A staff reply to a coalesced message reaches its customer. Staff read before they answer:
+    # by then the desk has recorded whose the message is (the copy is in the group a moment
+    # before the send's outcome is committed).
+    await eventually(
+        lambda: bot.query(DIGEST_LINKS, relayed[-1]["message_id"]),
+        "the relayed message was never linked to its ticket",
+    )
     fake.send_text(anna, "Thanks, we see all of it.", chat_id=STAFF_CHAT_ID, reply_to=relayed[-1])
     await eventually(
         lambda: any(
