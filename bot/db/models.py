@@ -124,6 +124,7 @@ class Ticket(Base):
         Index("ix_tickets_first_response_at", "first_response_at"),
         Index("ix_tickets_sla_breached_at", "sla_breached_at"),
         Index("ix_tickets_backlog", "closed_at", "created_at", "priority"),
+        Index("ix_tickets_problem", "problem_number", "status"),
         # The timer sweep's SLA check, every SCHEDULER_INTERVAL: only the tickets still waiting
         # for a first answer are in it (the benchmark: 231 ms a sweep on a million without it).
         # (Its leading columns repeat its condition: so SQLite's planner, without statistics,
@@ -176,6 +177,12 @@ class Ticket(Base):
     sla_breached_at: Mapped[datetime | None]
     waiting_since: Mapped[datetime | None]  # the SLA clock pauses while we wait
     paused_seconds: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # SPEC §13: the problem ticket this one is an incident of (bot/domain/problems.py), and
+    # when its customer was told that it is a known problem (once, however often relinked).
+    problem_number: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("tickets.number", name="fk_tickets_problem_number_tickets")
+    )
+    problem_told_at: Mapped[datetime | None]
 
     customer: Mapped[User] = relationship(lazy="raise")
     attachments: Mapped[list[Attachment]] = relationship(
