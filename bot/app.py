@@ -68,6 +68,7 @@ from bot.services.managers import ManagerService
 from bot.services.membership import Membership
 from bot.services.messaging import Messenger
 from bot.services.pace import CustomerPace
+from bot.services.problems import ProblemService
 from bot.services.rendering import Renderer
 from bot.services.resolution import ResolutionService
 from bot.services.scheduler import Scheduler
@@ -76,6 +77,7 @@ from bot.services.staff.lookup import StaffLookup
 from bot.services.staff.relay import StaffRelay
 from bot.services.tickets import TicketService
 from bot.views import mail as mail_views
+from bot.views import problems as problem_views
 from bot.views import reports as report_views
 from bot.views import resolution as resolution_views
 from bot.views import staff as staff_views
@@ -279,6 +281,7 @@ class Services:
     pace: CustomerPace
     desk_outcomes: DeskOutcomes
     coalescer: Coalescer
+    problems: ProblemService
     mail_desk: MailDesk | None  # the e-mail channel, when MAIL_IMAP_URL is set
 
     def for_handlers(self) -> dict[str, Any]:
@@ -306,6 +309,7 @@ def create_services(
         report_views.notice_views(),
         staff_views.notice_views(),
         mail_views.notice_views(),
+        problem_views.notice_views(),
     )
     cards = Cards(outbox=outbox, config=desk, clock=clock, render=render)
     # Who works on a ticket: one path for Take, Assign, a first answer and a Resolve.
@@ -349,6 +353,10 @@ def create_services(
         max_open_tickets=settings.max_open_tickets,
     )
     messenger = Messenger(outbox)
+    problems = ProblemService(
+        clock=clock, outbox=outbox, config=desk, cards=cards, render=render, resolution=resolution
+    )
+    resolution.after_dispute = problems.disputed  # a disputed incident leaves its problem
     mail_desk = None
     if settings.mail_enabled:
         mail_desk = MailDesk(
@@ -401,6 +409,7 @@ def create_services(
         ),
         # What a crowded staff group is sent instead of one message per customer message.
         coalescer=Coalescer(config=desk, clock=clock, outbox=outbox, render=render),
+        problems=problems,
         mail_desk=mail_desk,
     )
 

@@ -288,6 +288,78 @@ class TicketRepo:
         await self.session.flush()
 
 
+class ProblemRepo:
+    """Problems and their incidents (SPEC §13): the tickets linked to a problem."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def lock(self, numbers: Iterable[int]) -> dict[int, Ticket]:
+        """The tickets, locked on PostgreSQL in the order of their numbers (two links at once
+        take them one after the other, and never wait for each other in a circle)."""
+        wanted = sorted(set(numbers))
+        if not wanted:
+            return {}
+        result = await self.session.execute(
+            select(Ticket)
+            .where(Ticket.number.in_(wanted))
+            .order_by(Ticket.number)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        return {ticket.number: ticket for ticket in result.scalars().all()}
+
+    async def incident_counts(self, numbers: Iterable[int]) -> dict[int, tuple[int, int]]:
+        """For each problem among ``numbers``: how many incidents it has, and how many of them
+        are open."""
+        wanted = list(set(numbers))
+        if not wanted:
+            return {}
+        result = await self.session.execute(
+            select(
+                Ticket.problem_number,
+                func.count(),
+                func.count().filter(Ticket.status != Status.CLOSED.value),
+            )
+            .where(Ticket.problem_number.in_(wanted))
+            .group_by(Ticket.problem_number)
+        )
+        return {
+            int(problem): (int(total), int(open_))
+            for problem, total, open_ in result.all()
+            if problem is not None
+        }
+
+    async def incidents(self, problem: int, *, statuses: Iterable[Status] = ()) -> Sequence[Ticket]:
+        """The tickets linked to ``problem`` (those in ``statuses``, when given), by number."""
+        query = select(Ticket).where(Ticket.problem_number == problem)
+        wanted = [status.value for status in statuses]
+        if wanted:
+            query = query.where(Ticket.status.in_(wanted))
+        result = await self.session.execute(query.order_by(Ticket.number))
+        return result.scalars().all()
+
+    async def candidates(self, exclude: int, *, limit: int) -> Sequence[Ticket]:
+        """Open tickets a ticket could be linked to, most likely first: problems that have
+        incidents already, then tickets of the kind "problem"; the newest first in each."""
+        incidents = aliased(Ticket)
+        has_incidents = (
+            select(incidents.number).where(incidents.problem_number == Ticket.number).exists()
+        )
+        result = await self.session.execute(
+            select(Ticket)
+            .where(
+                Ticket.number != exclude,
+                Ticket.status != Status.CLOSED.value,
+                Ticket.problem_number.is_(None),
+                or_(has_incidents, Ticket.kind == "problem"),
+            )
+            .order_by(has_incidents.desc(), Ticket.number.desc())
+            .limit(limit)
+        )
+        return result.scalars().all()
+
+
 class StaffQueries:
     """What staff look for: the queue and search."""
 

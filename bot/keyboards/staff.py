@@ -29,6 +29,9 @@ class Op(StrEnum):
     CLOSE = "cls"
     HISTORY = "his"
     BACK = "back"
+    LINK_MENU = "lkm"  # SPEC §13: link the ticket to a problem
+    LINK = "lk"
+    UNLINK = "ulk"
 
 
 class StaffCb(CallbackData, prefix="st"):
@@ -59,6 +62,9 @@ def card(number: int, status: Status) -> InlineKeyboardMarkup:
     builder.button(text=_("✅ Resolve"), callback_data=StaffCb(op=Op.RESOLVE, number=number))
     builder.button(text=_("🔒 Close"), callback_data=StaffCb(op=Op.CLOSE, number=number))
     builder.button(text=_("📜 History"), callback_data=StaffCb(op=Op.HISTORY, number=number))
+    builder.button(
+        text=_("🔗 Link to problem"), callback_data=StaffCb(op=Op.LINK_MENU, number=number)
+    )
     builder.adjust(2)
     return builder.as_markup()
 

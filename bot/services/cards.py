@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.clock import Clock
 from bot.db.models import Delivery, Ticket, User
-from bot.db.repositories import TicketRepo, UserRepo
+from bot.db.repositories import ProblemRepo, TicketRepo, UserRepo
 from bot.delivery.intents import Intent, Refs
 from bot.delivery.outbox import Outbox
 from bot.domain.sla import Sla, first_response
@@ -42,6 +42,9 @@ class Cards:
         users = UserRepo(session)
         customer = await users.get(ticket.customer_id)
         assignee = await users.get(ticket.assignee_id) if ticket.assignee_id else None
+        incidents, incidents_open = (
+            await ProblemRepo(session).incident_counts([ticket.number])
+        ).get(ticket.number, (0, 0))
         return Card(
             number=ticket.number,
             kind=ticket.kind,
@@ -64,6 +67,9 @@ class Cards:
             reopened=ticket.reopened_count or 0,
             sla=self.sla(ticket) if ticket.status is not Status.CLOSED else None,
             tz=self.config.tz,
+            problem=ticket.problem_number,
+            incidents=incidents,
+            incidents_open=incidents_open,
         )
 
     async def render(self, session: AsyncSession, ticket: Ticket) -> Rendered:
@@ -116,8 +122,9 @@ class Cards:
             ),
         )
 
-    async def refresh(self, session: AsyncSession, ticket: Ticket) -> None:
-        """Edit the card in place; it follows the card in the same stream, so it finds it."""
+    async def refresh(self, session: AsyncSession, ticket: Ticket, *, title: bool = True) -> None:
+        """Edit the card in place; it follows the card in the same stream, so it finds it.
+        ``title``: the topic's name may have changed too (its status shows in it)."""
         staff = self.config.staff_chat_id
         card = await self.render(session, ticket)
         self.outbox.add(
@@ -132,7 +139,7 @@ class Cards:
                 tags=TicketTags(edit_card=True),
             ),
         )
-        if self.config.staff_is_forum:
+        if self.config.staff_is_forum and title:
             # The topic's name shows the status; a closed ticket's topic is closed.
             # (message_thread_id 0 is filled in with the ticket's topic when sent.)
             self.outbox.add(

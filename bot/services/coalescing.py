@@ -61,6 +61,7 @@ class DigestHeader:
 
     tickets: int
     messages: int
+    new: int = 0  # how many of the requests are new: two or more can be linked at one press
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,14 +243,19 @@ class Coalescer:
         fresh = sum(1 for row in rows if TicketTags.of(row).digest is None)
         if not fresh:
             return 0
-        entries, covered = await self._entries(session, rows)
+        entries, covered, new = await self._entries(session, rows)
         if not entries:
             return 0
-        header = self.render(DigestHeader(len(entries), covered), self.config.default_locale)
+        head = DigestHeader(len(entries), covered, len(new))
+        header = self.render(head, self.config.default_locale)
         messages = _pack(header.text, entries)
         digests: list[Delivery] = []
-        for index, (text, _numbers) in enumerate(messages):
+        for index, (text, numbers) in enumerate(messages):
             payload: dict[str, Any] = {"chat_id": chat_id, "text": text}
+            if header.reply_markup is not None and len(new.intersection(numbers)) >= 2:
+                # "Link these new requests to one problem" (SPEC §13): the press reads the
+                # requests from this message's own lines.
+                payload["reply_markup"] = header.reply_markup
             if index < len(unsent):
                 Outbox.revise(unsent[index], payload, TicketTags())
                 digests.append(unsent[index])
@@ -282,8 +288,9 @@ class Coalescer:
 
     async def _entries(
         self, session: AsyncSession, rows: Sequence[Delivery]
-    ) -> tuple[list[tuple[int, str]], int]:
-        """One rendered entry per ticket (most urgent first), and how many messages they hold."""
+    ) -> tuple[list[tuple[int, str]], int, set[int]]:
+        """One rendered entry per ticket (most urgent first), how many messages they hold, and
+        which of the tickets are new."""
         numbers = sorted({row.ticket_number for row in rows if row.ticket_number is not None})
         tickets = {ticket.number: ticket for ticket in await TicketRepo(session).get_many(numbers)}
         users = await UserRepo(session).get_many({t.customer_id for t in tickets.values()})
@@ -321,7 +328,8 @@ class Coalescer:
                 files=item.files,
             )
             entries.append((number, self.render(entry, self.config.default_locale).text))
-        return entries, sum(len(p.rows) for p in pending.values())
+        new = {number for number, item in pending.items() if item.new}
+        return entries, sum(len(p.rows) for p in pending.values()), new
 
 
 def _joinable(row: Delivery, head: Delivery) -> bool:

@@ -44,6 +44,9 @@ class Card:
     reopened: int
     sla: Sla | None
     tz: ZoneInfo
+    problem: int | None = None  # the problem this ticket is an incident of (SPEC §13)
+    incidents: int = 0  # the tickets linked to this one as their problem
+    incidents_open: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -68,11 +68,15 @@ def copy_answer(
     reply_to: int | None = None,
     purpose: str = "answer",
     content: dict[str, Any] | None = None,
+    shared: bool = False,
 ) -> Delivery:
     """A staff message copied to the ticket's customer (``reply_to``: the customer's message it
     answers). The copy remembers its source, so the staff member's later edits and the
     customer's replies find it. ``content``: what the message says (HTML, files), for a
-    customer who writes by e-mail: a mail cannot copy a Telegram message."""
+    customer who writes by e-mail: a mail cannot copy a Telegram message. ``shared``: one
+    staff message sent to many customers (a problem's answer to its linked incidents): each
+    copy still belongs to its ticket, but only the problem's own copy is the message's copy
+    (a staff message has one copy its edits follow)."""
     payload: dict[str, Any] = {
         "chat_id": ticket.customer_id,
         "from_chat_id": from_chat_id,
@@ -90,7 +94,7 @@ def copy_answer(
             subject=ticket.number,
             rank=RANK_CUSTOMER_WAITING,
             refs=Refs(party=ticket.customer_id),
-            tags=TicketTags(staff_message_ids=[message_id], mail=content),
+            tags=TicketTags(staff_message_ids=[] if shared else [message_id], mail=content),
         ),
     )
 

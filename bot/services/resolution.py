@@ -4,6 +4,7 @@ customer, ratings, and the timers that remind and auto-close."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -30,6 +31,8 @@ log = logging.getLogger(__name__)
 
 LOW_RATING = 2
 
+AfterDispute = Callable[[AsyncSession, Ticket], Awaitable[None]]
+
 
 class ResolutionService:
     def __init__(
@@ -52,6 +55,9 @@ class ResolutionService:
         self.render = render
         self.reminder_after = reminder_after
         self.auto_close_after = auto_close_after
+        # What follows a dispute beyond the reopening (a linked incident leaves its problem,
+        # bot/services/problems.py); set once the services are built.
+        self.after_dispute: AfterDispute | None = None
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -94,9 +100,12 @@ class ResolutionService:
         actor: User,
         answer_message_id: int | None,
         content: dict[str, Any] | None = None,
+        *,
+        problem: int | None = None,
     ) -> None:
         """The answer (a staff message, copied; ``content``: what it says, for a customer who
-        writes by e-mail) and the Solved / Not solved question."""
+        writes by e-mail) and the Solved / Not solved question. ``problem``: the answer is the
+        one of that problem ticket, resolving its linked incidents with it (SPEC §13)."""
         now = self.clock.now()
         if ticket.status is Status.NEW:
             # Taken by whoever answers, as staff's own Take (the answer follows at once: no
@@ -106,13 +115,16 @@ class ResolutionService:
         if ticket.first_response_at is None:
             ticket.first_response_at = now
         if answer_message_id is not None:
+            details: dict[str, Any] = {"message_id": answer_message_id, "answer": True}
+            if problem is not None:
+                details["problem"] = problem
             EventRepo(session).record(
                 ticket.number,
                 at=now,
                 type="staff_message",
                 actor_id=actor.id,
                 actor_role="staff",
-                details={"message_id": answer_message_id, "answer": True},
+                details=details,
             )
             copy_answer(
                 self.outbox,
@@ -121,6 +133,7 @@ class ResolutionService:
                 from_chat_id=self.config.staff_chat_id,
                 message_id=answer_message_id,
                 content=content if is_mail_customer(ticket.customer_id) else None,
+                shared=problem is not None,
             )
         notice = notices.ConfirmQuestion(ticket.number, self.auto_close_after)
         await self._tell(session, ticket, notice, purpose="confirm")
@@ -161,6 +174,8 @@ class ResolutionService:
             details={"text": reason[:4000]},
         )
         self._to_staff(session, ticket, desk_notices.DisputeReason(ticket.number, reason))
+        if self.after_dispute is not None:
+            await self.after_dispute(session, ticket)
         await self.cards.refresh(session, ticket)
         await self._tell(session, ticket, notices.Reopened(ticket.number))
         return ticket

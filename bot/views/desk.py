@@ -9,6 +9,7 @@ from aiogram import html
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.i18n import ngettext
 
+from bot.keyboards.problems import burst_link
 from bot.services.coalescing import DigestEntry, DigestHeader
 from bot.services.desk_outcomes import FileTooLarge, StaffGroupBack, StaffGroupLost, TopicTitle
 from bot.services.rendering import Rendered
@@ -62,13 +63,15 @@ def digest_header(notice: DigestHeader, _locale: str) -> Rendered:
     tickets = ngettext("{count} request", "{count} requests", notice.tickets).format(
         count=notice.tickets
     )
-    return Rendered(
-        _(
-            "⚡ <b>A burst: {messages} on {tickets}.</b> What they say is below; each request's "
-            "card and topic follow as Telegram's limits allow. Reply quoting a line to answer "
-            "that customer."
-        ).format(messages=messages, tickets=tickets)
-    )
+    text = _(
+        "⚡ <b>A burst: {messages} on {tickets}.</b> What they say is below; each request's "
+        "card and topic follow as Telegram's limits allow. Reply quoting a line to answer "
+        "that customer."
+    ).format(messages=messages, tickets=tickets)
+    if notice.new < 2:
+        return Rendered(text)
+    # Many new requests at once are often one outage: one press links them (SPEC §13).
+    return Rendered(text, burst_link().model_dump(mode="json", exclude_none=True))
 
 
 def digest_entry(notice: DigestEntry, _locale: str) -> Rendered:

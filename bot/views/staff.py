@@ -54,7 +54,33 @@ def event_text(event: HistoryEvent) -> str:
         ),
         "line": lambda: _("line: {old} → {new}").format(old=event.old, new=event.new),
         "customer_message": lambda: _("wrote to the request"),
-        "staff_message": lambda: _("answered the customer"),
+        "staff_message": lambda: (
+            _("answered the customer (the answer of problem #{problem})").format(
+                problem=event.problem
+            )
+            if event.problem is not None
+            else _("answered the customer")
+        ),
+        "problem": lambda: (
+            _("linked to problem #{problem}").format(problem=event.new)
+            if event.old is None
+            else _("moved from problem #{old} to #{new}").format(old=event.old, new=event.new)
+            if event.new is not None
+            else _("unlinked from problem #{problem}").format(problem=event.old)
+        ),
+        "incidents_linked": lambda: _("linked as incidents of this problem: {numbers}").format(
+            numbers=", ".join(f"#{n}" for n in event.numbers) or event.new
+        ),
+        "incident_unlinked": lambda: _("#{number} unlinked from this problem").format(
+            number=event.new
+        ),
+        "broadcast": lambda: _("sent an answer to {count} linked customers").format(
+            count=event.new
+        ),
+        "resolved_all": lambda: _("resolved {count} linked requests with this answer").format(
+            count=event.new
+        ),
+        "dispute": lambda: _("disputed the answer: {text}").format(text=quote(event.text or "")),
         "answer_withdrawn": lambda: _("made the album a note: nothing reached the customer"),
         "note": lambda: _("internal note: {text}").format(text=quote(event.text or "")),
         "delivery_failed": lambda: _("a message could not be delivered"),
@@ -74,6 +100,16 @@ def history(history: TicketHistory, locale: str) -> str:
         )
     if len(events) > 40:
         lines.insert(2, _("(the last 40 of {count} events)").format(count=len(events)))
+    if history.problem is not None:
+        lines += ["", _("🔗 Linked to problem /ticket_{number}").format(number=history.problem)]
+    if history.incidents:
+        lines += ["", _("🧩 Linked requests ({count}):").format(count=len(history.incidents))]
+        lines += [
+            f"{STATUS_ICON[status]} /ticket_{number} · {status_label(status)}"
+            for number, status in history.incidents[:100]
+        ]
+        if len(history.incidents) > 100:
+            lines.append(_("… and {count} more").format(count=len(history.incidents) - 100))
     return "\n".join(lines)
 
 
@@ -212,6 +248,12 @@ def undelivered(notice: notices.Undelivered) -> str:
 
 
 # -- answers to the card's buttons (plain text: a callback answer is not HTML) -------------------
+
+
+def link_hint(number: int) -> str:
+    return _("Pick the problem #{number} belongs to, or write /link PROBLEM {number}.").format(
+        number=number
+    )
 
 
 def stale_button() -> str:

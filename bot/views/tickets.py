@@ -63,6 +63,16 @@ def staff_card(card: Card, *, sla: str | None, locale: str) -> str:
     ]
     if card.reopened:
         lines.append(_("Reopened: {count}").format(count=card.reopened))
+    if card.problem is not None:
+        lines.append(_("🔗 Linked to problem /ticket_{number}").format(number=card.problem))
+    if card.incidents:
+        lines.append(
+            ngettext(
+                "🧩 Problem: {count} linked request, {open} open",
+                "🧩 Problem: {count} linked requests, {open} open",
+                card.incidents,
+            ).format(count=card.incidents, open=card.incidents_open)
+        )
     if sla:
         lines.append(sla)
     if card.attachments:
@@ -182,6 +192,7 @@ class TicketLine:
     topic: str
     status: Status
     created_at: datetime
+    known_problem: bool = False  # linked to a problem the team works on (SPEC §13)
 
 
 def my_tickets(rows: Sequence[TicketLine], total: int, *, tz: ZoneInfo, locale: str) -> str:
@@ -193,6 +204,8 @@ def my_tickets(rows: Sequence[TicketLine], total: int, *, tz: ZoneInfo, locale: 
             f"{STATUS_ICON[row.status]} <b>#{row.number}</b> · {quote(_clip(row.topic, 60))}\n"
             f"    {status_label(row.status)} · {when(row.created_at, tz, locale)}"
         )
+        if row.known_problem and row.status is not Status.CLOSED:
+            lines.append("    " + _("ℹ️ a known problem: we are working on it"))
     if total > len(rows):
         lines += [
             "",

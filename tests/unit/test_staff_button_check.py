@@ -15,7 +15,7 @@ from aiogram.types import (
     User,
 )
 
-from bot.handlers.staff.buttons import _genuine_button
+from bot.handlers.staff.buttons import genuine_button
 
 STAFF = Chat(id=-1001, type="supergroup", title="Staff")
 AGENT = User(id=2001, is_bot=False, first_name="Anna")
@@ -45,11 +45,11 @@ def press(
 
 
 def test_a_button_of_our_own_message_is_genuine() -> None:
-    assert _genuine_button(press("st:take:7:0"))
+    assert genuine_button(press("st:take:7:0"))
 
 
 def test_forged_data_or_a_message_not_ours_is_not() -> None:
-    assert not _genuine_button(press("st:take:8:0"))  # another ticket
-    assert not _genuine_button(press("st:close:7:0"))  # not a button of this message
-    assert not _genuine_button(press("st:take:7:0", sender=AGENT))  # someone else's message
-    assert not _genuine_button(press("st:take:7:0", markup=None))
+    assert not genuine_button(press("st:take:8:0"))  # another ticket
+    assert not genuine_button(press("st:close:7:0"))  # not a button of this message
+    assert not genuine_button(press("st:take:7:0", sender=AGENT))  # someone else's message
+    assert not genuine_button(press("st:take:7:0", markup=None))

@@ -54,7 +54,10 @@ async def my_command(
     message: Message, dialog: Dialog, tickets: TicketService, desk: DeskConfig, locale: str
 ) -> None:
     rows, total = await tickets.customer_tickets(dialog.session, dialog.user.id)
-    lines = [TicketLine(t.number, t.topic, t.status, t.created_at) for t in rows]
+    lines = [
+        TicketLine(t.number, t.topic, t.status, t.created_at, t.problem_number is not None)
+        for t in rows
+    ]
     text = my_tickets(lines, total, tz=desk.tz, locale=locale)
     closable = [t.number for t in rows if is_open(t.status)]
     if closable:

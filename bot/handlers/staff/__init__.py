@@ -8,7 +8,7 @@ where cannot). Membership changes (``chat_member``) take effect at once; the bot
 
 from aiogram import Router
 
-from bot.handlers.staff import access, buttons, commands, conversation, members
+from bot.handlers.staff import access, buttons, commands, conversation, members, problems
 from bot.handlers.staff.gate import AnswerPresses, InStaffChat, members_only
 
 
@@ -30,6 +30,7 @@ def create_router() -> Router:
         # Commands before the conversation (a command is not a message to a customer), and
         # their buttons before the card's, whose router ends with the catch-all for the rest.
         commands.create_router(),
+        problems.create_router(),
         buttons.create_router(),
         conversation.create_router(),
     )

@@ -17,12 +17,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.db.models import User
 from bot.domain.tickets import Priority
 from bot.handlers.staff.gate import Handler
+from bot.keyboards import problems as problem_kb
 from bot.keyboards import staff as kb
 from bot.keyboards.staff import Op, StaffCb
 from bot.services.cards import display_name
 from bot.services.desk_config import DeskConfig
 from bot.services.lifecycle import Refusal
 from bot.services.membership import Membership
+from bot.services.problems import ProblemService
+from bot.services.rendering import Renderer
 from bot.services.resolution import ResolutionService
 from bot.services.staff.actions import StaffActions
 from bot.services.staff.lookup import StaffLookup
@@ -45,7 +48,7 @@ class OnItsCard(BaseFilter):
         if not isinstance(callback.message, Message):
             return False
         ticket = await staff_lookup.ticket_of_staff_message(session, callback.message.message_id)
-        if ticket is None and _genuine_button(callback):
+        if ticket is None and genuine_button(callback):
             # A card pressed the moment it appeared, before the sender has recorded it.
             return True
         if ticket is None or ticket.number != callback_data.number:
@@ -59,7 +62,7 @@ class OnItsCard(BaseFilter):
         return True
 
 
-def _genuine_button(callback: CallbackQuery) -> bool:
+def genuine_button(callback: CallbackQuery) -> bool:
     """The pressed message comes from Telegram's servers as it is, so a client can forge the
     data but not the message: data equal to one of the buttons of our own message is real."""
     message = callback.message
@@ -195,10 +198,13 @@ async def resolve_with_last(
     session: AsyncSession,
     staff_lookup: StaffLookup,
     resolution: ResolutionService,
+    problems: ProblemService,
+    locale: str,
     callback_answer: CallbackAnswer,
 ) -> None:
     ticket = await staff_lookup.ticket(session, callback_data.number, lock=True)
     await resolution.resolve(session, ticket, user, None)
+    await problems.offer_resolve_all(session, ticket, None, None, locale)
     callback_answer.text = views.resolved(callback_data.number)
 
 
@@ -276,6 +282,59 @@ async def back(
     await _show(callback, number, kb.card(number, ticket.status), session, staff_actions)
 
 
+async def link_menu(
+    callback: CallbackQuery,
+    callback_data: StaffCb,
+    session: AsyncSession,
+    staff_lookup: StaffLookup,
+    staff_actions: StaffActions,
+    problems: ProblemService,
+    callback_answer: CallbackAnswer,
+) -> None:
+    number = callback_data.number
+    ticket = await staff_lookup.ticket(session, number)
+    choices = await problems.candidates(session, number)
+    markup = problem_kb.link_menu(number, choices, ticket.problem_number)
+    await _show(callback, number, markup, session, staff_actions)
+    callback_answer.text = views.link_hint(number)
+
+
+async def link(
+    callback: CallbackQuery,
+    callback_data: StaffCb,
+    user: User,
+    session: AsyncSession,
+    staff_lookup: StaffLookup,
+    staff_actions: StaffActions,
+    problems: ProblemService,
+    render: Renderer,
+    locale: str,
+    callback_answer: CallbackAnswer,
+) -> None:
+    number = callback_data.number
+    report = await problems.link(session, callback_data.arg, [number], user)
+    callback_answer.text = render(report, locale).text
+    callback_answer.show_alert = not report.changed
+    await back(callback, callback_data, session, staff_lookup, staff_actions)
+
+
+async def unlink(
+    callback: CallbackQuery,
+    callback_data: StaffCb,
+    user: User,
+    session: AsyncSession,
+    staff_lookup: StaffLookup,
+    staff_actions: StaffActions,
+    problems: ProblemService,
+    render: Renderer,
+    locale: str,
+    callback_answer: CallbackAnswer,
+) -> None:
+    done = await problems.unlink(session, [callback_data.number], user)
+    callback_answer.text = render(done, locale).text
+    await back(callback, callback_data, session, staff_lookup, staff_actions)
+
+
 async def stale_button(callback: CallbackQuery, callback_answer: CallbackAnswer) -> None:
     log.warning("unknown button data %r from %s", callback.data, callback.from_user.id)
     callback_answer.text, callback_answer.show_alert = views.stale_button(), True
@@ -299,6 +358,9 @@ def create_router() -> Router:
         (Op.CLOSE, close),
         (Op.HISTORY, history),
         (Op.BACK, back),
+        (Op.LINK_MENU, link_menu),
+        (Op.LINK, link),
+        (Op.UNLINK, unlink),
     ):
         card.callback_query.register(handler, StaffCb.filter(F.op == op))
     # Whatever no handler took (a forged press, a button of an older version): after the card's

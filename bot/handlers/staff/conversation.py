@@ -19,9 +19,10 @@ from bot.handlers.customer.common import album_media
 from bot.services.desk_config import DeskConfig
 from bot.services.desk_outcomes import DeskOutcomes
 from bot.services.lifecycle import Refusal
+from bot.services.problems import ProblemService
 from bot.services.resolution import ResolutionService
 from bot.services.staff.lookup import StaffLookup
-from bot.services.staff.relay import StaffPost, StaffRelay
+from bot.services.staff.relay import Route, StaffPost, StaffRelay
 from bot.views.labels import refusal_text
 
 log = logging.getLogger(__name__)
@@ -109,6 +110,7 @@ async def staff_message(
     session: AsyncSession,
     staff_relay: StaffRelay,
     resolution: ResolutionService,
+    problems: ProblemService,
     locale: str,
 ) -> None:
     post = staff_post(message, bot)
@@ -124,6 +126,14 @@ async def staff_message(
         if received.resolve:
             # The answer to the Resolve prompt: it goes to the customer with Solved / Not solved.
             await resolution.resolve(session, routed.ticket, user, message.message_id, post.content)
+            await problems.offer_resolve_all(
+                session, routed.ticket, message.message_id, post.content, locale
+            )
+        elif routed.route is Route.ANSWER and post.media_group_id is None:
+            # An answer on a problem can go to every linked customer too (SPEC §13).
+            await problems.offer_broadcast(
+                session, routed.ticket, message.message_id, post.content, locale
+            )
     except Refusal as refusal:
         await message.reply(refusal_text(refusal))
         return

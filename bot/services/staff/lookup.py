@@ -16,6 +16,7 @@ from bot.db.models import Ticket, User
 from bot.db.repositories import (
     EventRepo,
     LinkRepo,
+    ProblemRepo,
     StaffDirectory,
     StaffQueries,
     TicketRepo,
@@ -36,6 +37,8 @@ class HistoryEvent:
     old: str | None
     new: str | None
     text: str | None = None
+    problem: int | None = None  # an answer that came from this problem (SPEC §13)
+    numbers: tuple[int, ...] = ()  # the requests an event names (incidents linked)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +46,9 @@ class TicketHistory:
     number: int
     events: tuple[HistoryEvent, ...]
     tz: ZoneInfo
+    # SPEC §13: the problem this request is linked to, and the requests linked to it.
+    problem: int | None = None
+    incidents: tuple[tuple[int, Status], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +97,12 @@ class StaffLookup:
         )
         return await TicketRepo(session).get(number) if number is not None else None
 
+    async def direction_of(self, session: AsyncSession, message_id: int) -> str | None:
+        """What a message of the staff group is to the desk (a note, an answer, a card...)."""
+        return await LinkRepo(session).direction_of_staff_message(
+            self.config.staff_chat_id, message_id
+        )
+
     async def ticket_of_thread(self, session: AsyncSession, thread_id: int) -> Ticket | None:
         number = await LinkRepo(session).ticket_of_thread(self.config.staff_chat_id, thread_id)
         return await TicketRepo(session).get(number) if number is not None else None
@@ -113,9 +125,18 @@ class StaffLookup:
                     old=event.old,
                     new=event.new,
                     text=(event.details or {}).get("text"),
+                    problem=(event.details or {}).get("problem"),
+                    numbers=tuple((event.details or {}).get("numbers") or ()),
                 )
             )
-        return TicketHistory(ticket.number, tuple(events), self.config.tz)
+        incidents = await ProblemRepo(session).incidents(ticket.number)
+        return TicketHistory(
+            ticket.number,
+            tuple(events),
+            self.config.tz,
+            problem=ticket.problem_number,
+            incidents=tuple((t.number, t.status) for t in incidents),
+        )
 
     async def queue(self, session: AsyncSession, *, page: int, per_page: int) -> QueuePage:
         queries = StaffQueries(session)
