@@ -29,8 +29,9 @@ def create_router() -> Router:
         members.create_router(),
         # Commands before the conversation (a command is not a message to a customer), and
         # their buttons before the card's, whose router ends with the catch-all for the rest.
-        commands.create_router(),
+        # Problems' commands before the others' catch-all for commands nobody handles.
         problems.create_router(),
+        commands.create_router(),
         buttons.create_router(),
         conversation.create_router(),
     )
