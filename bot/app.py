@@ -33,8 +33,10 @@ from aiogram.types import (
 from aiogram.utils.i18n import I18n
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler
 from aiohttp import web
+from sqlalchemy import text as sql_text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.channels.health import TELEGRAM_EVERY, Check, Readiness, add_health_routes
 from bot.channels.mail.links import MailLinks
 from bot.channels.mail.pages import add_mail_pages
 from bot.channels.mail.watcher import MailWatcher
@@ -445,14 +447,11 @@ def create_web_app(
     services: Services,
     links: MailLinks | None,
     after_commit: Callable[[], None],
+    readiness: Readiness,
 ) -> web.Application:
-    """The bot's web app: ``/healthz``, and the pages of the links in mails."""
+    """The bot's web app: ``/healthz`` and ``/readyz``, and the pages of the links in mails."""
     app = web.Application()
-
-    async def healthz(_: web.Request) -> web.Response:
-        return web.json_response({"ok": True})
-
-    app.router.add_get("/healthz", healthz)
+    add_health_routes(app, readiness)
     if links is not None and services.mail_desk is not None:
         add_mail_pages(
             app,
@@ -465,6 +464,29 @@ def create_web_app(
             after_commit=after_commit,
         )
     return app
+
+
+def create_readiness(settings: Settings, database: Database, bot: Bot) -> Readiness:
+    """What ``/readyz`` checks: the database, Redis when the desk uses it, Telegram."""
+
+    async def database_answers() -> None:
+        async with database.reader() as session:
+            await session.execute(sql_text("SELECT 1"))
+
+    async def telegram_answers() -> None:
+        await bot.get_me()
+
+    checks: dict[str, Check] = {"database": database_answers, "telegram": telegram_answers}
+    if settings.redis_url:
+        from redis.asyncio import Redis  # the `scale` extra: only with REDIS_URL
+
+        redis = Redis.from_url(settings.redis_url)
+
+        async def redis_answers() -> None:
+            await redis.ping()  # type: ignore[misc]  # redis-py types ping for both clients
+
+        checks["redis"] = redis_answers
+    return Readiness(checks, remember={"telegram": TELEGRAM_EVERY})
 
 
 def create_scheduler(
@@ -549,9 +571,12 @@ async def run(settings: Settings, *, clock: Clock | None = None) -> None:
             )
             background.append(asyncio.create_task(watcher.run(), name="mailbox"))
         guard = PoisonGuard(dispatcher["failures"])
-        app = create_web_app(settings, database, i18n, services, links, after_commit=sender.wake)
+        readiness = create_readiness(settings, database, bot)
+        app = create_web_app(
+            settings, database, i18n, services, links, after_commit=sender.wake, readiness=readiness
+        )
         if settings.webhook_url:
-            await _serve_webhook(settings, bot, dispatcher, guard, app)
+            await _serve_webhook(settings, bot, dispatcher, guard, app, readiness)
         else:
             if links is not None:
                 # Polling, but the links in mails need the web app: it serves them alone.
@@ -621,7 +646,12 @@ async def _cleanup_on_cancel(runner: web.AppRunner) -> None:
 
 
 async def _serve_webhook(
-    settings: Settings, bot: Bot, dispatcher: Dispatcher, guard: PoisonGuard, app: web.Application
+    settings: Settings,
+    bot: Bot,
+    dispatcher: Dispatcher,
+    guard: PoisonGuard,
+    app: web.Application,
+    readiness: Readiness,
 ) -> None:
     from aiogram.webhook.aiohttp_server import setup_application
 
@@ -653,5 +683,10 @@ async def _serve_webhook(
     try:
         await stopping.wait()
     finally:
-        # The webhook stays registered: Telegram keeps the updates until we are back.
+        # Not ready from now on: a balancer sends new updates to the other instances. Those in
+        # hand are finished (the listening socket closes first, then aiohttp waits for the
+        # requests it has) and answered only once committed. The webhook stays registered:
+        # Telegram keeps the updates until an instance is back.
+        readiness.stopping = True
+        log.info("stopping: finishing the updates in hand")
         await runner.cleanup()

@@ -38,6 +38,9 @@ async def test_webhook_mode_takes_updates_survives_a_kill_and_checks_the_secret(
     async with aiohttp.ClientSession() as client:
         async with client.get(f"{base}/healthz") as health:
             assert health.status == 200
+        async with client.get(f"{base}/readyz") as ready:
+            assert ready.status == 200
+            assert await ready.json() == {"ready": True, "database": "ok", "telegram": "ok"}
         forged = {
             "update_id": 1,
             "message": {"message_id": 1, "date": 0, "chat": {"id": 1, "type": "private"}},
