@@ -38,6 +38,11 @@ def run_migrations_offline() -> None:
         context.run_migrations()
 
 
+# Several instances may start at once (SPEC §11): on PostgreSQL they take turns, each reading
+# the schema's version only once the one before has committed (so the others find it done).
+MIGRATION_LOCK = 0x45436F6D6574  # "EComet"
+
+
 def _run(connection: Connection) -> None:
     context.configure(
         connection=connection,
@@ -46,6 +51,8 @@ def _run(connection: Connection) -> None:
         render_item=_render_item,
     )
     with context.begin_transaction():
+        if connection.dialect.name == "postgresql":
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
         context.run_migrations()
 
 

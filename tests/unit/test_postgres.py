@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sys
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -188,3 +190,29 @@ async def test_one_update_is_taken_by_one_instance(
 
         outcomes = await asyncio.gather(*(take() for _ in range(3)))
         assert sorted(outcomes) == [False, False, True]
+
+
+async def test_instances_starting_at_once_migrate_one_after_the_other(pg_url: str) -> None:
+    """Three instances started together each migrate on start: on PostgreSQL they take turns
+    (migrations/env.py), so none fails on a table another has just created."""
+    # All three past their imports first, then at one moment: a real race.
+    start = time.time() + 3
+    script = (
+        "import time; from bot.db.engine import migrate; "
+        f"time.sleep(max(0, {start} - time.time())); migrate({pg_url!r})"
+    )
+    processes = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, "-c", script, stderr=asyncio.subprocess.PIPE
+        )
+        for _ in range(3)
+    ]
+    outcomes = [(await p.wait(), (await p.stderr.read()).decode()) for p in processes if p.stderr]
+    assert [code for code, _ in outcomes] == [0, 0, 0], [err[-2000:] for _, err in outcomes]
+    engine = create_engine(pg_url)
+    async with engine.connect() as connection:
+        versions = (
+            await connection.exec_driver_sql("SELECT version_num FROM alembic_version")
+        ).all()
+    await engine.dispose()
+    assert len(versions) == 1
