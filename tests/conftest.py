@@ -6,7 +6,7 @@ import pytest
 
 # The real mail servers (Dovecot, Exim) for the e-mail channel: the `mail` fixtures; the real
 # database servers (PostgreSQL, Redis): `pg_url`, `redis_url`, `backend_url` (both backends).
-pytest_plugins = ["tests.mailserver", "tests.dbserver"]
+pytest_plugins = ["tests.mailserver", "tests.dbserver", "tests.balancer"]
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
+import itertools
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -82,14 +86,18 @@ class BotProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
-    # -- what the desk has recorded: read-only looks at the bot's SQLite database ---------------
+    # -- what the desk has recorded: read-only looks at the bot's database ------------------------
 
     @property
     def database(self) -> Path:
         return Path(self.env["DATABASE_URL"].removeprefix("sqlite+aiosqlite:///"))
 
     def query(self, statement: str, *params: object) -> list[tuple[Any, ...]]:
-        """Rows of the bot's database as they are now; opened read-only, so a test only looks."""
+        """Rows of the bot's database as they are now (``?`` placeholders on both databases);
+        SQLite is opened read-only, so a test only looks."""
+        url = self.env["DATABASE_URL"]
+        if url.startswith("postgresql"):
+            return query_postgres(url, statement, *params)
         uri = f"file:{self.database}?mode=ro"
         with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=30)) as db:
             return db.execute(statement, params).fetchall()
@@ -143,6 +151,25 @@ class BotProcess:
             return []
         stored = (state.messages.get(i) or state.deleted.get(i) for i in state.bot_ids)
         return [message.data for message in stored if message is not None]
+
+
+def query_postgres(url: str, statement: str, *params: object) -> list[tuple[Any, ...]]:
+    """One statement on the bot's PostgreSQL database, from synchronous test code (asyncpg,
+    on a loop of its own in a thread: the test's loop is busy awaiting this)."""
+    import asyncpg
+
+    counter = itertools.count(1)
+    numbered = re.sub(r"\?", lambda _: f"${next(counter)}", statement)
+
+    async def run() -> list[tuple[Any, ...]]:
+        connection = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+        try:
+            return [tuple(row) for row in await connection.fetch(numbered, *params)]
+        finally:
+            await connection.close()
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, run()).result(timeout=30)
 
 
 def bot_env(fake: FakeTelegram, workdir: Path, **overrides: str) -> dict[str, str]:

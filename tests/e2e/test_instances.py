@@ -1,0 +1,173 @@
+"""Several instances (SPEC §11, issue 14): three bot processes in webhook mode on one PostgreSQL
+database, behind HAProxy run from deploy/haproxy.cfg; the emulated Telegram posts every update
+to the balancer, which hands it to the next ready instance.
+
+A customer's dialog hops from instance to instance step by step and still ends in one ticket;
+instances stopped with SIGTERM or killed with -9 in the middle of a burst lose nothing and
+repeat nothing: every update counts once and every message reaches its chat once."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from bot.emulator import FakeTelegram, FakeUser
+from tests.balancer import Balancer
+from tests.e2e.driver import Customer
+from tests.e2e.harness import STAFF_CHAT_ID, BotProcess, bot_env
+from tests.waiting import eventually
+
+HANDLED = re.compile(r"Update id=(\d+) is handled")
+
+
+@pytest.fixture
+async def instances(
+    fake: FakeTelegram,
+    pg_url: str,
+    balancer: Balancer,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> AsyncIterator[list[BotProcess]]:
+    fake.allow_http_webhooks = True  # Telegram itself would insist on HTTPS
+    common = bot_env(
+        fake,
+        tmp_path,
+        DATABASE_URL=pg_url,
+        WEBHOOK_URL=balancer.url,
+        WEBHOOK_SECRET="s3cret-token",
+        WEB_HOST="127.0.0.1",
+    )
+    bots = []
+    for n, port in enumerate(balancer.backends):
+        workdir = tmp_path / f"bot{n}"
+        workdir.mkdir()
+        bots.append(BotProcess(fake, workdir, {**common, "WEB_PORT": str(port)}))
+    # All at once, as a deployment starts them: their migrations take turns.
+    await asyncio.gather(*(bot.start() for bot in bots))
+    await _all_ready(balancer)
+    yield bots
+    codes = [await bot.stop() for bot in bots]
+    failed = request.node.rep_call.failed if hasattr(request.node, "rep_call") else False
+    if failed or any(code not in (0, None, -9) for code in codes):
+        for bot in bots:
+            print(f"---- bot log ({bot.workdir}) ----\n{bot.log()}")
+        print(f"---- haproxy ----\n{balancer.log()}")
+
+
+async def _all_ready(balancer: Balancer) -> None:
+    async def ready() -> bool:
+        async with aiohttp.ClientSession() as client:
+            for port in balancer.backends:
+                try:
+                    async with client.get(f"http://127.0.0.1:{port}/readyz") as answer:
+                        if answer.status != 200:
+                            return False
+                except aiohttp.ClientError:
+                    return False
+        return True
+
+    await eventually(ready, "not every instance became ready", within=30)
+    await eventually(
+        lambda: balancer.servers_up() == {"bot1", "bot2", "bot3"},
+        lambda: f"HAProxy does not send to every instance:\n{balancer.log()}",
+        within=30,
+    )
+
+
+def handled_by(bots: list[BotProcess]) -> dict[int, list[int]]:
+    """Which update ids each instance handled (its log says so once it is committed)."""
+    return {n: [int(i) for i in HANDLED.findall(bot.log())] for n, bot in enumerate(bots)}
+
+
+def staff_texts(fake: FakeTelegram) -> list[str]:
+    state = fake.chats[STAFF_CHAT_ID]
+    return [fake.text_of(state.messages[i].data) for i in state.bot_ids if i in state.messages]
+
+
+async def test_a_dialog_hops_instances_and_ends_in_one_ticket(
+    fake: FakeTelegram, alice: FakeUser, anna: FakeUser, instances: list[BotProcess]
+) -> None:
+    customer = Customer(fake, alice)
+    number = await customer.open_request(topic="Through the balancer")
+    await fake.wait_updates_consumed()
+    handled = handled_by(instances)
+    # Round robin: the dialog's steps were handled by every instance, each step once.
+    assert all(handled.values()), handled
+    every = [update for updates in handled.values() for update in updates]
+    assert len(every) == len(set(every))
+    assert instances[0].query("SELECT count(*) FROM tickets") == [(1,)]
+
+    card = await fake.next_message(STAFF_CHAT_ID)
+    assert f"#{number}" in fake.text_of(card)
+    fake.send_text(anna, "We are on it.", chat_id=STAFF_CHAT_ID, reply_to=card)
+
+    def answers() -> list[dict]:
+        return [m for m in fake.bot_messages(alice.id) if "We are on it." in fake.text_of(m)]
+
+    await eventually(answers, "the answer did not reach the customer")
+    await instances[0].settled()
+    assert len(answers()) == 1
+    assert sum(f"#{number} ·" in text for text in staff_texts(fake)) == 1  # one card
+
+
+async def test_instances_restarted_and_killed_mid_burst_lose_and_repeat_nothing(
+    fake: FakeTelegram, instances: list[BotProcess], balancer: Balancer
+) -> None:
+    people = [fake.add_user(3000 + n, f"Customer{n}", language_code="en") for n in range(12)]
+    chats = [Customer(fake, person) for person in people]
+
+    async def faults() -> None:
+        # A rolling restart of the first instance, then a kill -9 of the second, while the
+        # customers are in the middle of their dialogs.
+        await eventually(lambda: sum(map(len, handled_by(instances).values())) >= 15)
+        await instances[0].stop()
+        await instances[0].start()
+        await eventually(lambda: sum(map(len, handled_by(instances).values())) >= 45)
+        instances[1].kill()
+        await instances[1].start()
+
+    opened = asyncio.gather(
+        *(c.open_request(topic=f"Outage seen by {c.user.first_name}") for c in chats)
+    )
+    numbers, _ = await asyncio.gather(opened, faults())
+    # Back behind the balancer (its health check passes again), the instances take part.
+    await eventually(lambda: balancer.servers_up() == {"bot1", "bot2", "bot3"}, within=30)
+    for c in chats:
+        c.say(f"More from {c.user.first_name}: it still fails")
+    await fake.wait_updates_consumed(timeout=60)
+    await instances[2].settled(within=60)
+
+    assert sorted(numbers) == list(range(1, 13))
+    assert instances[2].query("SELECT count(*) FROM tickets") == [(12,)]
+    # The restarted instances took part again at once (round robin brought them updates).
+    for bot in instances[:2]:
+        assert bot.starts == 2
+        assert HANDLED.search(bot.log().rpartition("===== start 2 =====")[2]), bot.log()[-3000:]
+    # Every update once: however many instances saw it, one of them handled it.
+    handled = collections.Counter(u for us in handled_by(instances).values() for u in us)
+    assert [update for update, times in handled.items() if times > 1] == []
+    # Every message to its chat once: one "registered" notice each, one card each, each
+    # follow-up relayed once.
+    for c in chats:
+        notices = [m for m in fake.bot_messages(c.user.id) if "is registered" in fake.text_of(m)]
+        assert len(notices) == 1, (c.user.first_name, [fake.text_of(m) for m in notices])
+    texts = staff_texts(fake)
+    for c, number in zip(chats, numbers, strict=True):
+        cards = [t for t in texts if re.search(rf"#{number}\b", t) and "Outage seen by" in t]
+        assert len(cards) == 1, (
+            number,
+            instances[2].query(
+                "SELECT id, purpose, method, status, attempts, claimed_by, sent_at, error"
+                " FROM deliveries WHERE ticket_number = ? AND chat_id = ? ORDER BY id",
+                number,
+                STAFF_CHAT_ID,
+            ),
+        )
+        relayed = [t for t in texts if f"More from {c.user.first_name}:" in t]
+        assert len(relayed) == 1, (c.user.first_name, relayed)
