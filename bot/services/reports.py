@@ -44,6 +44,26 @@ class AssigneeLine:
 
 
 @dataclass(slots=True)
+class ProblemFigures:
+    """Problems and their incidents in a day's summary (SPEC §13). A problem is a ticket with
+    at least one incident linked to it; "open" is "not closed", as on the problem's card."""
+
+    linked: int = 0  # links made that day (a move to another problem counts too)
+    linked_to: int = 0  # the problems those links went to
+    resolved: int = 0  # problems resolved that day, each once however often
+    resolved_incidents: int = 0  # the incidents linked to those problems
+    resolution_median: timedelta | None = None  # the problem's opening → its resolution
+    resolution_p90: timedelta | None = None
+    open: int = 0  # problems not closed now
+    open_incidents: int = 0  # their incidents not closed now
+
+    @property
+    def any(self) -> bool:
+        """Anything to say: without it the summary has no block of problems."""
+        return bool(self.linked or self.resolved or self.open)
+
+
+@dataclass(slots=True)
 class Summary:
     day: date
     opened: int = 0
@@ -64,6 +84,7 @@ class Summary:
     rating_average: float | None = None
     ratings: int = 0
     low_ratings: int = 0
+    problems: ProblemFigures = field(default_factory=ProblemFigures)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +126,8 @@ class ExportRow:
     resolution_minutes: int | None
     rating: int | None
     topic: str
+    problem: int | None  # the problem this ticket is an incident of
+    linked_incidents: int  # for a problem, the tickets linked to it
 
 
 def percentile(values: Sequence[timedelta], share: float) -> timedelta | None:
@@ -258,7 +281,67 @@ class Reports:
         result.ratings = int(count or 0)
         result.rating_average = float(average) if count else None
         result.low_ratings = int(low or 0)
+        result.problems = await self._problems(session, start, end)
         return result
+
+    async def _problems(
+        self, session: AsyncSession, start: datetime, end: datetime
+    ) -> ProblemFigures:
+        """Three indexed queries: the day's "problem" events (``ix_ticket_events_type_at``),
+        the day's resolutions joined to their incidents, and the tickets still open joined to
+        theirs (both joins on ``ix_tickets_problem``)."""
+        figures = ProblemFigures()
+        links = await session.execute(
+            select(func.count(), func.count(TicketEvent.new.distinct())).where(
+                TicketEvent.type == "problem",
+                TicketEvent.new.is_not(None),  # None is an unlink
+                TicketEvent.at >= start,
+                TicketEvent.at < end,
+            )
+        )
+        linked, linked_to = links.one()
+        figures.linked, figures.linked_to = int(linked or 0), int(linked_to or 0)
+
+        # A problem resolved twice that day (disputed in between) counts once, to its last
+        # resolution; the inner join keeps only tickets with incidents, i.e. problems.
+        incident = aliased(Ticket)
+        resolved = await session.execute(
+            select(
+                Ticket.created_at,
+                func.max(TicketEvent.at),
+                func.count(incident.number.distinct()),
+            )
+            .join(Ticket, Ticket.number == TicketEvent.ticket_number)
+            .join(incident, incident.problem_number == Ticket.number)
+            .where(
+                TicketEvent.type == "status",
+                TicketEvent.new == Status.RESOLVED.value,
+                TicketEvent.at >= start,
+                TicketEvent.at < end,
+            )
+            .group_by(Ticket.number, Ticket.created_at)
+        )
+        durations: list[timedelta] = []
+        for created_at, resolved_at, incidents in resolved.all():
+            durations.append(self.hours.working_time_between(created_at, resolved_at))
+            figures.resolved_incidents += int(incidents)
+        figures.resolved = len(durations)
+        figures.resolution_median = median(durations)
+        figures.resolution_p90 = percentile(durations, 0.9)
+
+        still_open = [s.value for s in OPEN_STATUSES]
+        current = await session.execute(
+            select(
+                func.count(Ticket.number.distinct()),
+                func.count().filter(incident.status.in_(still_open)),
+            )
+            .select_from(Ticket)
+            .join(incident, incident.problem_number == Ticket.number)
+            .where(Ticket.status.in_(still_open))
+        )
+        problems, incidents = current.one()
+        figures.open, figures.open_incidents = int(problems or 0), int(incidents or 0)
+        return figures
 
     async def _count_events(
         self, session: AsyncSession, kind: str, start: datetime, end: datetime
@@ -299,8 +382,17 @@ class Reports:
         start, _ = self.day_bounds(first)
         _, end = self.day_bounds(last)
         assignee = aliased(User)
+        incident = aliased(Ticket)
+        # One probe of ix_tickets_problem per row, inside the same statement.
+        linked = (
+            select(func.count())
+            .select_from(incident)
+            .where(incident.problem_number == Ticket.number)
+            .correlate(Ticket)
+            .scalar_subquery()
+        )
         rows = await session.execute(
-            select(Ticket, assignee.first_name, assignee.last_name)
+            select(Ticket, assignee.first_name, assignee.last_name, linked)
             .outerjoin(assignee, assignee.id == Ticket.assignee_id)
             .where(Ticket.created_at >= start, Ticket.created_at < end)
             .order_by(Ticket.number)
@@ -328,6 +420,8 @@ class Reports:
                 resolution_minutes=minutes(ticket.created_at, ticket.resolved_at),
                 rating=ticket.rating,
                 topic=ticket.topic,
+                problem=ticket.problem_number,
+                linked_incidents=int(incidents),
             )
-            for ticket, first_name, last_name in rows.all()
+            for ticket, first_name, last_name, incidents in rows.all()
         ]

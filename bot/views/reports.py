@@ -10,7 +10,7 @@ from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from aiogram import html
-from aiogram.utils.i18n import I18n
+from aiogram.utils.i18n import I18n, ngettext
 from aiogram.utils.i18n import gettext as _
 from babel.dates import format_date
 from babel.numbers import format_decimal
@@ -18,7 +18,14 @@ from babel.numbers import format_decimal
 from bot.domain.tickets import CloseReason, Kind, Priority
 from bot.services.notices_desk import DailySummary
 from bot.services.rendering import Rendered
-from bot.services.reports import DayPoint, DayReport, ExportRow, Summary, csv_cell
+from bot.services.reports import (
+    DayPoint,
+    DayReport,
+    ExportRow,
+    ProblemFigures,
+    Summary,
+    csv_cell,
+)
 from bot.views.formatting import duration
 from bot.views.labels import close_reason_label, kind_label, priority_label
 from bot.views.render import RenderFn
@@ -85,7 +92,46 @@ def summary_text(summary: Summary, locale: str) -> str:
     if summary.assignees:
         lines += ["", _("<b>By assignee</b> (resolved that day / open now):")]
         lines += [f"• {html.quote(a.name)}: {a.resolved} / {a.open}" for a in summary.assignees]
+    if summary.problems.any:
+        lines += ["", *_problem_lines(summary.problems, locale)]
     return "\n".join(lines)
+
+
+def _problem_lines(problems: ProblemFigures, locale: str) -> list[str]:
+    """The summary's block of problems and their incidents (SPEC §13); a line whose count is
+    zero is left out."""
+    lines = [_("<b>Problems</b>")]
+    if problems.linked:
+        lines.append(
+            ngettext(
+                "Linked that day: {count} request, problems: {problems}",
+                "Linked that day: {count} requests, problems: {problems}",
+                problems.linked,
+            ).format(count=problems.linked, problems=problems.linked_to)
+        )
+    if problems.resolved:
+        lines.append(
+            ngettext(
+                "Resolved: {count} problem, linked requests: {requests}",
+                "Resolved: {count} problems, linked requests: {requests}",
+                problems.resolved,
+            ).format(count=problems.resolved, requests=problems.resolved_incidents)
+        )
+        lines.append(
+            _("Problem resolution (support hours): median {median}, 90% within {p90}").format(
+                median=_time(problems.resolution_median, locale),
+                p90=_time(problems.resolution_p90, locale),
+            )
+        )
+    if problems.open:
+        lines.append(
+            ngettext(
+                "Open now: {count} problem; open requests linked to it: {requests}",
+                "Open now: {count} problems; open requests linked to them: {requests}",
+                problems.open,
+            ).format(count=problems.open, requests=problems.open_incidents)
+        )
+    return lines
 
 
 def chart_labels() -> tuple[str, str, str]:
@@ -113,6 +159,8 @@ def export_header() -> list[str]:
         _("Resolution, min (support hours)"),
         _("Rating"),
         _("Topic"),
+        _("Problem"),
+        _("Linked requests"),
     ]
 
 
@@ -148,6 +196,8 @@ def export_csv(rows: Sequence[ExportRow], *, header: Sequence[str], tz: ZoneInfo
                 blank(row.resolution_minutes),
                 row.rating or "",
                 row.topic,
+                row.problem or "",
+                row.linked_incidents,
             ]
         )
     return ("\ufeff" + out.getvalue()).encode("utf-8")
