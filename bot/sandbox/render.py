@@ -147,7 +147,8 @@ def snippet(message: JsonDict) -> str:
     ):
         if key in message:
             return f"{label} {text}".strip()
-    return text or "…"
+    # A topic renamed, closed or reopened shows as its bubble does, not as "…".
+    return text or _service(message) or "…"
 
 
 def _service(message: JsonDict) -> str | None:

@@ -67,7 +67,9 @@ const postJson = (path, body) =>
 function toast(text, error = false) {
   const node = el("div", { class: error ? "toast error" : "toast" }, text);
   $("toasts").append(node);
-  setTimeout(() => node.remove(), error ? 6000 : 3500);
+  // Long enough to be read: an answer to a press may run to 200 characters on two lines.
+  const shown = Math.min(12000, (error ? 6000 : 3500) + 40 * text.length);
+  setTimeout(() => node.remove(), shown);
 }
 
 function alertBox(text) {
