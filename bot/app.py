@@ -118,6 +118,23 @@ def create_desk_config(settings: Settings) -> DeskConfig:
     )
 
 
+def create_events_isolation(settings: Settings) -> BaseEventIsolation:
+    """One update at a time per chat and user: across every instance with Redis (two
+    instances behind a balancer may get two updates of one chat at once), else in this
+    process. The dialog step itself stays in the database, with the update's own transaction
+    (bot/middlewares/database.py): Redis cannot commit with it, the database can."""
+    if settings.redis_url:
+        from aiogram.fsm.storage.redis import RedisEventIsolation  # `scale` extra
+
+        class SharedEventIsolation(RedisEventIsolation):
+            async def close(self) -> None:
+                # aiogram's leaves its connections open at exit.
+                await self.redis.aclose(close_connection_pool=True)
+
+        return SharedEventIsolation.from_url(settings.redis_url)
+    return KeyedEventIsolation()
+
+
 def create_dispatcher(
     settings: Settings,
     *,
@@ -533,8 +550,15 @@ async def run(settings: Settings, *, clock: Clock | None = None) -> None:
         mail=create_mail_transport(settings, bot, database, clock, links),
     )
     scheduler = create_scheduler(settings, database, clock, services, after_commit=sender.wake)
+    isolation = create_events_isolation(settings)
     dispatcher = create_dispatcher(
-        settings, database=database, clock=clock, sender=sender, i18n=i18n, services=services
+        settings,
+        database=database,
+        clock=clock,
+        sender=sender,
+        i18n=i18n,
+        services=services,
+        events_isolation=isolation,
     )
     background: list[asyncio.Task[None]] = []
     try:
@@ -608,6 +632,7 @@ async def run(settings: Settings, *, clock: Clock | None = None) -> None:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await bot.session.close()
+        await isolation.close()
         await database.dispose()
         log.info("stopped")
 

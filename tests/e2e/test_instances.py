@@ -1,5 +1,5 @@
 """Several instances (SPEC §11, issue 14): three bot processes in webhook mode on one PostgreSQL
-database, behind HAProxy run from deploy/haproxy.cfg; the emulated Telegram posts every update
+database and one Redis, behind HAProxy run from deploy/haproxy.cfg; the emulated Telegram posts every update
 to the balancer, which hands it to the next ready instance.
 
 A customer's dialog hops from instance to instance step by step and still ends in one ticket;
@@ -30,6 +30,7 @@ HANDLED = re.compile(r"Update id=(\d+) is handled")
 async def instances(
     fake: FakeTelegram,
     pg_url: str,
+    redis_url: str,
     balancer: Balancer,
     tmp_path: Path,
     request: pytest.FixtureRequest,
@@ -39,6 +40,7 @@ async def instances(
         fake,
         tmp_path,
         DATABASE_URL=pg_url,
+        REDIS_URL=redis_url,  # one update at a time per chat across the instances
         WEBHOOK_URL=balancer.url,
         WEBHOOK_SECRET="s3cret-token",
         WEB_HOST="127.0.0.1",
