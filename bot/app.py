@@ -548,6 +548,8 @@ async def run(settings: Settings, *, clock: Clock | None = None) -> None:
         limiter=limiter,
         outcomes=services.coalescer.register(services.desk_outcomes.register(Outcomes())),
         mail=create_mail_transport(settings, bot, database, clock, links),
+        # SQLite is one instance's; on PostgreSQL others may send too (SPEC §11).
+        share_chats=not database.single_writer,
     )
     scheduler = create_scheduler(settings, database, clock, services, after_commit=sender.wake)
     isolation = create_events_isolation(settings)

@@ -280,6 +280,19 @@ class Delivery(Base):
     result: Mapped[dict[str, Any] | None]
 
 
+class ChatOwner(Base):
+    """Which sender sends to a chat (SPEC §11): one at a time, so that several instances
+    together keep the chat's Telegram limits (each keeps them for the chats it holds). Held
+    until ``until``: while the holder sends, and after it stops for as long as its limit
+    for the chat needs to be as good as new (bot/delivery/sender.py)."""
+
+    __tablename__ = "chat_owners"
+
+    chat_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    owner: Mapped[str] = mapped_column(String(32))  # SenderInstance.id
+    until: Mapped[datetime] = mapped_column(index=True)
+
+
 class SenderInstance(Base):
     """A running sender's heartbeat. Leases of an instance that stopped beating (killed) are
     taken over at once instead of waiting for them to expire."""

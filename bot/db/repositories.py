@@ -14,6 +14,7 @@ from sqlalchemy.orm import aliased, selectinload
 
 from bot.db.models import (
     Attachment,
+    ChatOwner,
     Delivery,
     DeskSetting,
     DialogState,
@@ -821,11 +822,64 @@ class SenderRepo:
     async def forget(self, instance_id: str) -> None:
         await self.session.execute(delete(SenderInstance).where(SenderInstance.id == instance_id))
 
+    async def count_alive(self, since: datetime) -> int:
+        """Senders that beat since ``since`` (this one included once it has beaten)."""
+        count = await self.session.scalar(
+            select(func.count()).select_from(SenderInstance).where(
+                SenderInstance.heartbeat_at >= since
+            )
+        )
+        return int(count or 0)
+
     async def forget_dead(self, before: datetime) -> None:
         """Drop long-dead instances, once none of their leases can matter any more."""
         await self.session.execute(
             delete(SenderInstance).where(SenderInstance.heartbeat_at < before)
         )
+
+
+class ChatOwners:
+    """Which sender sends to which chat (``ChatOwner``): taken when free or expired, kept
+    while held, given back when the holder is done with it."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def acquire(
+        self, chat_ids: Iterable[int], owner: str, now: datetime, until: datetime
+    ) -> set[int]:
+        """Hold ``chat_ids`` until ``until``: those free, expired or held by ``owner``
+        already; returns the ones now held."""
+        rows = [{"chat_id": chat_id, "owner": owner, "until": until} for chat_id in chat_ids]
+        if not rows:
+            return set()
+        postgresql = self.session.get_bind().dialect.name == "postgresql"
+        insert = (pg_insert if postgresql else sqlite_insert)(ChatOwner).values(rows)
+        statement = insert.on_conflict_do_update(
+            index_elements=[ChatOwner.chat_id],
+            set_={"owner": insert.excluded.owner, "until": insert.excluded.until},
+            where=or_(ChatOwner.owner == owner, ChatOwner.until < now),
+        ).returning(ChatOwner.chat_id)
+        return {int(chat_id) for chat_id in (await self.session.execute(statement)).scalars()}
+
+    async def extend(self, owner: str, until: dict[int, datetime]) -> None:
+        """Keep holding these chats, each until its own time."""
+        for chat_id, moment in until.items():
+            await self.session.execute(
+                update(ChatOwner)
+                .where(ChatOwner.chat_id == chat_id, ChatOwner.owner == owner)
+                .values(until=moment)
+            )
+
+    async def release(self, owner: str, chat_ids: Iterable[int]) -> None:
+        wanted = list(chat_ids)
+        if wanted:
+            await self.session.execute(
+                delete(ChatOwner).where(ChatOwner.owner == owner, ChatOwner.chat_id.in_(wanted))
+            )
+
+    async def forget_before(self, moment: datetime) -> None:
+        await self.session.execute(delete(ChatOwner).where(ChatOwner.until < moment))
 
 
 class DeskSettings:

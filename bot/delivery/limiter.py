@@ -305,6 +305,19 @@ class RateLimiter:
         limit.pause(now, seconds)
         self._keep(chat_id, limit)
 
+    def fresh_in(self, chat_id: int, now: float | None = None) -> float:
+        """Seconds until what was sent to ``chat_id`` no longer limits it: from then on a
+        limit kept anywhere else (another instance's) may start from new."""
+        now = monotonic() if now is None else now
+        self._now = now
+        limit = self._chats.get(chat_id)
+        return 0.0 if limit is None else _until(limit.fresh_at(), now)
+
+    def share(self, senders: int) -> None:
+        """The bot's overall rate, split between ``senders`` that send at once (instances):
+        together they keep it."""
+        self._global.count = max(1, math.floor(self.limits.global_per_second / max(1, senders)))
+
     def resume(self, chat_id: int, now: float | None = None) -> None:
         """End a pause early (a group that had removed the bot took it back); the chat's
         own rate still holds."""

@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.clock import Clock
 from bot.db.models import Delivery, is_mail_customer
-from bot.db.repositories import DeliveryRepo, SenderRepo
+from bot.db.repositories import ChatOwners, DeliveryRepo, SenderRepo
 from bot.db.uow import transaction
 from bot.delivery.client import retrying_enabled
 from bot.delivery.intents import Refs
@@ -51,6 +51,9 @@ LEASE = timedelta(seconds=90)
 # A sender beats every HEARTBEAT; one silent for DEAD_AFTER was killed: its leases are free.
 HEARTBEAT = timedelta(seconds=2)
 DEAD_AFTER = timedelta(seconds=10)
+# Several instances: a chat is held this long past its holder's last beat (a killed holder's
+# chats are free after it; one stopped in order frees each as its limit allows).
+HOLD = timedelta(seconds=10)
 REQUEST_TIMEOUT = 30
 # Outcomes that could not be recorded are tried again this many times before their streams
 # are let go (the lease then decides: at least once beats a chat stalled until a restart).
@@ -152,8 +155,15 @@ class Sender:
         concurrency: int = 32,
         poll_interval: float = 1.0,
         mail: MailTransport | None = None,
+        share_chats: bool = False,
     ) -> None:
         self.bot = bot
+        # Several instances on one database (SPEC §11): each chat is sent to by one sender at
+        # a time, which keeps its limits; the bot's overall rate is split between the senders.
+        self.share_chats = share_chats
+        self._held: dict[int, datetime] = {}  # chat -> until when this sender holds it
+        self._seen: set[int] = set()  # chats with something due since the last beat
+        self._sending: dict[int, int] = {}  # delivery id -> chat, while in flight
         self.mail = mail  # customers who write by e-mail (SPEC §10); None: no such channel
         self.session_factory = session_factory
         self.read_session_factory = read_session_factory or session_factory
@@ -229,6 +239,19 @@ class Sender:
             async with transaction(self.session_factory) as uow:
                 session = uow.session
                 await SenderRepo(session).forget(self.instance_id)
+                if self.share_chats:
+                    # Each chat free as soon as its limit no longer remembers this sender.
+                    now = self.clock.now()
+                    fresh_in = {chat: self.limiter.fresh_in(chat) for chat in self._held}
+                    owners = ChatOwners(session)
+                    await owners.extend(
+                        self.instance_id,
+                        {c: now + timedelta(seconds=s) for c, s in fresh_in.items() if s > 0},
+                    )
+                    await owners.release(
+                        self.instance_id, [c for c, s in fresh_in.items() if not s]
+                    )
+                    self._held.clear()
 
     async def _beat(self, now: datetime) -> None:
         if self._last_beat is not None and now - self._last_beat < HEARTBEAT:
@@ -238,7 +261,43 @@ class Sender:
             repo = SenderRepo(session)
             await repo.beat(self.instance_id, now)
             await repo.forget_dead(now - LEASE * 10)
+            if self.share_chats:
+                await self._keep_chats(session, now)
+                self.limiter.share(await repo.count_alive(now - DEAD_AFTER))
         self._last_beat = now
+
+    async def _keep_chats(self, session: AsyncSession, now: datetime) -> None:
+        """Go on holding the chats this sender is busy with, or whose limits still remember
+        what it sent (another sender would start them from new); give back the others."""
+        keep: dict[int, datetime] = {}
+        done: list[int] = []
+        sending = set(self._sending.values())
+        for chat_id in self._held:
+            fresh_in = timedelta(seconds=self.limiter.fresh_in(chat_id))
+            if chat_id in self._seen or chat_id in sending or fresh_in:
+                keep[chat_id] = now + max(HOLD, fresh_in)
+            else:
+                done.append(chat_id)
+        owners = ChatOwners(session)
+        await owners.extend(self.instance_id, keep)
+        await owners.release(self.instance_id, done)
+        await owners.forget_before(now - LEASE)
+        self._held = keep
+        self._seen.clear()
+
+    async def _holding(self, heads: Sequence[Delivery], now: datetime) -> list[Delivery]:
+        """The heads of the chats this sender holds, taking the free ones (SPEC §11)."""
+        chats = {head.chat_id for head in heads}
+        self._seen |= chats
+        wanted = {chat for chat in chats if self._held.get(chat, now) <= now}
+        if wanted:
+            until = now + HOLD
+            async with transaction(self.session_factory) as uow:
+                got = await ChatOwners(uow.session).acquire(wanted, self.instance_id, now, until)
+            for chat in wanted - got:
+                self._held.pop(chat, None)
+            self._held.update(dict.fromkeys(got, until))
+        return [head for head in heads if head.chat_id in self._held]
 
     def idle(self) -> bool:
         """Nothing in hand: no send running and no outcome waiting to be recorded."""
@@ -272,6 +331,8 @@ class Sender:
         now = self.clock.now()
         async with self.read_session_factory() as session:
             heads = await DeliveryRepo(session).due_heads(now, limit=200, dead_before=dead_before)
+        if self.share_chats and heads:
+            heads = await self._holding(heads, now)
         next_wait = min(self.poll_interval, HEARTBEAT.total_seconds())
         busy = set(self._in_flight.values())
         chosen: list[Delivery] = []
@@ -318,6 +379,7 @@ class Sender:
                 head.method, head.payload, head.context = row.method, row.payload, row.context
             head.attempts += 1
             self._in_flight[head.id] = head.stream
+            self._sending[head.id] = head.chat_id
             task = asyncio.create_task(self._deliver(head))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -552,6 +614,7 @@ class Sender:
 
     def _release(self, outcome: _Outcome) -> None:
         self._in_flight.pop(outcome.delivery.id, None)
+        self._sending.pop(outcome.delivery.id, None)
         number = outcome.delivery.ticket_number
         if number is not None and outcome.topic is not None:
             self._topics.pop((outcome.delivery.chat_id, number), None)

@@ -552,6 +552,42 @@ async def test_two_senders_send_each_delivery_exactly_once(
     assert all(r.attempts == 1 for r in rows)
 
 
+@pytest.mark.parametrize("share", [True, False], ids=["sharing chats", "each on its own"])
+async def test_two_instances_together_keep_telegrams_limits(
+    fake: FakeTelegram,
+    make_engine: Callable[[], AsyncEngine],
+    sessions: async_sessionmaker[AsyncSession],
+    clock: ShiftedClock,
+    make_sender: Callable[..., Sender],
+    share: bool,
+) -> None:
+    """Two instances' senders and Telegram's limits (the emulator enforces them): holding a
+    chat one at a time (SPEC §11), they provoke no 429 where each alone would keep its own
+    pace and together break the chat's — which the second case shows the test can see."""
+    fake.enforce_limits = True
+    customer = CUSTOMERS[0]
+    for n in range(6):  # different tickets' streams: either sender may take any of them
+        await enqueue(sessions, clock, customer, f"to the customer {n}", stream=f"c{n}")
+    for n in range(4):
+        await enqueue(sessions, clock, STAFF, f"to the group {n}", stream=f"g{n}")
+    senders = [
+        make_sender(
+            Limits(), session_factory=create_session_factory(make_engine()), share_chats=share
+        )
+        for _ in range(2)
+    ]
+    await asyncio.gather(*(sender.drain(timeout=15) for sender in senders))
+    if not share:
+        assert fake.rate_limited > 0
+        return
+    assert fake.rate_limited == 0
+    assert sorted(texts(fake, customer)) == sorted(f"to the customer {n}" for n in range(6))
+    assert sorted(texts(fake, STAFF)) == sorted(f"to the group {n}" for n in range(4))
+    async with sessions() as session:
+        rows = (await session.execute(select(Delivery))).scalars().all()
+    assert {r.status for r in rows} == {"sent"} and all(r.attempts == 1 for r in rows)
+
+
 # ---------------------------------------------------------------- context
 
 
