@@ -984,6 +984,8 @@ class BotApi:
             )
         if p.get("url"):
             raise bad_request("URL_INVALID")
+        if utf16_len(str(p.get("text") or "")) > 200:
+            raise bad_request("MESSAGE_TOO_LONG")  # Telegram: "0-200 characters"
         self.w.callbacks.pop(qid)
         self.w.answers[qid] = {
             "text": p.get("text"),

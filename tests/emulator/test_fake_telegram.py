@@ -350,6 +350,8 @@ async def test_press_and_answer(fake: FakeTelegram, bot: Bot, alice: FakeUser) -
     qid = fake.press(alice, msg, "Good")
     updates = await bot.get_updates(timeout=0)
     cq = updates[-1].callback_query
+    with pytest.raises(TelegramBadRequest, match="MESSAGE_TOO_LONG"):  # 0-200 characters
+        await bot.answer_callback_query(qid, text="x" * 201)
     assert cq
     assert cq.id == qid
     assert cq.data == "rate:5"

@@ -22,6 +22,8 @@ from bot.views import staff as views
 
 Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
 
+ANSWER_LIMIT = 200  # characters of a press's answer (a toast or an alert)
+
 
 class InStaffChat(BaseFilter):
     async def __call__(
@@ -47,6 +49,9 @@ class AnswerPresses(CallbackAnswerMiddleware):
         data["callback_answer"] = answer
         result = await handler(event, data)
         if not answer.disabled and not answer.answered:
+            if answer.text is not None and len(answer.text) > ANSWER_LIMIT:
+                # Telegram refuses a longer one (400 MESSAGE_TOO_LONG) and the press would fail.
+                answer.text = answer.text[: ANSWER_LIMIT - 1].rstrip() + "…"
             await self.answer(event, answer)
         return result
 
