@@ -370,13 +370,19 @@ class ProblemService:
             raise Refusal(
                 _("No open request linked to #{number} is left to resolve."), number=problem.number
             )
+        answer = int(message_id) if message_id is not None else None
         for incident in incidents:
+            # An answer its customer has had already (told to all linked customers before) is
+            # not sent again: only the question goes, as resolving with the last answer does.
+            fresh = answer
+            if answer is not None and await _had(session, incident, answer):
+                fresh = None
             await self.resolution.resolve(
                 session,
                 incident,
                 actor,
-                int(message_id) if message_id is not None else None,
-                data.get("content"),
+                fresh,
+                data.get("content") if fresh is not None else None,
                 problem=problem.number,
             )
         EventRepo(session).record(
@@ -447,6 +453,14 @@ class ProblemService:
                 tags=TicketTags(reply_to_card=reply_to is None),
             ),
         )
+
+
+async def _had(session: AsyncSession, ticket: Ticket, message_id: int) -> bool:
+    """Whether the staff message ``message_id`` was sent to the ticket's customer already."""
+    return any(
+        event.type == "staff_message" and (event.details or {}).get("message_id") == message_id
+        for event in await EventRepo(session).for_ticket(ticket.number)
+    )
 
 
 def _linkable(ticket: Ticket, counts: dict[int, tuple[int, int]]) -> Linkable:

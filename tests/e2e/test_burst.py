@@ -116,14 +116,15 @@ async def test_a_burst_of_new_requests_shows_first_as_a_digest_and_a_quoted_line
     text = fake.text_of(found)
     # What staff see first: the digest, not one card after the other.
     assert len(staff_posts(fake)) <= 4, [fake.text_of(p)[:40] for p in staff_posts(fake)]
-    listed = [n for n in numbers if f"/ticket_{n}" in text]
+    # Whole numbers: "/ticket_1" is also the start of "/ticket_12".
+    listed = [n for n in numbers if re.search(rf"/ticket_{n}\b", text)]
     assert len(listed) >= 5
     assert "Outage seen by" in text  # the topic of each new request
     assert fake.rate_limited == 0
     # A staff reply quoting one line of the digest goes to that line's customer only.
     target = listed[-1]
     who = chats[numbers.index(target)]
-    line = next(line for line in text.splitlines() if f"/ticket_{target}" in line)
+    line = next(line for line in text.splitlines() if re.search(rf"/ticket_{target}\b", line))
     # Staff read before they answer: by then the desk has recorded the digest as sent.
     await eventually(
         lambda: bot.query("SELECT 1 FROM deliveries WHERE purpose = 'digest' AND status = 'sent'"),

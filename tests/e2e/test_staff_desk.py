@@ -44,6 +44,7 @@ async def test_card_buttons_change_the_ticket_and_the_card(
         "✅ Решено",
         "🔒 Закрыть",
         "📜 История",
+        "🔗 Привязать к проблеме",
     ]
     # Take: the card shows the assignee and the status; the customer is told.
     take = fake.press(anna, card, "Взять")
