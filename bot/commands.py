@@ -24,9 +24,7 @@ def staff_commands() -> list[BotCommand]:
         BotCommand(command="find", description=_("Find tickets: /find text")),
         BotCommand(command="note", description=_("An internal note in a ticket's topic")),
         BotCommand(command="macros", description=_("Saved answers")),
-        BotCommand(
-            command="link", description=_("Link requests to a problem: /link 12 34 35-40")
-        ),
+        BotCommand(command="link", description=_("Link requests to a problem: /link 12 34 35-40")),
         BotCommand(command="unlink", description=_("Unlink requests from their problem")),
         BotCommand(
             command="broadcast", description=_("In a problem's topic: tell all linked customers")

@@ -825,9 +825,9 @@ class SenderRepo:
     async def count_alive(self, since: datetime) -> int:
         """Senders that beat since ``since`` (this one included once it has beaten)."""
         count = await self.session.scalar(
-            select(func.count()).select_from(SenderInstance).where(
-                SenderInstance.heartbeat_at >= since
-            )
+            select(func.count())
+            .select_from(SenderInstance)
+            .where(SenderInstance.heartbeat_at >= since)
         )
         return int(count or 0)
 
