@@ -54,7 +54,8 @@ _EPS = 1e-6
 # Telegram counts a message when the request arrives, we when we take its slot: a request
 # that takes a little longer to get there than the next one would land inside the window or
 # spacing it was kept out of. Every window and spacing is kept this much longer (at most a
-# fifth of it, so limits lifted for a benchmark stay lifted).
+# fifth of it, so limits lifted for a benchmark stay lifted), and once the call is answered
+# (:meth:`RateLimiter.land`) it counts from then: it arrived somewhere in between.
 MARGIN = 0.2
 
 
@@ -74,6 +75,7 @@ class Bucket:
     per_second: float
     stamp: float
     tokens: float = -1.0
+    revoked: float = -math.inf  # refill up to here was taken back by landed calls
 
     def __post_init__(self) -> None:
         if self.tokens < 0:
@@ -95,6 +97,15 @@ class Bucket:
 
     def resume(self) -> None:
         self.tokens = max(self.tokens, 0.0)
+
+    def land(self, reserved: float, now: float, messages: int = 1) -> None:
+        """A call taken at ``reserved`` was answered ``now``: no refill while it was on its way
+        (taken back once for calls in flight together, not once each)."""
+        self.wait_time(now)
+        since = max(reserved, self.revoked)
+        if now > since:
+            self.tokens -= (now - since) * self.per_second
+            self.revoked = now
 
     def fresh_at(self) -> float:
         """When the bucket is full again: no different from a new one."""
@@ -122,6 +133,17 @@ class Window:
     def room(self, now: float) -> int:
         self.wait_time(now)  # forgets what left the window
         return max(0, self.count - len(self.sent))
+
+    def land(self, reserved: float, now: float, messages: int = 1) -> None:
+        """Messages taken at ``reserved`` count from ``now`` (every stamp is at most ``now``,
+        so the window stays in order)."""
+        taken = min(messages, self.count)
+        for _ in range(taken):
+            try:
+                self.sent.remove(reserved)
+            except ValueError:  # already out of the window: it comes back in, from now
+                break
+        self.sent.extend(repeat(now, taken))
 
     def fresh_at(self) -> float:
         """When the last message leaves the window."""
@@ -185,6 +207,10 @@ class Group:
 
     def resume(self) -> None:
         self.paused_until = -math.inf
+
+    def land(self, reserved: float, now: float, messages: int = 1) -> None:
+        self.window.land(reserved, now, messages)
+        self.last = max(self.last, now)
 
     def fresh_at(self) -> float:
         return max(
@@ -297,6 +323,29 @@ class RateLimiter:
             limit.charge(now, messages)
             self._keep(chat_id, limit)
         self._global.take(now, messages)
+
+    def land(
+        self,
+        chat_id: int,
+        reserved: float,
+        now: float | None = None,
+        *,
+        edit: bool = False,
+        messages: int = 1,
+    ) -> None:
+        """The call whose slot was taken at ``reserved`` (or messages charged then) has been
+        answered: Telegram counted it somewhere in between, so from now on it counts as sent
+        ``now``. A busy process can send a call a good while after taking its slot, and a
+        call sent late must not make the next one, sent on time, arrive too close."""
+        now = monotonic() if now is None else now
+        if now <= reserved:
+            return
+        self._now = now
+        self._global.land(reserved, now, messages)
+        limit = None if edit else self._chats.get(chat_id)
+        if limit is not None:
+            limit.land(reserved, now, messages)
+            self._keep(chat_id, limit)
 
     def pause(self, chat_id: int, seconds: float, now: float | None = None) -> None:
         """Telegram answered 429 with ``retry_after``: nothing more to ``chat_id`` until then."""

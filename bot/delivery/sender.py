@@ -20,6 +20,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from time import monotonic
 from typing import Any
 
 from aiogram import Bot, methods
@@ -73,6 +74,11 @@ def messages_in(delivery: Delivery) -> int:
     if delivery.method in ("CopyMessages", "ForwardMessages"):
         return max(1, len(payload.get("message_ids") or ()))
     return 1
+
+
+def is_edit(delivery: Delivery) -> bool:
+    """An edit is no new message in its chat: only the bot's overall rate counts it."""
+    return delivery.method.startswith("Edit")
 
 
 def fairness_key(delivery: Delivery) -> str:
@@ -164,6 +170,9 @@ class Sender:
         self._held: dict[int, datetime] = {}  # chat -> until when this sender holds it
         self._seen: set[int] = set()  # chats with something due since the last beat
         self._sending: dict[int, int] = {}  # delivery id -> chat, while in flight
+        # delivery id -> when its first call's slot (and what joined it) was taken, to tell
+        # the limiter when that call was answered (RateLimiter.land)
+        self._slots: dict[int, list[tuple[float, int]]] = {}
         self.mail = mail  # customers who write by e-mail (SPEC §10); None: no such channel
         self.session_factory = session_factory
         self.read_session_factory = read_session_factory or session_factory
@@ -342,12 +351,14 @@ class Sender:
                 break
             if head.stream in busy:
                 continue
+            taken_at = monotonic()
             wait = self.limiter.reserve(
-                head.chat_id, edit=head.method.startswith("Edit"), messages=messages_in(head)
+                head.chat_id, taken_at, edit=is_edit(head), messages=messages_in(head)
             )
             if wait > 0:
                 next_wait = min(next_wait, wait)
                 continue
+            self._slots[head.id] = [(taken_at, messages_in(head))]
             busy.add(head.stream)
             chosen.append(head)
             self.turns.served(head)
@@ -373,6 +384,7 @@ class Sender:
                     await self._join(session, row, now)
         for head in chosen:
             if head.id not in claimed:
+                self._slots.pop(head.id, None)
                 continue  # another process took it
             if head.id in fresh:
                 row = fresh[head.id]
@@ -423,7 +435,9 @@ class Sender:
         if not taken:
             return
         # The head took one message of the chat's budget when it was chosen; the rest now.
-        self.limiter.charge(head.chat_id, messages_in(head) - 1)
+        charged_at, more = monotonic(), messages_in(head) - 1
+        self.limiter.charge(head.chat_id, more, charged_at)
+        self._slots.setdefault(head.id, []).append((charged_at, more))
         await DeliveryRepo(session).merged(taken, into=head.id, now=now)
 
     async def _deliver(self, delivery: Delivery) -> None:
@@ -434,6 +448,7 @@ class Sender:
             log.exception("delivery %s crashed", delivery.id)
             outcome.failure = Failure(FailureKind.RETRY, f"{type(exc).__name__}: {exc}", 300.0)
         finally:
+            self._slots.pop(delivery.id, None)  # a call never made counts from its slot
             self._outcomes.append(outcome)
             self._wake.set()
 
@@ -464,8 +479,12 @@ class Sender:
         # Parts of a long text sent by an earlier attempt are not sent again.
         outcome.ids = done_before
         for index, call in enumerate(calls[len(done_before) :]):
-            if index:  # the first call's slot was taken when the delivery was chosen
-                await self._slot(delivery.chat_id)
+            # The first call's slot was taken when the delivery was chosen.
+            slots = (
+                [(await self._slot(delivery.chat_id), 1)]
+                if index
+                else self._slots.pop(delivery.id, [])
+            )
             if outcome.topic is not None:
                 call.message_thread_id = outcome.topic  # type: ignore[attr-defined]
             try:
@@ -475,6 +494,16 @@ class Sender:
                     return self._failed_with(outcome, exc)
             except Exception as exc:  # noqa: BLE001 - every API error is classified and recorded
                 return self._failed_with(outcome, exc)
+            finally:
+                answered = monotonic()
+                for taken_at, messages in slots:
+                    self.limiter.land(
+                        delivery.chat_id,
+                        taken_at,
+                        answered,
+                        edit=is_edit(delivery) and not index,
+                        messages=messages,
+                    )
         return outcome
 
     async def _send_mail(
@@ -493,11 +522,13 @@ class Sender:
             outcome.failure = classify_mail(exc, delivery)
         return outcome
 
-    async def _slot(self, chat_id: int) -> None:
-        """Wait for the chat's limits to take one more message (the next part of a long text)."""
+    async def _slot(self, chat_id: int) -> float:
+        """Wait for the chat's limits to take one more message (the next part of a long text);
+        return when its slot was taken."""
         # The limiter says how long until the chat may take it; nothing else can wake us sooner.
-        while (wait := self.limiter.reserve(chat_id)) > 0:  # noqa: ASYNC110
+        while (wait := self.limiter.reserve(chat_id, taken_at := monotonic())) > 0:  # noqa: ASYNC110
             await asyncio.sleep(wait)
+        return taken_at
 
     async def _refer(self, session: AsyncSession, refs: Refs, payload: dict[str, Any]) -> None:
         """Message ids known only once an earlier delivery of the same stream was sent: the

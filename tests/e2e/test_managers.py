@@ -73,7 +73,16 @@ async def test_each_audience_has_its_own_command_menu(
 
     assert menu(alice) == ["new", "my", "cancel", "language", "help"]
     assert menu(boss) == ["new", "my", "cancel", "language", "help", "summary", "export"]
-    assert menu(agent, STAFF_CHAT_ID) == ["queue", "ticket", "find", "note", "macros"]
+    assert menu(agent, STAFF_CHAT_ID) == [
+        "queue",
+        "ticket",
+        "find",
+        "note",
+        "macros",
+        "link",
+        "unlink",
+        "broadcast",
+    ]
     assert menu(boss, STAFF_CHAT_ID)[-2:] == ["summary", "export"]
     assert fake.commands_for(agent.id, STAFF_CHAT_ID)[0]["description"].startswith("Открытые")
     # The manager's own language choice keeps the manager's commands.

@@ -5,6 +5,7 @@ tests start their explicit clock well after "now" on that clock (``T0``)."""
 
 from __future__ import annotations
 
+import heapq
 import math
 import time
 from dataclasses import dataclass
@@ -545,3 +546,98 @@ def test_the_margin_keeps_calls_clear_of_telegrams_own_counting() -> None:
     # Lifted limits (a benchmark) stay lifted: the margin is at most a fifth of a spacing.
     lifted = RateLimiter(Limits(group_per_minute=10**6, global_per_second=10**6))
     assert all(lifted.reserve(group, now=30.0 + k * 1e-4) == 0.0 for k in range(100))
+
+
+def test_a_call_counts_from_when_it_was_answered() -> None:
+    """A busy process may send a call well after taking its slot; Telegram counts it when it
+    arrives, somewhere before the answer. Landed, it counts from the answer."""
+    limiter = RateLimiter(Limits())
+    group = -100
+    assert limiter.reserve(group, now=10.0) == 0.0
+    limiter.land(group, 10.0, now=10.5)
+    assert limiter.reserve(group, now=11.2) > 0  # 1.2 s after the slot, not after the answer
+    assert limiter.reserve(group, now=11.7) == 0.0
+    for chat in range(1, 31):
+        assert limiter.reserve(chat, now=20.0) == 0.0
+        limiter.land(chat, 20.0, now=20.4)
+    assert limiter.reserve(99, now=21.2) > 0
+    assert limiter.reserve(99, now=21.6) == 0.0
+
+
+def test_calls_in_flight_together_delay_a_private_chat_once() -> None:
+    limiter = RateLimiter(Limits())  # a burst of 3, then one every 1.2 s
+    for _ in range(3):
+        assert limiter.reserve(USER, now=T0) == 0.0
+    for _ in range(3):
+        limiter.land(USER, T0, now=T0 + 0.5)
+    # No refill while they were on their way: the next one 1.2 s after they were answered...
+    assert limiter.reserve(USER, now=T0 + 1.2) == pytest.approx(0.5)
+    # ... and not three times that.
+    assert limiter.reserve(USER, now=T0 + 1.7) == 0.0
+
+
+def test_landing_an_edit_or_a_forgotten_chat_is_harmless() -> None:
+    limiter = RateLimiter(Limits())
+    assert limiter.reserve(USER, now=T0, edit=True) == 0.0
+    limiter.land(USER, T0, now=T0 + 0.1, edit=True)
+    assert limiter.tracked_chats() == 0
+    limiter.land(OTHER_USER, T0 - 5, now=T0)  # nothing was taken there: nothing to move
+    assert limiter.reserve(OTHER_USER, now=T0) == 0.0
+
+
+@dataclass(frozen=True)
+class Flight:
+    after: float  # seconds since the previous call was wanted
+    chat_id: int
+    messages: int
+    flight: float  # from the slot to Telegram's answer
+    arrives: float  # where in between Telegram counts it (0: at once, 1: just before the answer)
+
+
+flights = st.builds(
+    Flight,
+    after=st.one_of(st.just(0.0), st.floats(0, 2), st.floats(0, 30)),
+    chat_id=st.sampled_from(PROPERTY_GROUPS + PROPERTY_PRIVATE + (3, 4, 5)),
+    messages=st.one_of(st.just(1), st.integers(1, 12)),
+    flight=st.one_of(st.floats(0, 0.05), st.floats(0, 1.5)),
+    arrives=st.floats(0, 1),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(flights, max_size=150))
+def test_late_calls_provoke_no_429_from_telegrams_own_counting(wanted: list[Flight]) -> None:
+    """Calls that reach Telegram anywhere between their slot and their answer, counted as the
+    emulator counts them (arrival time, sliding windows, its small tolerance), are never
+    refused, however late each one is."""
+    from bot.emulator.methods import ApiError, RateLimits, _Limiter
+
+    clock = 0.0
+    telegram = _Limiter(RateLimits(), clock=lambda: clock)
+    limiter = RateLimiter(Limits())
+    events: list[tuple[float, int, str, Flight, float]] = []  # (when, order, what, call, slot)
+    t = 1000.0
+    for n, call in enumerate(wanted):
+        t += call.after
+        heapq.heappush(events, (t, n, "want", call, 0.0))
+    order = len(wanted)
+    while events:
+        when, _, what, call, slot = heapq.heappop(events)
+        order += 1
+        if what == "want":
+            wait = limiter.reserve(call.chat_id, now=when, messages=call.messages)
+            if wait > 0:
+                heapq.heappush(events, (when + wait, order, "want", call, 0.0))
+                continue
+            arrival = when + call.arrives * call.flight
+            heapq.heappush(events, (arrival, order, "arrive", call, when))
+            heapq.heappush(events, (when + call.flight, order + 1, "land", call, when))
+            order += 1
+        elif what == "arrive":
+            clock = when
+            try:
+                telegram.check(call.chat_id, call.chat_id < 0, call.messages)
+            except ApiError as exc:
+                pytest.fail(f"429 at {when - 1000:.3f} for {call}: {exc}")
+        else:
+            limiter.land(call.chat_id, slot, now=when, messages=call.messages)

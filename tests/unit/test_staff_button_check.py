@@ -14,8 +14,11 @@ from aiogram.types import (
     Message,
     User,
 )
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bot.handlers.staff.buttons import genuine_button
+from bot.handlers.staff.gate import fit_answer
 
 STAFF = Chat(id=-1001, type="supergroup", title="Staff")
 AGENT = User(id=2001, is_bot=False, first_name="Anna")
@@ -53,3 +56,20 @@ def test_forged_data_or_a_message_not_ours_is_not() -> None:
     assert not genuine_button(press("st:close:7:0"))  # not a button of this message
     assert not genuine_button(press("st:take:7:0", sender=AGENT))  # someone else's message
     assert not genuine_button(press("st:take:7:0", markup=None))
+
+
+@given(st.text(max_size=400))
+def test_a_press_answer_fits_telegrams_200_code_units(text: str) -> None:
+    fitted = fit_answer(text)
+    units = len(fitted.encode("utf-16-le")) // 2
+    assert units <= 200
+    if len(text.encode("utf-16-le")) // 2 <= 200:
+        assert fitted == text
+    else:
+        assert fitted.endswith("…") and text.startswith(fitted[:-1])
+
+
+def test_emoji_count_twice_in_a_press_answer() -> None:
+    text = "🔗" * 150  # 150 characters, 300 code units
+    fitted = fit_answer(text)
+    assert fitted == "🔗" * 99 + "…"

@@ -22,7 +22,19 @@ from bot.views import staff as views
 
 Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
 
-ANSWER_LIMIT = 200  # characters of a press's answer (a toast or an alert)
+ANSWER_LIMIT = 200  # UTF-16 code units of a press's answer (a toast or an alert)
+
+
+def fit_answer(text: str, limit: int = ANSWER_LIMIT) -> str:
+    """``text`` cut to what Telegram takes as a press's answer (a longer one is refused with
+    400 MESSAGE_TOO_LONG and the press would fail). Telegram counts UTF-16 code units: an
+    emoji is two of them."""
+    units = text.encode("utf-16-le")
+    if len(units) <= 2 * limit:
+        return text
+    # Cut on a code unit boundary, then drop half a surrogate pair if the cut split one.
+    kept = units[: 2 * (limit - 1)].decode("utf-16-le", errors="ignore")
+    return kept.rstrip() + "…"
 
 
 class InStaffChat(BaseFilter):
@@ -49,9 +61,8 @@ class AnswerPresses(CallbackAnswerMiddleware):
         data["callback_answer"] = answer
         result = await handler(event, data)
         if not answer.disabled and not answer.answered:
-            if answer.text is not None and len(answer.text) > ANSWER_LIMIT:
-                # Telegram refuses a longer one (400 MESSAGE_TOO_LONG) and the press would fail.
-                answer.text = answer.text[: ANSWER_LIMIT - 1].rstrip() + "…"
+            if answer.text is not None:
+                answer.text = fit_answer(answer.text)
             await self.answer(event, answer)
         return result
 
