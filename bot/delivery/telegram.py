@@ -31,9 +31,9 @@ from aiogram.types import BufferedInputFile, Message, MessageId
 from bot.db.models import Delivery
 from bot.delivery.outcomes import Failure, FailureKind
 
+# Telegram counts a text's length in UTF-16 code units (an emoji is two), after parsing.
 TEXT_LIMIT = 4096
-# Parts are cut a little shorter: Telegram counts UTF-16 code units, Python code points.
-PART_LIMIT = 4000
+PART_LIMIT = 4000  # parts are cut a little shorter: room for what parsing may count otherwise
 MAX_BACKOFF = 300.0
 # A group that refuses the bot (removed from it): its deliveries wait, and are tried again
 # this often until the bot is back (or at once, when it is added back: see Sender.resume).
@@ -80,7 +80,8 @@ def _single_media(payload: dict[str, Any]) -> TelegramMethod[Any]:
 
 def _too_long(payload: dict[str, Any]) -> bool:
     text = payload.get("text")
-    return isinstance(text, str) and len(text) > TEXT_LIMIT and visible_length(text) > TEXT_LIMIT
+    # The markup's own length first: it is never shorter than the visible text.
+    return isinstance(text, str) and units(text) > TEXT_LIMIT and visible_length(text) > TEXT_LIMIT
 
 
 def _split_message(payload: dict[str, Any]) -> list[dict[str, Any]]:
@@ -121,13 +122,31 @@ def _tokens(text: str) -> list[tuple[str, str, str]]:
     return parser.tokens
 
 
+def units(text: str) -> int:
+    """``text``'s length as Telegram counts it: UTF-16 code units."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _fitting(text: str, room: int) -> int:
+    """How many of ``text``'s characters fit in ``room`` code units."""
+    if len(text) <= room and text.isascii():
+        return len(text)
+    used = 0
+    for index, char in enumerate(text):
+        used += 2 if ord(char) > 0xFFFF else 1
+        if used > room:
+            return index
+    return len(text)
+
+
 def visible_length(text: str) -> int:
-    return sum(len(raw) for kind, _, raw in _tokens(text) if kind == "text")
+    """The visible text's length in UTF-16 code units."""
+    return sum(units(raw) for kind, _, raw in _tokens(text) if kind == "text")
 
 
 def split_html(text: str, limit: int) -> list[str]:
-    """Cut HTML into parts of at most ``limit`` visible characters, at line ends where there
-    are any, closing the tags open at a cut and opening them again in the next part."""
+    """Cut HTML into parts of at most ``limit`` visible UTF-16 code units, at line ends where
+    there are any, closing the tags open at a cut and opening them again in the next part."""
     parts: list[str] = []
     open_tags: list[tuple[str, str]] = []  # (tag, its start tag as written)
     head: list[str] = []  # the part so far, up to its last line end
@@ -155,21 +174,21 @@ def split_html(text: str, limit: int) -> list[str]:
         rest = raw
         while rest:
             room = limit - head_size - line_size
-            newline = rest[:room].rfind("\n") if room > 0 else -1
-            if len(rest) <= room:
+            fits = _fitting(rest, room) if room > 0 else 0  # characters
+            newline = rest[:fits].rfind("\n")
+            if fits == len(rest):
                 piece, rest = rest, ""
             elif newline >= 0:
                 piece, rest = rest[: newline + 1], rest[newline + 1 :]  # whole lines that fit
-            elif head_size and line_size + len(rest.split("\n", 1)[0]) <= limit:
+            elif head_size and line_size + units(rest.split("\n", 1)[0]) <= limit:
                 # The line does not fit here but fits a part of its own: cut before it.
                 emit(head, head_open)
                 head, head_size = [start for _, start in head_open], 0
                 continue
             else:
                 # A line longer than a part: cut it after a word if one ends late enough.
-                room = max(room, 0)
-                space = rest[:room].rfind(" ")
-                cut = space + 1 if space > room // 2 else room
+                space = rest[:fits].rfind(" ")
+                cut = space + 1 if space > fits // 2 else fits
                 line.append(html.escape(rest[:cut], quote=False))
                 rest = rest[cut:]
                 emit(head + line, open_tags)
@@ -177,7 +196,7 @@ def split_html(text: str, limit: int) -> list[str]:
                 line, line_size = [], 0
                 continue
             line.append(html.escape(piece, quote=False))
-            line_size += len(piece)
+            line_size += units(piece)
             if "\n" in piece:
                 # Everything up to here is whole lines: it may close a part.
                 head += line

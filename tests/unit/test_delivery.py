@@ -36,7 +36,7 @@ from bot.delivery.limiter import Limits, RateLimiter
 from bot.delivery.outbox import Outbox, stream_of
 from bot.delivery.outcomes import Outcomes
 from bot.delivery.sender import Sender
-from bot.delivery.telegram import split_html, visible_length
+from bot.delivery.telegram import PART_LIMIT, build_calls, split_html, visible_length
 from bot.domain.hours import SupportHours
 from bot.domain.tickets import Kind, Priority, Status
 from bot.emulator import FakeTelegram
@@ -883,3 +883,14 @@ def test_split_html_keeps_every_character_and_the_limit(
     for part in parts:  # every part is well-formed on its own
         assert part.count("<b>") == part.count("</b>")
         assert part.count("<code>") == part.count("</code>")
+
+
+def test_a_long_text_of_emoji_is_cut_as_telegram_counts_it() -> None:
+    """Telegram counts UTF-16 code units: 3,000 emoji are 6,000 of them, too many for one
+    message although they are 3,000 characters."""
+    text = "<b>Outage</b> " + "🔥" * 3000
+    delivery = Delivery(method="SendMessage", payload={"chat_id": ALICE, "text": text})
+    calls = build_calls(delivery, delivery.payload)
+    assert len(calls) == 2
+    assert all(visible_length(call.text) <= PART_LIMIT for call in calls)  # type: ignore[attr-defined]
+    assert "".join(strip_tags(call.text) for call in calls).count("🔥") == 3000  # type: ignore[attr-defined]
