@@ -41,6 +41,16 @@ class Unlinked:
 
 
 @dataclass(frozen=True, slots=True)
+class IncidentDisputed:
+    """To staff, in the problem's topic: a linked customer disputed the shared answer, so
+    their request left the problem and is worked on its own."""
+
+    problem: int
+    incident: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class BroadcastOffer:
     """To staff, under an answer in a problem's topic: send it to every linked customer."""
 

@@ -32,6 +32,7 @@ from bot.services.lifecycle import Refusal
 from bot.services.notices_problems import (
     Broadcast,
     BroadcastOffer,
+    IncidentDisputed,
     KnownProblem,
     LinkReport,
     ResolveAllOffer,
@@ -202,9 +203,19 @@ class ProblemService:
         if (problem_ticket := await TicketRepo(session).get(problem)) is not None:
             await self.cards.refresh(session, problem_ticket, title=False)
 
-    async def disputed(self, session: AsyncSession, ticket: Ticket) -> None:
-        """The customer disputed the answer: the incident leaves its problem (SPEC §13)."""
+    async def disputed(self, session: AsyncSession, ticket: Ticket, reason: str) -> None:
+        """The customer disputed the answer: the incident leaves its problem (SPEC §13), and
+        whoever works on the problem hears why — the answer did not fit every case."""
+        problem = ticket.problem_number
+        if problem is None:
+            return
         await self.detach(session, ticket, actor_id=ticket.customer_id, role="customer")
+        problem_ticket = await TicketRepo(session).get(problem)
+        if problem_ticket is not None:
+            rendered = self.render(
+                IncidentDisputed(problem, ticket.number, reason), self.config.default_locale
+            )
+            self.cards.post_to_ticket(session, problem_ticket, rendered.text)
 
     async def link_burst(
         self, session: AsyncSession, numbers: Sequence[int], actor: User

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 LOW_RATING = 2
 
-AfterDispute = Callable[[AsyncSession, Ticket], Awaitable[None]]
+AfterDispute = Callable[[AsyncSession, Ticket, str], Awaitable[None]]
 
 
 class ResolutionService:
@@ -175,7 +175,7 @@ class ResolutionService:
         )
         self._to_staff(session, ticket, desk_notices.DisputeReason(ticket.number, reason))
         if self.after_dispute is not None:
-            await self.after_dispute(session, ticket)
+            await self.after_dispute(session, ticket, reason)
         await self.cards.refresh(session, ticket)
         await self._tell(session, ticket, notices.Reopened(ticket.number))
         return ticket

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from aiogram import html
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.i18n import ngettext
 
@@ -13,6 +14,7 @@ from bot.keyboards import problems as kb
 from bot.services.notices_problems import (
     Broadcast,
     BroadcastOffer,
+    IncidentDisputed,
     KnownProblem,
     LinkReport,
     ResolveAllOffer,
@@ -105,6 +107,15 @@ def unlinked(notice: Unlinked, _locale: str) -> Rendered:
     return Rendered("\n".join(lines))
 
 
+def incident_disputed(notice: IncidentDisputed, _locale: str) -> Rendered:
+    return Rendered(
+        _(
+            "🔄 The customer of #{incident} says the answer did not solve it: {reason}\n"
+            "#{incident} is no longer linked to this problem and is worked on its own."
+        ).format(incident=notice.incident, reason=html.quote(notice.reason))
+    )
+
+
 def broadcast_offer(notice: BroadcastOffer, _locale: str) -> Rendered:
     text = ngettext(
         "#{problem} has {count} linked request still open. Send them this answer too?",
@@ -152,6 +163,7 @@ def notice_views() -> Mapping[type, RenderFn]:
         KnownProblem: known_problem,
         LinkReport: link_report,
         Unlinked: unlinked,
+        IncidentDisputed: incident_disputed,
         BroadcastOffer: broadcast_offer,
         Broadcast: broadcast,
         ResolveAllOffer: resolve_all_offer,

@@ -10,6 +10,7 @@ from typing import Any
 from aiogram import html
 from aiogram.types import InlineKeyboardMarkup
 from aiogram.utils.i18n import gettext as _
+from aiogram.utils.i18n import ngettext
 
 from bot.db.models import Macro
 from bot.domain.sla import Sla, SlaState
@@ -74,12 +75,16 @@ def event_text(event: HistoryEvent) -> str:
         "incident_unlinked": lambda: _("#{number} unlinked from this problem").format(
             number=event.new
         ),
-        "broadcast": lambda: _("sent an answer to {count} linked customers").format(
-            count=event.new
-        ),
-        "resolved_all": lambda: _("resolved {count} linked requests with this answer").format(
-            count=event.new
-        ),
+        "broadcast": lambda: ngettext(
+            "sent an answer to {count} linked customer",
+            "sent an answer to {count} linked customers",
+            int(event.new or 0),
+        ).format(count=event.new),
+        "resolved_all": lambda: ngettext(
+            "resolved {count} linked request with this answer",
+            "resolved {count} linked requests with this answer",
+            int(event.new or 0),
+        ).format(count=event.new),
         "dispute": lambda: _("disputed the answer: {text}").format(text=quote(event.text or "")),
         "answer_withdrawn": lambda: _("made the album a note: nothing reached the customer"),
         "note": lambda: _("internal note: {text}").format(text=quote(event.text or "")),

@@ -255,6 +255,15 @@ async def test_thirty_incidents_one_problem_one_answer_to_all_then_resolved_toge
     await staff_post(
         fake, "the dispute's reason", lambda p: "Version 2.2 still shows" in fake.text_of(p)
     )
+    # Whoever works on the problem hears it too, where the problem's conversation is.
+    heard = await staff_post(
+        fake,
+        "the dispute in the problem's conversation",
+        lambda p: f"Клиент #{disputed} говорит, что ответ не решил" in fake.text_of(p),
+    )
+    assert "Version 2.2 still shows the error" in fake.text_of(heard)
+    if forum:
+        assert heard.get("message_thread_id") == card.get("message_thread_id")
 
     def finished() -> list[tuple[Any, ...]] | None:
         rows = bot.query(STATUSES)

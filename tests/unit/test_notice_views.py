@@ -15,8 +15,8 @@ from aiogram.utils.i18n import I18n
 
 from bot.domain.sla import Sla, SlaState
 from bot.domain.tickets import Kind, Priority, Status
-from bot.services import notices_customer, notices_desk
-from bot.views import mail, reports, resolution, tickets
+from bot.services import notices_customer, notices_desk, notices_problems
+from bot.views import mail, problems, reports, resolution, tickets
 from bot.views.render import ViewRenderer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,13 +33,16 @@ def _notices(module: ModuleType) -> list[type]:
     ]
 
 
-@pytest.mark.parametrize("module", [notices_customer, notices_desk], ids=lambda m: m.__name__)
+@pytest.mark.parametrize(
+    "module", [notices_customer, notices_desk, notices_problems], ids=lambda m: m.__name__
+)
 def test_every_notice_has_a_view(module: ModuleType) -> None:
     table = {
         **tickets.notice_views(),
         **resolution.notice_views(),
         **reports.notice_views(),
         **mail.notice_views(),
+        **problems.notice_views(),
     }
     notices = _notices(module)
     assert notices
