@@ -37,10 +37,13 @@ class BurstCb(CallbackData, prefix="bl"):
 def link_menu(
     number: int, problems: Sequence[tuple[int, str, int]], linked_to: int | None
 ) -> InlineKeyboardMarkup:
-    """The card's Link menu: the problems to link ``number`` to, and Unlink when linked."""
+    """The card's Link menu: the problems to link ``number`` to (the one it is linked to now
+    marked), and Unlink when linked."""
     builder = InlineKeyboardBuilder()
     for problem, topic, incidents in problems:
         label = f"#{problem} · {topic[:32]}" + (f" · 🧩{incidents}" if incidents else "")
+        if problem == linked_to:
+            label = "✅ " + label
         builder.button(text=label, callback_data=StaffCb(op=Op.LINK, number=number, arg=problem))
     if linked_to is not None:
         builder.button(

@@ -228,7 +228,10 @@ class ProblemService:
         if len(candidates) < 2:
             raise Refusal(_("Fewer than two of these requests are open: nothing to link."))
         problem = min(candidates, key=lambda t: t.number)
-        others = [t.number for t in tickets if t.number != problem.number]
+        # Requests staff linked to a problem meanwhile stay where they were put.
+        others = [
+            t.number for t in tickets if t.number != problem.number and t.problem_number is None
+        ]
         return await self.link(session, problem.number, others, actor)
 
     async def candidates(self, session: AsyncSession, number: int) -> list[tuple[int, str, int]]:

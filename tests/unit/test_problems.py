@@ -348,3 +348,22 @@ async def test_resolving_together_and_a_dispute_leaving_the_problem(
     [unlinked] = [e for e in await _events(session, 3) if e.type == "problem" and e.new is None]
     assert (unlinked.old, unlinked.actor_role) == ("1", "customer")
     assert (await _ticket(session, 2)).problem_number == 1
+
+
+def test_the_link_menu_marks_the_problem_a_request_is_linked_to(i18n: I18n) -> None:
+    from bot.keyboards.problems import link_menu
+
+    with i18n.context(), i18n.use_locale("en"):
+        markup = link_menu(34, [(12, "Reports down", 5), (20, "Login fails", 0)], 12)
+    labels = [row[0].text for row in markup.inline_keyboard]
+    assert labels[:2] == ["✅ #12 · Reports down · 🧩5", "#20 · Login fails"]
+    assert labels[2] == "✂️ Unlink from #12"
+
+
+async def test_a_burst_press_leaves_requests_linked_meanwhile_where_they_are(
+    session: AsyncSession, desk: Desk
+) -> None:
+    await desk.problems.link(session, 5, [4], desk.anna)  # staff linked #4 to #5 by hand
+    report = await desk.problems.link_burst(session, [2, 3, 4], desk.anna)
+    assert report.problem == 2 and report.linked == (3,) and report.moved == ()
+    assert (await _ticket(session, 4)).problem_number == 5
