@@ -12,6 +12,7 @@ import asyncio
 import collections
 import re
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
@@ -21,6 +22,7 @@ from bot.emulator import FakeTelegram, FakeUser
 from tests.balancer import Balancer
 from tests.e2e.driver import Customer
 from tests.e2e.harness import STAFF_CHAT_ID, BotProcess, bot_env
+from tests.e2e.test_resolution import FAST, answered_and_resolved
 from tests.waiting import eventually
 
 HANDLED = re.compile(r"Update id=(\d+) is handled")
@@ -44,6 +46,7 @@ async def instances(
         WEBHOOK_URL=balancer.url,
         WEBHOOK_SECRET="s3cret-token",
         WEB_HOST="127.0.0.1",
+        **getattr(request, "param", {}),  # a test's own settings (indirect parametrization)
     )
     bots = []
     for n, port in enumerate(balancer.backends):
@@ -173,3 +176,48 @@ async def test_instances_restarted_and_killed_mid_burst_lose_and_repeat_nothing(
         )
         relayed = [t for t in texts if f"More from {c.user.first_name}:" in t]
         assert len(relayed) == 1, (c.user.first_name, relayed)
+
+
+MANAGER = 5005
+
+
+def _soon(seconds: int) -> tuple[str, str]:
+    """A zone where it is about noon (far from midnight whenever the test runs) and the time
+    of day there ``seconds`` from now."""
+    utc = datetime.now(UTC)
+    k = 12 - utc.hour
+    k = k + 24 if k < -12 else k
+    zone = f"Etc/GMT{-k:+d}" if k else "UTC"  # POSIX names count the other way
+    return zone, (utc + timedelta(hours=k, seconds=seconds)).strftime("%H:%M:%S")
+
+
+ZONE, SUMMARY_AT = _soon(25)
+
+
+@pytest.mark.parametrize(
+    "instances",
+    [{**FAST, "MANAGER_IDS": str(MANAGER), "TIMEZONE": ZONE, "SUMMARY_TIME": SUMMARY_AT}],
+    ids=["timers"],
+    indirect=True,
+)
+async def test_every_timer_fires_once_whichever_instance_sweeps(
+    fake: FakeTelegram, alice: FakeUser, anna: FakeUser, instances: list[BotProcess]
+) -> None:
+    """Three schedulers sweep the same database every 0.3 s: the confirmation reminder, the
+    auto-close and the managers' daily summary each take effect once (SPEC §11)."""
+    boss = fake.add_user(MANAGER, "Maria", language_code="en", started=True)
+    customer = Customer(fake, alice)
+    number, _card = await answered_and_resolved(instances[0], customer, anna)
+    await customer.expect("Is the problem of request", f"#{number}", timeout=15)
+    await customer.expect("closed automatically", f"#{number}", timeout=15)
+    await customer.expect("How would you rate")
+    manager = Customer(fake, boss)
+    await manager.expect("Сводка поддержки за", timeout=40)  # in DEFAULT_LOCALE: not met yet
+    # The sweeps of all three that follow are listened to: nothing fires a second time.
+    await fake.expect_silence(alice.id, within=3.0)
+    texts = [fake.text_of(m) for m in fake.bot_messages(alice.id)]
+    assert sum("Is the problem of request" in t for t in texts) == 1
+    assert sum("closed automatically" in t for t in texts) == 1
+    summaries = [m for m in fake.bot_messages(MANAGER) if "Сводка поддержки за" in fake.text_of(m)]
+    assert len(summaries) == 1, [fake.text_of(m) for m in fake.bot_messages(MANAGER)]
+    assert instances[0].query("SELECT status, close_reason FROM tickets") == [("closed", "auto")]
