@@ -181,7 +181,7 @@ async def test_thirty_incidents_one_problem_one_answer_to_all_then_resolved_toge
         lambda p: (p.get("reply_to_message") or {}).get("message_id") == link["message_id"],
     )
     assert f"Привязано к проблеме #{problem}" in fake.text_of(report), fake.text_of(report)
-    assert "(29 запросов)" in fake.text_of(report), fake.text_of(report)
+    assert "(29 обращений)" in fake.text_of(report), fake.text_of(report)
     await everyone_has(fake, linked, KNOWN)
     rows = bot.query(STATUSES)
     assert {number: linked_to for number, _, linked_to, _ in rows} == {
@@ -190,7 +190,7 @@ async def test_thirty_incidents_one_problem_one_answer_to_all_then_resolved_toge
     }
     disputer = linked[len(linked) // 2]  # the one who will not agree in the end
     disputed = incidents[len(linked) // 2]
-    await card_shows(fake, card, "🧩 Проблема: 29 привязанных запросов, открыто 29")
+    await card_shows(fake, card, "🧩 Проблема: 29 привязанных обращений, открыто 29")
     disputed_card = await staff_post(fake, f"card of #{disputed}", card_of(fake, disputed))
     await card_shows(fake, disputed_card, f"🔗 Привязан к проблеме /ticket_{problem}")
 
@@ -272,7 +272,7 @@ async def test_thirty_incidents_one_problem_one_answer_to_all_then_resolved_toge
         )
 
     rows = await eventually(finished, lambda: f"not all closed: {bot.query(STATUSES)}", 30)
-    await card_shows(fake, card, "🧩 Проблема: 28 привязанных запросов, открыто 0")
+    await card_shows(fake, card, "🧩 Проблема: 28 привязанных обращений, открыто 0")
     await card_shows(fake, disputed_card, "Статус: В работе")
     assert "Привязан к проблеме" not in fake.text_of(
         fake.message(STAFF_CHAT_ID, disputed_card["message_id"])
@@ -340,7 +340,7 @@ async def test_forged_and_foreign_presses_on_a_problem_send_nothing(
     assert f"Привязано к проблеме #{problem}" in (await fake.wait_for_answer(linked))["text"]
     await card_shows(fake, incident_card, f"🔗 Привязан к проблеме /ticket_{problem}")
     assert "✅ Решено" in current_buttons(fake, incident_card)  # the card's own buttons again
-    await card_shows(fake, card, "🧩 Проблема: 1 привязанный запрос, открыто 1")
+    await card_shows(fake, card, "🧩 Проблема: 1 привязанное обращение, открыто 1")
     await eventually(lambda: copies(fake, second.id, KNOWN), "the incident's customer not told")
     second.command("/my")
     listing = await eventually(
@@ -413,7 +413,7 @@ async def test_one_press_under_a_burst_digest_links_its_new_requests_to_the_olde
     digest = await staff_post(
         fake,
         "burst digest with its button",
-        lambda p: any("Связать эти новые запросы" in b for b in fake.buttons(p)),
+        lambda p: any("Связать эти новые обращения" in b for b in fake.buttons(p)),
         within=40,
     )
     listed = [int(n) for n in re.findall(r"🆕 /ticket_(\d+)", fake.text_of(digest))]
@@ -423,7 +423,7 @@ async def test_one_press_under_a_burst_digest_links_its_new_requests_to_the_olde
         lambda: bot.query("SELECT 1 FROM deliveries WHERE purpose = 'digest' AND status = 'sent'"),
         "the digest was never recorded as sent",
     )
-    press = fake.press(anna, digest, "Связать эти новые запросы")
+    press = fake.press(anna, digest, "Связать эти новые обращения")
     problem = min(listed)
     assert f"#{problem}" in (await fake.wait_for_answer(press))["text"]
     # The report takes its turn in the group's budget (one message each 10 s here).

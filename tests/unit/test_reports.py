@@ -287,8 +287,8 @@ async def test_the_summary_shows_its_block_of_problems(problems: AsyncSession) -
         "Open now: 3 problems; open requests linked to them: 4",
     ]
     russian = _rendered(summary, "ru")
-    assert "Решены 2 проблемы, привязанных запросов: 4" in russian
-    assert "Открыты сейчас 3 проблемы, открытых привязанных запросов: 4" in russian
+    assert "Решены 2 проблемы, привязанных обращений: 4" in russian
+    assert "Открыты сейчас 3 проблемы, открытых привязанных обращений: 4" in russian
 
     # A line with nothing to say is left out: one problem, nothing linked, nothing resolved.
     summary.problems = ProblemFigures(open=1, open_incidents=1)
