@@ -192,7 +192,7 @@ async def test_thirty_incidents_one_problem_one_answer_to_all_then_resolved_toge
     disputed = incidents[len(linked) // 2]
     await card_shows(fake, card, "🧩 Проблема: 29 привязанных обращений, открыто 29")
     disputed_card = await staff_post(fake, f"card of #{disputed}", card_of(fake, disputed))
-    await card_shows(fake, disputed_card, f"🔗 Привязан к проблеме /ticket_{problem}")
+    await card_shows(fake, disputed_card, f"🔗 Привязано к проблеме /ticket_{problem}")
 
     # Staff answer the problem: in its topic, or replying to its card.
     fix = "We found the cause of the outage and are rolling out a fix."
@@ -274,7 +274,7 @@ async def test_thirty_incidents_one_problem_one_answer_to_all_then_resolved_toge
     rows = await eventually(finished, lambda: f"not all closed: {bot.query(STATUSES)}", 30)
     await card_shows(fake, card, "🧩 Проблема: 28 привязанных обращений, открыто 0")
     await card_shows(fake, disputed_card, "Статус: В работе")
-    assert "Привязан к проблеме" not in fake.text_of(
+    assert "Привязано к проблеме" not in fake.text_of(
         fake.message(STAFF_CHAT_ID, disputed_card["message_id"])
     )
     for number, status, linked_to, reason in rows:
@@ -293,11 +293,11 @@ async def test_thirty_incidents_one_problem_one_answer_to_all_then_resolved_toge
     history = await staff_post(fake, "history", lambda p: f"История #{disputed}" in fake.text_of(p))
     text = fake.text_of(history)
     steps = [
-        f"привязан к проблеме #{problem}",
+        f"привязано к проблеме #{problem}",
         f"ответил клиенту (ответ по проблеме #{problem})",
         "статус: В работе → Решено",
         "оспорил ответ: Version 2.2 still shows the error",
-        f"отвязан от проблемы #{problem}",
+        f"отвязано от проблемы #{problem}",
     ]
     at = [text.find(step) for step in steps]
     assert all(i >= 0 for i in at) and at == sorted(at), (at, text)
@@ -338,7 +338,7 @@ async def test_forged_and_foreign_presses_on_a_problem_send_nothing(
         anna, fake.message(STAFF_CHAT_ID, incident_card["message_id"]), f"#{problem}"
     )
     assert f"Привязано к проблеме #{problem}" in (await fake.wait_for_answer(linked))["text"]
-    await card_shows(fake, incident_card, f"🔗 Привязан к проблеме /ticket_{problem}")
+    await card_shows(fake, incident_card, f"🔗 Привязано к проблеме /ticket_{problem}")
     assert "✅ Решено" in current_buttons(fake, incident_card)  # the card's own buttons again
     await card_shows(fake, card, "🧩 Проблема: 1 привязанное обращение, открыто 1")
     await eventually(lambda: copies(fake, second.id, KNOWN), "the incident's customer not told")
