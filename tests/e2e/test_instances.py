@@ -221,3 +221,35 @@ async def test_every_timer_fires_once_whichever_instance_sweeps(
     summaries = [m for m in fake.bot_messages(MANAGER) if "Сводка поддержки за" in fake.text_of(m)]
     assert len(summaries) == 1, [fake.text_of(m) for m in fake.bot_messages(MANAGER)]
     assert instances[0].query("SELECT status, close_reason FROM tickets") == [("closed", "auto")]
+
+
+async def test_a_member_removed_through_one_instance_is_refused_by_every_instance(
+    fake: FakeTelegram,
+    alice: FakeUser,
+    anna: FakeUser,
+    boris_staff: FakeUser,
+    instances: list[BotProcess],
+) -> None:
+    """Telegram tells one instance that someone left the staff group (``chat_member``); the
+    others had them as a member in their caches a moment ago, and must not trust that."""
+    group = fake.groups[STAFF_CHAT_ID]
+    group.username = "ecomet_staff"  # public: a former member can still press, as Telegram allows
+    group.join_to_send_messages = False
+    customer = Customer(fake, alice)
+    number = await customer.open_request(topic="Staff turnover")
+    card = await fake.next_message(STAFF_CHAT_ID)
+    await instances[0].settled()
+    # Her presses go round the three instances: every one of them has seen her as a member.
+    for _ in range(len(instances)):
+        await fake.wait_for_answer(fake.press(anna, card, "История"))
+    assert all(handled_by(instances).values())
+
+    fake.remove_member(STAFF_CHAT_ID, anna, by=boris_staff)
+    await fake.wait_updates_consumed()
+    refused = []
+    for _ in range(len(instances)):  # again round the three
+        refused.append((await fake.wait_for_answer(fake.press(anna, card, "Взять")))["text"])
+    assert refused == ["Эта кнопка уже неактивна."] * len(instances)
+    assert instances[0].query(
+        "SELECT status, assignee_id FROM tickets WHERE number = ?", number
+    ) == [("new", None)]
