@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, fields
 from datetime import timedelta
 from email.utils import parseaddr
@@ -602,7 +602,15 @@ async def run(settings: Settings, *, clock: Clock | None = None) -> None:
             settings, database, i18n, services, links, after_commit=sender.wake, readiness=readiness
         )
         if settings.webhook_url:
-            await _serve_webhook(settings, bot, dispatcher, guard, app, readiness)
+            await _serve_webhook(
+                settings,
+                bot,
+                dispatcher,
+                guard,
+                app,
+                readiness,
+                before=replies_wait_for_their_posts(sender, desk, me.id),
+            )
         else:
             if links is not None:
                 # Polling, but the links in mails need the web app: it serves them alone.
@@ -623,6 +631,7 @@ async def run(settings: Settings, *, clock: Clock | None = None) -> None:
                 batch_sessions=batch_sessions,
                 after_commit=sender.wake,
                 guard=guard,
+                before_batch=replies_wait_for_their_posts(sender, desk, me.id),
             )
             poller.install_signal_handlers()
             await poller.run(dispatcher.resolve_used_update_types())
@@ -644,15 +653,24 @@ class KeepingRequestHandler(SimpleRequestHandler):
     again) for one that could not be kept, until its ``PoisonGuard`` writes it down: Telegram
     delivers a webhook's updates in order, so one stuck update would hold up all the others."""
 
-    def __init__(self, *, guard: PoisonGuard, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        guard: PoisonGuard,
+        before: Callable[[Sequence[Update]], Awaitable[None]] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.guard = guard
+        self.before = before  # as the poller's ``before_batch``
 
     async def _handle_request(self, bot: Bot, request: web.Request) -> web.Response:
         update = Update.model_validate(
             await request.json(loads=bot.session.json_loads), context={"bot": bot}
         )
         result: TelegramMethod[Any] | None
+        if self.before is not None:
+            await self.before([update])
         try:
             result = await self.dispatcher.feed_webhook_update(bot, update, **self.data)
         except Exception as exc:  # noqa: BLE001 - whatever it was, the update is not kept
@@ -679,12 +697,14 @@ async def _serve_webhook(
     guard: PoisonGuard,
     app: web.Application,
     readiness: Readiness,
+    before: Callable[[Sequence[Update]], Awaitable[None]],
 ) -> None:
     from aiogram.webhook.aiohttp_server import setup_application
 
     path = "/webhook"
     KeepingRequestHandler(
         guard=guard,
+        before=before,
         dispatcher=dispatcher,
         bot=bot,
         secret_token=settings.webhook_secret.get_secret_value(),
@@ -717,3 +737,33 @@ async def _serve_webhook(
         readiness.stopping = True
         log.info("stopping: finishing the updates in hand")
         await runner.cleanup()
+
+
+# How long a batch with a staff reply waits for the bot's posts that are on their way.
+REPLY_WAIT = 3.0
+
+
+def replies_wait_for_their_posts(
+    sender: Sender, desk: DeskConfig, bot_id: int
+) -> Callable[[Sequence[Update]], Awaitable[None]]:
+    """Telegram shows a message of the bot to staff a moment before the bot hears back about
+    it (and records which ticket it belongs to). A staff reply to it in that moment would be
+    taken for staff talking among themselves, and an answer would stay inside: a batch with a
+    reply to the bot in the staff group first lets what is on its way there be recorded."""
+
+    def replies_to_bot(update: Update) -> bool:
+        message = update.message
+        if message is None or message.chat.id != desk.staff_chat_id:
+            return False
+        replied = message.reply_to_message
+        return (
+            replied is not None
+            and replied.from_user is not None
+            and (replied.from_user.id == bot_id)
+        )
+
+    async def before_batch(updates: Sequence[Update]) -> None:
+        if any(replies_to_bot(update) for update in updates):
+            await sender.recorded(desk.staff_chat_id, timeout=REPLY_WAIT)
+
+    return before_batch

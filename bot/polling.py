@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from aiogram import Bot, Dispatcher
 from aiogram.dispatcher.middlewares.user_context import UserContextMiddleware
@@ -64,8 +64,12 @@ class Poller:
         batch_sessions: async_sessionmaker[AsyncSession] | None = None,
         after_commit: Callable[[], None] = lambda: None,
         guard: PoisonGuard | None = None,
+        before_batch: Callable[[Sequence[Update]], Awaitable[None]] | None = None,
     ) -> None:
         self.bot = bot
+        # Called before a batch is handled, outside its transaction (what the batch may wait
+        # for must not wait for the batch's locks).
+        self.before_batch = before_batch
         self.dispatcher = dispatcher
         self.timeout = timeout
         self.batch_sessions = batch_sessions
@@ -103,6 +107,8 @@ class Poller:
                 break  # stopped while waiting
             if updates:
                 try:
+                    if self.before_batch is not None:
+                        await self.before_batch(updates)
                     await self._handle_batch(updates)
                 except Exception:  # not confirmed: Telegram sends them again
                     log.exception("a batch of %d updates was not kept; retrying", len(updates))

@@ -187,6 +187,7 @@ class Sender:
         self._in_flight: dict[int, str] = {}  # delivery id -> stream, until its outcome is kept
         self._outcomes: list[_Outcome] = []
         self._wake = asyncio.Event()
+        self._released = asyncio.Event()  # an outcome was kept (see recorded())
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
         self._loop_done = asyncio.Event()  # set while run() is not looping
@@ -307,6 +308,21 @@ class Sender:
                 self._held.pop(chat, None)
             self._held.update(dict.fromkeys(got, until))
         return [head for head in heads if head.chat_id in self._held]
+
+    async def recorded(self, chat_id: int, *, timeout: float) -> None:
+        """Wait (at most ``timeout`` seconds) until what this sender has on its way to
+        ``chat_id`` now is sent and recorded: a message that Telegram already shows, and
+        someone may be replying to, is then known for what it is."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        on_the_way = {d for d, chat in self._sending.items() if chat == chat_id}
+        while on_the_way & self._sending.keys():
+            self._released.clear()
+            left = deadline - loop.time()
+            if left <= 0:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._released.wait(), left)
 
     def idle(self) -> bool:
         """Nothing in hand: no send running and no outcome waiting to be recorded."""
@@ -646,6 +662,7 @@ class Sender:
     def _release(self, outcome: _Outcome) -> None:
         self._in_flight.pop(outcome.delivery.id, None)
         self._sending.pop(outcome.delivery.id, None)
+        self._released.set()
         number = outcome.delivery.ticket_number
         if number is not None and outcome.topic is not None:
             self._topics.pop((outcome.delivery.chat_id, number), None)

@@ -58,9 +58,10 @@ class FakeTelegram(World):
     >>> fake.send_command(alice, "/start")
     >>> msg = await fake.next_message(alice.id)
 
-    Telegram's failures on demand: :meth:`fail_next`, :meth:`drop_connection_next`, uploads over
-    :attr:`upload_limits` (413), the bot removed from a group and back (:meth:`kick_bot`,
-    :meth:`unban_bot`, :meth:`add_bot`); :mod:`bot.emulator` says what aiogram raises for each.
+    Telegram's failures on demand: :meth:`fail_next`, :meth:`drop_connection_next`,
+    :meth:`answer_late`, uploads over :attr:`upload_limits` (413), the bot removed from a group
+    and back (:meth:`kick_bot`, :meth:`unban_bot`, :meth:`add_bot`); :mod:`bot.emulator` says
+    what aiogram raises for each.
     """
 
     def __init__(
@@ -251,6 +252,9 @@ class FakeTelegram(World):
             self._log(method, exc.params if isinstance(exc, _TooLargeError) else {}, None, exc)
             return _json_error(exc)
         fault = self._take_fault(method, raw)
+        late = 0.0
+        if fault is not None and fault.late:
+            late, fault = fault.late, None
         if fault is not None:
             if fault.drop:
                 self._log(method, raw, None, ApiError(0, "connection dropped"))
@@ -288,6 +292,8 @@ class FakeTelegram(World):
             self._log(method, params, None, err)
             return _json_error(err)
         self._log(method, params, result, None)
+        if late:
+            await asyncio.sleep(late)  # done, and the world sees it; the bot hears of it later
         return web.json_response({"ok": True, "result": result}, dumps=_dumps)
 
     def _prepare(self, method: str, raw: JsonDict, files: dict[str, UploadedFile]) -> JsonDict:

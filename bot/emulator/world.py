@@ -225,6 +225,7 @@ class Fault:
     retry_after: int | None
     chat_id: int | str | None
     drop: bool = False
+    late: float = 0.0  # no error: the call takes effect, and its answer comes this much later
 
 
 def _fake_file_id(kind: str) -> tuple[str, str]:
@@ -1333,6 +1334,14 @@ class World:
     ) -> None:
         """The next ``times`` calls of ``method`` get their connection closed without answer."""
         self.faults.append(Fault(method.lower(), times, 0, None, None, chat_id, drop=True))
+
+    def answer_late(
+        self, method: str, seconds: float, *, times: int = 1, chat_id: int | str | None = None
+    ) -> None:
+        """The next ``times`` calls of ``method`` take effect at once (a message is there for
+        everyone to see) but their answer reaches the bot ``seconds`` later, as on a slow
+        network or when Telegram is busy."""
+        self.faults.append(Fault(method.lower(), times, 0, None, None, chat_id, late=seconds))
 
     def _take_fault(self, method: str, params: JsonDict) -> Fault | None:
         for f in self.faults:

@@ -3,9 +3,12 @@ carries an answer (SPEC §5): albums marked as notes, replies to staff-side post
 
 from __future__ import annotations
 
+import pytest
+
 from bot.emulator import FakeTelegram, FakeUser
 from tests.e2e.driver import Customer
 from tests.e2e.harness import STAFF_CHAT_ID, BotProcess
+from tests.e2e.test_webhook import free_port
 from tests.waiting import eventually
 
 KEPT = "Оставлено внутри как заметка"  # the hint to a writer whose reply stayed inside
@@ -193,3 +196,30 @@ async def test_a_note_caption_that_comes_after_the_album_went_is_kept_and_said(
     assert told["reply_to_message"]["message_id"] == late["message_id"]
     await _marked(fake, late)
     await bot.expect_silence(alice.id)
+
+
+@pytest.mark.parametrize("mode", ["polling", "webhook"])
+async def test_an_answer_to_a_card_telegram_has_not_answered_for_yet_reaches_the_customer(
+    fake: FakeTelegram, alice: FakeUser, anna: FakeUser, start_bot, mode: str
+) -> None:
+    """Telegram shows the card to staff before the bot hears back about it (a busy moment):
+    an answer to it in that moment is not taken for staff talking among themselves."""
+    if mode == "webhook":
+        fake.allow_http_webhooks = True
+        port = free_port()
+        await start_bot(
+            WEBHOOK_URL=f"http://127.0.0.1:{port}",
+            WEBHOOK_SECRET="s3cret-token",
+            WEB_HOST="127.0.0.1",
+            WEB_PORT=str(port),
+        )
+    else:
+        await start_bot()
+    c = Customer(fake, alice)
+    fake.answer_late("sendMessage", 2.0, chat_id=STAFF_CHAT_ID)
+    number = await c.open_request(topic="Slow moment")
+    card = await _post(fake)  # there, while the bot still waits for Telegram's answer
+    assert f"#{number}" in fake.text_of(card)
+    fake.send_text(anna, "We are on it.", chat_id=STAFF_CHAT_ID, reply_to=card)
+    await c.expect("is now working on your request", timeout=15)  # the answer takes it
+    await c.expect("We are on it.")
