@@ -8,7 +8,7 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, fields
-from datetime import timedelta
+from datetime import datetime, timedelta
 from email.utils import parseaddr
 from functools import partial
 from pathlib import Path
@@ -52,7 +52,7 @@ from bot.delivery.limiter import Limits, RateLimiter
 from bot.delivery.mail import MailTransport
 from bot.delivery.outbox import Outbox
 from bot.delivery.outcomes import Outcomes
-from bot.delivery.sender import Sender
+from bot.delivery.sender import LEASE, Sender
 from bot.failures import FailureKeeper, PoisonGuard, Replayer
 from bot.handlers import create_root_router
 from bot.middlewares.database import UnitOfWorkMiddleware
@@ -609,7 +609,13 @@ async def run(settings: Settings, *, clock: Clock | None = None) -> None:
                 guard,
                 app,
                 readiness,
-                before=replies_wait_for_their_posts(sender, desk, me.id),
+                before=replies_wait_for_their_posts(
+                    sender,
+                    desk,
+                    me.id,
+                    clock=clock,
+                    shared=None if database.single_writer else database.reader,
+                ),
             )
         else:
             if links is not None:
@@ -631,7 +637,13 @@ async def run(settings: Settings, *, clock: Clock | None = None) -> None:
                 batch_sessions=batch_sessions,
                 after_commit=sender.wake,
                 guard=guard,
-                before_batch=replies_wait_for_their_posts(sender, desk, me.id),
+                before_batch=replies_wait_for_their_posts(
+                    sender,
+                    desk,
+                    me.id,
+                    clock=clock,
+                    shared=None if database.single_writer else database.reader,
+                ),
             )
             poller.install_signal_handlers()
             await poller.run(dispatcher.resolve_used_update_types())
@@ -741,29 +753,52 @@ async def _serve_webhook(
 
 # How long a batch with a staff reply waits for the bot's posts that are on their way.
 REPLY_WAIT = 3.0
+# Telegram dates a message in whole seconds: the send that made a message replied to was leased
+# before that second ended.
+_DATE_SLACK = timedelta(seconds=1)
 
 
 def replies_wait_for_their_posts(
-    sender: Sender, desk: DeskConfig, bot_id: int
+    sender: Sender,
+    desk: DeskConfig,
+    bot_id: int,
+    *,
+    clock: Clock,
+    shared: async_sessionmaker[AsyncSession] | None = None,
 ) -> Callable[[Sequence[Update]], Awaitable[None]]:
     """Telegram shows a message of the bot to staff a moment before the bot hears back about
     it (and records which ticket it belongs to). A staff reply to it in that moment would be
     taken for staff talking among themselves, and an answer would stay inside: a batch with a
-    reply to the bot in the staff group first lets what is on its way there be recorded."""
+    reply to the bot in the staff group first lets what is on its way there be recorded —
+    by this process's sender, and with ``shared`` (several instances on one database) by any
+    instance's, as the database shows."""
 
-    def replies_to_bot(update: Update) -> bool:
+    def replied_at(update: Update) -> datetime | None:
         message = update.message
         if message is None or message.chat.id != desk.staff_chat_id:
-            return False
+            return None
         replied = message.reply_to_message
-        return (
-            replied is not None
-            and replied.from_user is not None
-            and (replied.from_user.id == bot_id)
-        )
+        if replied is None or replied.from_user is None or replied.from_user.id != bot_id:
+            return None
+        return replied.date
 
     async def before_batch(updates: Sequence[Update]) -> None:
-        if any(replies_to_bot(update) for update in updates):
-            await sender.recorded(desk.staff_chat_id, timeout=REPLY_WAIT)
+        moments = [moment for update in updates if (moment := replied_at(update)) is not None]
+        if not moments:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + REPLY_WAIT
+        await sender.recorded(desk.staff_chat_id, timeout=REPLY_WAIT)
+        if shared is None:
+            return
+        # Leased before the latest message replied to was posted: the lease ends a LEASE later.
+        by = max(moments) + _DATE_SLACK + LEASE
+        while loop.time() < deadline:
+            async with shared() as session:
+                if not await DeliveryRepo(session).in_flight(
+                    desk.staff_chat_id, now=clock.now(), leased_until_by=by
+                ):
+                    return
+            await asyncio.sleep(0.05)
 
     return before_batch

@@ -686,6 +686,21 @@ class DeliveryRepo:
             delete(Delivery).where(Delivery.status == "sent", Delivery.sent_at < moment)
         )
 
+    async def in_flight(self, chat_id: int, *, now: datetime, leased_until_by: datetime) -> bool:
+        """Whether a send to ``chat_id`` is on its way — leased by a sender, its outcome not
+        recorded yet — whose lease ends by ``leased_until_by`` (it was leased early enough)."""
+        result = await self.session.execute(
+            select(Delivery.id)
+            .where(
+                Delivery.status == "pending",
+                Delivery.chat_id == chat_id,
+                Delivery.claimed_until > now,
+                Delivery.claimed_until <= leased_until_by,
+            )
+            .limit(1)
+        )
+        return result.first() is not None
+
     async def streams_waiting_in_groups(self) -> dict[int, int]:
         """How many streams (tickets) have deliveries waiting, per group (negative chat ids):
         the sender's measure of a group's queue against its budget. Streams, not messages: what

@@ -253,3 +253,29 @@ async def test_a_member_removed_through_one_instance_is_refused_by_every_instanc
     assert instances[0].query(
         "SELECT status, assignee_id FROM tickets WHERE number = ?", number
     ) == [("new", None)]
+
+
+async def test_an_answer_to_a_card_another_instance_is_still_sending_reaches_the_customer(
+    fake: FakeTelegram, alice: FakeUser, anna: FakeUser, instances: list[BotProcess]
+) -> None:
+    """The card is on its way from one instance (Telegram shows it, its answer is late) when
+    staff reply to it through another: the reply waits for the card to be recorded, whichever
+    instance sends it, and reaches the customer."""
+    customer = Customer(fake, alice)
+    fake.answer_late("sendMessage", 2.0, chat_id=STAFF_CHAT_ID)
+    number = await customer.open_request(topic="Slow moment, three instances")
+    card = await fake.next_message(STAFF_CHAT_ID)
+    assert f"#{number}" in fake.text_of(card)
+    for _ in range(len(instances)):  # whichever instance the balancer picks, one of these is
+        fake.send_text(anna, "We are on it.", chat_id=STAFF_CHAT_ID, reply_to=card)  # not it
+    await eventually(
+        lambda: (
+            len([m for m in fake.bot_messages(alice.id) if "We are on it." in fake.text_of(m)])
+            == len(instances)
+        ),
+        lambda: (
+            "not every answer reached the customer: "
+            + repr([fake.text_of(m) for m in fake.bot_messages(alice.id)][-5:])
+        ),
+        within=20,
+    )
