@@ -780,6 +780,8 @@ def replies_wait_for_their_posts(
         replied = message.reply_to_message
         if replied is None or replied.from_user is None or replied.from_user.id != bot_id:
             return None
+        if replied.forum_topic_created is not None:
+            return None  # a message in a topic the bot opened: Telegram's reply to its root
         return replied.date
 
     async def before_batch(updates: Sequence[Update]) -> None:
