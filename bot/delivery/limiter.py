@@ -75,20 +75,24 @@ class Bucket:
     per_second: float
     stamp: float
     tokens: float = -1.0
-    revoked: float = -math.inf  # refill up to here was taken back by landed calls
+    flights: int = 0  # calls on their way (taken with ``flying``, not landed yet)
 
     def __post_init__(self) -> None:
         if self.tokens < 0:
             self.tokens = self.capacity
 
     def wait_time(self, now: float, messages: int = 1) -> float:
-        self.tokens = min(self.capacity, self.tokens + max(0.0, now - self.stamp) * self.per_second)
+        if not self.flights:  # no refill while a call is on its way: it counts from its answer
+            gained = max(0.0, now - self.stamp) * self.per_second
+            self.tokens = min(self.capacity, self.tokens + gained)
         self.stamp = max(self.stamp, now)
+        # With calls on their way this is a lower bound: the refill waits for their answers.
         wait = (1 - self.tokens) / self.per_second
         return wait if wait > _EPS else 0.0
 
-    def take(self, now: float, messages: int = 1) -> None:
+    def take(self, now: float, messages: int = 1, *, flying: bool = False) -> None:
         self.tokens -= 1  # one call, however many messages it posts
+        self.flights += flying
 
     def pause(self, now: float, seconds: float) -> None:
         """Telegram said "retry after": no token until then."""
@@ -98,17 +102,16 @@ class Bucket:
     def resume(self) -> None:
         self.tokens = max(self.tokens, 0.0)
 
-    def land(self, reserved: float, now: float, messages: int = 1) -> None:
-        """A call taken at ``reserved`` was answered ``now``: no refill while it was on its way
-        (taken back once for calls in flight together, not once each)."""
-        self.wait_time(now)
-        since = max(reserved, self.revoked)
-        if now > since:
-            self.tokens -= (now - since) * self.per_second
-            self.revoked = now
+    def land(self, reserved: float, now: float, messages: int = 1, *, call: bool = True) -> None:
+        """A call taken while flying was answered ``now``: refill starts again from here."""
+        if call and self.flights:
+            self.wait_time(now)
+            self.flights -= 1
 
     def fresh_at(self) -> float:
         """When the bucket is full again: no different from a new one."""
+        if self.flights:
+            return math.inf
         return self.stamp + max(0.0, self.capacity - self.tokens) / self.per_second
 
 
@@ -119,34 +122,51 @@ class Window:
     count: int
     seconds: float
     sent: deque[float] = field(default_factory=deque)
+    # Messages on their way (taken with ``flying``), by the moment they were taken: they stay
+    # in the window until they are answered and count from then.
+    flying: dict[float, int] = field(default_factory=dict)
+    in_flight: int = 0
 
     def wait_time(self, now: float, messages: int = 1) -> float:
         while self.sent and _until(self.sent[0] + self.seconds, now) == 0:
             self.sent.popleft()
         # More than the window holds goes into an empty one (and fills it).
-        over = len(self.sent) + min(messages, self.count) - self.count
-        return 0.0 if over <= 0 else _until(self.sent[over - 1] + self.seconds, now)
+        over = len(self.sent) + self.in_flight + min(messages, self.count) - self.count
+        if over <= 0:
+            return 0.0
+        if over <= len(self.sent):
+            return _until(self.sent[over - 1] + self.seconds, now)
+        return self.seconds  # those on their way leave a window after their answer, not sooner
 
-    def take(self, now: float, messages: int = 1) -> None:
-        self.sent.extend(repeat(now, min(messages, self.count)))
+    def take(self, now: float, messages: int = 1, *, flying: bool = False) -> None:
+        taken = min(messages, self.count)
+        if flying:
+            self.flying[now] = self.flying.get(now, 0) + taken
+            self.in_flight += taken
+        else:
+            self.sent.extend(repeat(now, taken))
 
     def room(self, now: float) -> int:
         self.wait_time(now)  # forgets what left the window
-        return max(0, self.count - len(self.sent))
+        return max(0, self.count - len(self.sent) - self.in_flight)
 
     def land(self, reserved: float, now: float, messages: int = 1) -> None:
-        """Messages taken at ``reserved`` count from ``now`` (every stamp is at most ``now``,
-        so the window stays in order)."""
-        taken = min(messages, self.count)
-        for _ in range(taken):
-            try:
-                self.sent.remove(reserved)
-            except ValueError:  # already out of the window: it comes back in, from now
-                break
-        self.sent.extend(repeat(now, taken))
+        """Messages taken (flying) at ``reserved`` were answered ``now``: they count from now
+        (every stamp kept is at most ``now``, so the window stays in order)."""
+        landed = min(messages, self.count, self.flying.get(reserved, 0))
+        if not landed:
+            return
+        if self.flying[reserved] == landed:
+            del self.flying[reserved]
+        else:
+            self.flying[reserved] -= landed
+        self.in_flight -= landed
+        self.sent.extend(repeat(now, landed))
 
     def fresh_at(self) -> float:
         """When the last message leaves the window."""
+        if self.in_flight:
+            return math.inf
         return self.sent[-1] + self.seconds if self.sent else -math.inf
 
 
@@ -167,12 +187,14 @@ class Group:
     credits: int
     last: float = -math.inf
     paused_until: float = -math.inf
+    flights: int = 0  # calls on their way: the next one is spaced from their answer
 
     def wait_time(self, now: float, messages: int = 1) -> float:
         wait = max(
             _until(self.paused_until, now),
             _until(self.last + self.interval, now),
             self.window.wait_time(now, messages),
+            self.interval if self.flights else 0.0,
         )
         if self.credits <= 0:  # no burst left: on schedule only
             wait = max(wait, _until(self.due, now))
@@ -181,7 +203,7 @@ class Group:
     def _idle_since(self) -> float:
         return max(self.due, self.paused_until)
 
-    def take(self, now: float, messages: int = 1) -> None:
+    def take(self, now: float, messages: int = 1, *, flying: bool = False) -> None:
         since = self._idle_since()
         if _until(since, now) == 0:
             regained = int((now - since) / self.step + _EPS)
@@ -190,12 +212,13 @@ class Group:
             self.credits -= 1
         self.due = max(self.due, now) + min(messages, self.window.count) * self.step
         self.last = now
-        self.window.take(now, messages)
+        self.window.take(now, messages, flying=flying)
+        self.flights += flying
 
-    def charge(self, now: float, messages: int) -> None:
+    def charge(self, now: float, messages: int, *, flying: bool = False) -> None:
         """``messages`` more in the call last taken."""
         self.due = max(self.due, now) + messages * self.step
-        self.window.take(now, messages)
+        self.window.take(now, messages, flying=flying)
 
     def room(self, now: float) -> int:
         return 0 if _until(self.paused_until, now) else self.window.room(now)
@@ -208,9 +231,11 @@ class Group:
     def resume(self) -> None:
         self.paused_until = -math.inf
 
-    def land(self, reserved: float, now: float, messages: int = 1) -> None:
+    def land(self, reserved: float, now: float, messages: int = 1, *, call: bool = True) -> None:
         self.window.land(reserved, now, messages)
-        self.last = max(self.last, now)
+        if call and self.flights:
+            self.flights -= 1
+            self.last = max(self.last, now)
 
     def fresh_at(self) -> float:
         return max(
@@ -282,11 +307,20 @@ class RateLimiter:
         return len(self._chats)
 
     def reserve(
-        self, chat_id: int, now: float | None = None, *, edit: bool = False, messages: int = 1
+        self,
+        chat_id: int,
+        now: float | None = None,
+        *,
+        edit: bool = False,
+        messages: int = 1,
+        flying: bool = False,
     ) -> float:
         """Take a slot for one call to ``chat_id`` that posts ``messages`` messages and return
         0, or return the seconds to wait (taking nothing). An edit is not a new message in the
-        chat: it counts only towards the bot's overall rate."""
+        chat: it counts only towards the bot's overall rate.
+
+        ``flying``: the caller will :meth:`land` the call when Telegram answers it; until then
+        it counts as being sent right now, and from its answer on as sent then."""
         if messages < 1:
             raise ValueError("a call posts at least one message")
         now = monotonic() if now is None else now
@@ -297,9 +331,9 @@ class RateLimiter:
         if wait > 0:
             return wait
         if not edit:
-            chat.take(now, messages)
+            chat.take(now, messages, flying=flying)
             self._keep(chat_id, chat)
-        self._global.take(now, messages)
+        self._global.take(now, messages, flying=flying)
         return 0.0
 
     def room(self, chat_id: int, now: float | None = None) -> int:
@@ -311,18 +345,20 @@ class RateLimiter:
         limit = self._limit(chat_id, now)
         return min(room, limit.room(now)) if isinstance(limit, Group) else room
 
-    def charge(self, chat_id: int, messages: int, now: float | None = None) -> None:
+    def charge(
+        self, chat_id: int, messages: int, now: float | None = None, *, flying: bool = False
+    ) -> None:
         """A reserved call took in ``messages`` more messages before it went: count them
         towards the group's minute and pace and the bot's second (not the chat's spacing: it
-        is still one call)."""
+        is still one call). ``flying`` as for :meth:`reserve` (land them with ``call=False``)."""
         if messages <= 0:
             return
         now = monotonic() if now is None else now
         limit = self._limit(chat_id, now)
         if isinstance(limit, Group):
-            limit.charge(now, messages)
+            limit.charge(now, messages, flying=flying)
             self._keep(chat_id, limit)
-        self._global.take(now, messages)
+        self._global.take(now, messages, flying=flying)
 
     def land(
         self,
@@ -332,19 +368,20 @@ class RateLimiter:
         *,
         edit: bool = False,
         messages: int = 1,
+        call: bool = True,
     ) -> None:
-        """The call whose slot was taken at ``reserved`` (or messages charged then) has been
-        answered: Telegram counted it somewhere in between, so from now on it counts as sent
-        ``now``. A busy process can send a call a good while after taking its slot, and a
-        call sent late must not make the next one, sent on time, arrive too close."""
+        """The call whose slot was taken (``flying``) at ``reserved`` — or, ``call=False``,
+        the messages charged to it then — has been answered (or will never be made): Telegram
+        counted it somewhere in between, so from now on it counts as sent ``now``. A busy
+        process can send a call a good while after taking its slot, and Telegram can take
+        long to answer: until the answer the call holds its place in every window and
+        spacing, so the next one, sent on time, cannot arrive too close to it."""
         now = monotonic() if now is None else now
-        if now <= reserved:
-            return
         self._now = now
         self._global.land(reserved, now, messages)
         limit = None if edit else self._chats.get(chat_id)
         if limit is not None:
-            limit.land(reserved, now, messages)
+            limit.land(reserved, now, messages, call=call)
             self._keep(chat_id, limit)
 
     def pause(self, chat_id: int, seconds: float, now: float | None = None) -> None:

@@ -76,6 +76,16 @@ def messages_in(delivery: Delivery) -> int:
     return 1
 
 
+@dataclass(frozen=True, slots=True)
+class _Slot:
+    """A slot of the limiter taken for a call (or messages charged to it), to land."""
+
+    taken_at: float
+    messages: int
+    edit: bool = False
+    call: bool = True  # False: messages a call took in (RateLimiter.charge)
+
+
 def is_edit(delivery: Delivery) -> bool:
     """An edit is no new message in its chat: only the bot's overall rate counts it."""
     return delivery.method.startswith("Edit")
@@ -172,7 +182,7 @@ class Sender:
         self._sending: dict[int, int] = {}  # delivery id -> chat, while in flight
         # delivery id -> when its first call's slot (and what joined it) was taken, to tell
         # the limiter when that call was answered (RateLimiter.land)
-        self._slots: dict[int, list[tuple[float, int]]] = {}
+        self._slots: dict[int, list[_Slot]] = {}
         self.mail = mail  # customers who write by e-mail (SPEC §10); None: no such channel
         self.session_factory = session_factory
         self.read_session_factory = read_session_factory or session_factory
@@ -369,17 +379,47 @@ class Sender:
                 continue
             taken_at = monotonic()
             wait = self.limiter.reserve(
-                head.chat_id, taken_at, edit=is_edit(head), messages=messages_in(head)
+                head.chat_id,
+                taken_at,
+                edit=is_edit(head),
+                messages=messages_in(head),
+                flying=True,
             )
             if wait > 0:
                 next_wait = min(next_wait, wait)
                 continue
-            self._slots[head.id] = [(taken_at, messages_in(head))]
+            self._slots[head.id] = [_Slot(taken_at, messages_in(head), edit=is_edit(head))]
             busy.add(head.stream)
             chosen.append(head)
             self.turns.served(head)
         if not chosen:
             return next_wait
+        try:
+            claimed, fresh = await self._claim(chosen, now, dead_before)
+        except BaseException:
+            for head in chosen:  # none of them goes now: their slots count from here
+                self._land(head.chat_id, self._slots.pop(head.id, []))
+            raise
+        for head in chosen:
+            if head.id not in claimed:
+                self._land(head.chat_id, self._slots.pop(head.id, []))
+                continue  # another process took it
+            if head.id in fresh:
+                row = fresh[head.id]
+                head.method, head.payload, head.context = row.method, row.payload, row.context
+            head.attempts += 1
+            self._in_flight[head.id] = head.stream
+            self._sending[head.id] = head.chat_id
+            task = asyncio.create_task(self._deliver(head))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return next_wait
+
+    async def _claim(
+        self, chosen: Sequence[Delivery], now: datetime, dead_before: datetime
+    ) -> tuple[set[int], dict[int, Delivery]]:
+        """Lease the chosen heads (those another process took are not among the ids
+        returned), with what the albums and coalesced relays among them hold now."""
         async with transaction(self.session_factory) as uow:
             session = uow.session
             repo = DeliveryRepo(session)
@@ -398,20 +438,20 @@ class Sender:
             for head_id, row in fresh.items():
                 if refs[head_id].joins:
                     await self._join(session, row, now)
-        for head in chosen:
-            if head.id not in claimed:
-                self._slots.pop(head.id, None)
-                continue  # another process took it
-            if head.id in fresh:
-                row = fresh[head.id]
-                head.method, head.payload, head.context = row.method, row.payload, row.context
-            head.attempts += 1
-            self._in_flight[head.id] = head.stream
-            self._sending[head.id] = head.chat_id
-            task = asyncio.create_task(self._deliver(head))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-        return next_wait
+        return claimed, fresh
+
+    def _land(self, chat_id: int, slots: Sequence[_Slot]) -> None:
+        """Tell the limiter that these calls were answered (or will not be made)."""
+        answered = monotonic()
+        for slot in slots:
+            self.limiter.land(
+                chat_id,
+                slot.taken_at,
+                answered,
+                edit=slot.edit,
+                messages=slot.messages,
+                call=slot.call,
+            )
 
     async def _weigh_queues(self) -> None:
         """Which groups' queues outgrow what their budget sends in a minute (SPEC §8): more
@@ -452,8 +492,8 @@ class Sender:
             return
         # The head took one message of the chat's budget when it was chosen; the rest now.
         charged_at, more = monotonic(), messages_in(head) - 1
-        self.limiter.charge(head.chat_id, more, charged_at)
-        self._slots.setdefault(head.id, []).append((charged_at, more))
+        self.limiter.charge(head.chat_id, more, charged_at, flying=True)
+        self._slots.setdefault(head.id, []).append(_Slot(charged_at, more, call=False))
         await DeliveryRepo(session).merged(taken, into=head.id, now=now)
 
     async def _deliver(self, delivery: Delivery) -> None:
@@ -464,7 +504,8 @@ class Sender:
             log.exception("delivery %s crashed", delivery.id)
             outcome.failure = Failure(FailureKind.RETRY, f"{type(exc).__name__}: {exc}", 300.0)
         finally:
-            self._slots.pop(delivery.id, None)  # a call never made counts from its slot
+            # A call never made (a failure before it) holds its slot no longer.
+            self._land(delivery.chat_id, self._slots.pop(delivery.id, []))
             self._outcomes.append(outcome)
             self._wake.set()
 
@@ -497,7 +538,7 @@ class Sender:
         for index, call in enumerate(calls[len(done_before) :]):
             # The first call's slot was taken when the delivery was chosen.
             slots = (
-                [(await self._slot(delivery.chat_id), 1)]
+                [_Slot(await self._slot(delivery.chat_id), 1)]
                 if index
                 else self._slots.pop(delivery.id, [])
             )
@@ -511,15 +552,7 @@ class Sender:
             except Exception as exc:  # noqa: BLE001 - every API error is classified and recorded
                 return self._failed_with(outcome, exc)
             finally:
-                answered = monotonic()
-                for taken_at, messages in slots:
-                    self.limiter.land(
-                        delivery.chat_id,
-                        taken_at,
-                        answered,
-                        edit=is_edit(delivery) and not index,
-                        messages=messages,
-                    )
+                self._land(delivery.chat_id, slots)
         return outcome
 
     async def _send_mail(
@@ -542,7 +575,9 @@ class Sender:
         """Wait for the chat's limits to take one more message (the next part of a long text);
         return when its slot was taken."""
         # The limiter says how long until the chat may take it; nothing else can wake us sooner.
-        while (wait := self.limiter.reserve(chat_id, taken_at := monotonic())) > 0:  # noqa: ASYNC110
+        while (  # noqa: ASYNC110
+            wait := self.limiter.reserve(chat_id, taken_at := monotonic(), flying=True)
+        ) > 0:
             await asyncio.sleep(wait)
         return taken_at
 

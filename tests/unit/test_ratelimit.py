@@ -553,21 +553,40 @@ def test_a_call_counts_from_when_it_was_answered() -> None:
     arrives, somewhere before the answer. Landed, it counts from the answer."""
     limiter = RateLimiter(Limits())
     group = -100
-    assert limiter.reserve(group, now=10.0) == 0.0
+    assert limiter.reserve(group, now=10.0, flying=True) == 0.0
     limiter.land(group, 10.0, now=10.5)
     assert limiter.reserve(group, now=11.2) > 0  # 1.2 s after the slot, not after the answer
     assert limiter.reserve(group, now=11.7) == 0.0
     for chat in range(1, 31):
-        assert limiter.reserve(chat, now=20.0) == 0.0
+        assert limiter.reserve(chat, now=20.0, flying=True) == 0.0
         limiter.land(chat, 20.0, now=20.4)
     assert limiter.reserve(99, now=21.2) > 0
     assert limiter.reserve(99, now=21.6) == 0.0
 
 
+def test_a_call_not_answered_yet_holds_its_place() -> None:
+    """However long Telegram takes to answer, the call may still arrive at any moment: the
+    next one waits for its answer (and then its spacing)."""
+    limiter = RateLimiter(Limits())
+    group = -100
+    assert limiter.reserve(group, now=10.0, flying=True) == 0.0
+    assert limiter.reserve(group, now=13.0) > 0  # long past its spacing, but not answered
+    limiter.land(group, 10.0, now=13.0)
+    assert limiter.reserve(group, now=14.1) > 0
+    assert limiter.reserve(group, now=14.2) == 0.0
+    for chat in range(1, 31):
+        assert limiter.reserve(chat, now=20.0, flying=True) == 0.0
+    assert limiter.reserve(99, now=25.0) > 0  # the bot's second is full until they land
+    assert limiter.tracked_chats() >= 30  # and none of them is forgotten meanwhile
+    for chat in range(1, 31):
+        limiter.land(chat, 20.0, now=25.0)
+    assert limiter.reserve(99, now=26.2) == 0.0
+
+
 def test_calls_in_flight_together_delay_a_private_chat_once() -> None:
     limiter = RateLimiter(Limits())  # a burst of 3, then one every 1.2 s
     for _ in range(3):
-        assert limiter.reserve(USER, now=T0) == 0.0
+        assert limiter.reserve(USER, now=T0, flying=True) == 0.0
     for _ in range(3):
         limiter.land(USER, T0, now=T0 + 0.5)
     # No refill while they were on their way: the next one 1.2 s after they were answered...
@@ -578,7 +597,7 @@ def test_calls_in_flight_together_delay_a_private_chat_once() -> None:
 
 def test_landing_an_edit_or_a_forgotten_chat_is_harmless() -> None:
     limiter = RateLimiter(Limits())
-    assert limiter.reserve(USER, now=T0, edit=True) == 0.0
+    assert limiter.reserve(USER, now=T0, edit=True, flying=True) == 0.0
     limiter.land(USER, T0, now=T0 + 0.1, edit=True)
     assert limiter.tracked_chats() == 0
     limiter.land(OTHER_USER, T0 - 5, now=T0)  # nothing was taken there: nothing to move
@@ -625,7 +644,7 @@ def test_late_calls_provoke_no_429_from_telegrams_own_counting(wanted: list[Flig
         when, _, what, call, slot = heapq.heappop(events)
         order += 1
         if what == "want":
-            wait = limiter.reserve(call.chat_id, now=when, messages=call.messages)
+            wait = limiter.reserve(call.chat_id, now=when, messages=call.messages, flying=True)
             if wait > 0:
                 heapq.heappush(events, (when + wait, order, "want", call, 0.0))
                 continue
