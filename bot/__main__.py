@@ -1,6 +1,8 @@
 """``python -m bot`` runs the desk; ``python -m bot migrate`` only migrates the database;
 ``python -m bot sandbox`` runs it against the built-in emulated Telegram with a web page;
-``python -m bot failed ...`` lists the updates whose handling failed and replays them."""
+``python -m bot failed ...`` lists the updates whose handling failed and replays them;
+``python -m bot modules`` lists the installed modules and what each adds;
+``python -m bot accounts import FILE.csv`` imports customer accounts and their tariffs."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from bot.config import SettingsError, load_settings
 
 USAGE = (
     "usage: python -m bot [run|migrate|sandbox [--port N] [--db PATH]"
-    "|failed {list,show,retry,resolve} ...]"
+    "|failed {list,show,retry,resolve} ...|modules|accounts import FILE.csv]"
 )
 
 
@@ -31,6 +33,14 @@ def main(argv: list[str] | None = None) -> int:
         from bot.failures import main as failed
 
         return failed(args[1:])
+    if command == "accounts":
+        from bot.accounts import main as accounts
+
+        return accounts(args[1:])
+    if command == "modules":
+        from bot.modules.cli import main as modules_listing
+
+        return modules_listing()
     if command not in {"run", "migrate"}:
         print(USAGE, file=sys.stderr)
         return 2
@@ -46,9 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLogger().level))
     # aioimaplib logs every untagged IMAP response it does not use at INFO.
     logging.getLogger("aioimaplib").setLevel(max(logging.WARNING, logging.getLogger().level))
-    from bot.db.engine import migrate
+    from bot.modules.loader import load
 
-    migrate(settings.database_url)
+    # The schema, and installed modules' tables (SPEC §12): a module that fails to load or to
+    # migrate is left out (the running desk reports it).
+    modules = load(settings.database_url, settings.enabled_modules, settings.disabled_modules)
     if command == "migrate":
         logging.getLogger("bot").info("database is up to date")
         return 0
@@ -58,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     from bot.app import run
 
     try:
-        asyncio.run(run(settings))
+        asyncio.run(run(settings, modules=modules))
     except TelegramUnauthorizedError:
         print(
             "Configuration error: BOT_TOKEN: Telegram does not accept this token", file=sys.stderr

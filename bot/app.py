@@ -6,15 +6,14 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from email.utils import parseaddr
-from functools import partial
 from pathlib import Path
 from typing import Any
 
-from aiogram import Bot, Dispatcher
+from aiogram import Bot, Dispatcher, Router
 from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
@@ -57,6 +56,10 @@ from bot.failures import FailureKeeper, PoisonGuard, Replayer
 from bot.handlers import create_root_router
 from bot.middlewares.database import UnitOfWorkMiddleware
 from bot.middlewares.user import LocaleMiddleware, UserMiddleware
+from bot.modules.api import Audience
+from bot.modules.loader import Modules
+from bot.modules.report import Reporter
+from bot.modules.runtime import ModuleRuntime
 from bot.polling import Poller
 from bot.services.assignment import Assignment
 from bot.services.cards import Cards
@@ -115,6 +118,7 @@ def create_desk_config(settings: Settings) -> DeskConfig:
         hours_text=settings.support_hours.replace("-", "–"),
         default_locale=settings.default_locale,
         sla_targets=dict(settings.sla_first_response),
+        tariffs=settings.tariffs,
     )
 
 
@@ -144,6 +148,7 @@ def create_dispatcher(
     i18n: I18n,
     services: Services,
     events_isolation: BaseEventIsolation | None = None,
+    module_routers: Mapping[Audience, Sequence[Router]] | None = None,
 ) -> Dispatcher:
     """The dispatcher, with every long-lived object handlers may name as a parameter (aiogram
     injects them by name); per-update ones (``session``, ``uow``, ``user``, ``locale``) come from
@@ -172,7 +177,15 @@ def create_dispatcher(
     dispatcher.update.outer_middleware(UnitOfWorkMiddleware(database.writer, clock, sender))
     dispatcher.update.outer_middleware(UserMiddleware(clock))
     LocaleMiddleware(i18n).setup(dispatcher)
-    dispatcher.include_router(create_root_router())
+    extra = module_routers or {}
+    dispatcher.include_router(
+        create_root_router(
+            anyone=extra.get(Audience.ANYONE, ()),
+            managers=extra.get(Audience.MANAGER, ()),
+            staff_group=extra.get(Audience.STAFF, ()),
+            customers=extra.get(Audience.CUSTOMER, ()),
+        )
+    )
     return dispatcher
 
 
@@ -180,23 +193,48 @@ MenuScope = BotCommandScopeAllPrivateChats | BotCommandScopeChat | BotCommandSco
 
 
 async def set_commands(
-    bot: Bot, i18n: I18n, default_locale: str, staff_chat_id: int, managers: frozenset[int]
+    bot: Bot,
+    i18n: I18n,
+    default_locale: str,
+    staff_chat_id: int,
+    managers: frozenset[int],
+    modules: Callable[[Audience], list[BotCommand]] | None = None,
 ) -> None:
     """The command menus in each language, and in ``DEFAULT_LOCALE`` for everyone else:
     customers' in private chats, staff's in the staff group, and managers' own commands in
-    their private chats and, for them alone, in the staff group."""
+    their private chats and, for them alone, in the staff group; each with the installed
+    modules' commands for that audience (``modules``) after the desk's."""
+    extra = modules or (lambda _audience: [])
     menus: list[tuple[MenuScope, Callable[[], list[BotCommand]]]] = [
-        (BotCommandScopeAllPrivateChats(), customer_commands),
-        (BotCommandScopeChat(chat_id=staff_chat_id), staff_commands),
+        (
+            BotCommandScopeAllPrivateChats(),
+            lambda: customer_commands() + extra(Audience.CUSTOMER),
+        ),
+        (
+            BotCommandScopeChat(chat_id=staff_chat_id),
+            lambda: staff_commands() + extra(Audience.STAFF),
+        ),
     ]
     for manager in sorted(managers):
         menus.append(
-            (BotCommandScopeChat(chat_id=manager), partial(private_commands, manager=True))
+            (
+                BotCommandScopeChat(chat_id=manager),
+                lambda: (
+                    private_commands(manager=True)
+                    + extra(Audience.CUSTOMER)
+                    + extra(Audience.MANAGER)
+                ),
+            )
         )
         menus.append(
             (
                 BotCommandScopeChatMember(chat_id=staff_chat_id, user_id=manager),
-                lambda: staff_commands() + manager_commands(),
+                lambda: (
+                    staff_commands()
+                    + extra(Audience.STAFF)
+                    + manager_commands()
+                    + extra(Audience.MANAGER)
+                ),
             )
         )
     with i18n.context():
@@ -525,7 +563,39 @@ def create_scheduler(
     )
 
 
-async def run(settings: Settings, *, clock: Clock | None = None) -> None:
+def create_module_runtime(
+    settings: Settings,
+    modules: Modules,
+    database: Database,
+    clock: Clock,
+    i18n: I18n,
+    services: Services,
+    *,
+    after_commit: Callable[[], None],
+) -> ModuleRuntime:
+    """The installed modules (loaded and migrated by ``__main__``) in this desk."""
+    reporter = Reporter(
+        sessions=database.writer,
+        outbox=services.outbox,
+        i18n=i18n,
+        managers=settings.manager_ids,
+        default_locale=settings.default_locale,
+        after_commit=after_commit,
+    )
+    return ModuleRuntime(
+        modules,
+        sessions=database.writer,
+        read_sessions=database.reader,
+        single_writer=database.single_writer,
+        clock=clock,
+        reporter=reporter,
+        default_locale=settings.default_locale,
+    )
+
+
+async def run(
+    settings: Settings, *, clock: Clock | None = None, modules: Modules | None = None
+) -> None:
     clock = clock or SystemClock()
     database = Database(settings.database_url)
     bot = create_bot(settings)
@@ -553,6 +623,13 @@ async def run(settings: Settings, *, clock: Clock | None = None) -> None:
     )
     scheduler = create_scheduler(settings, database, clock, services, after_commit=sender.wake)
     isolation = create_events_isolation(settings)
+    extensions = create_module_runtime(
+        settings, modules or Modules(), database, clock, i18n, services, after_commit=sender.wake
+    )
+    module_routers = extensions.routers()  # before the hooks: a module without routers is out
+    extensions.hook_runner(
+        retry_delays=[timedelta(seconds=delay) for delay in settings.module_hook_retry_delays]
+    )
     dispatcher = create_dispatcher(
         settings,
         database=database,
@@ -561,6 +638,7 @@ async def run(settings: Settings, *, clock: Clock | None = None) -> None:
         i18n=i18n,
         services=services,
         events_isolation=isolation,
+        module_routers=module_routers,
     )
     background: list[asyncio.Task[None]] = []
     try:
@@ -568,11 +646,19 @@ async def run(settings: Settings, *, clock: Clock | None = None) -> None:
         log.info("started as @%s (%s)", me.username, me.id)
         await check_staff_group(bot, database, desk, me.id)
         await set_commands(
-            bot, i18n, settings.default_locale, desk.staff_chat_id, settings.manager_ids
+            bot,
+            i18n,
+            settings.default_locale,
+            desk.staff_chat_id,
+            settings.manager_ids,
+            modules=extensions.menu,
         )
         background.append(asyncio.create_task(sender.run(), name="sender"))
         background.append(asyncio.create_task(housekeeping(database.writer, clock)))
         background.append(asyncio.create_task(scheduler.run(), name="scheduler"))
+        await extensions.start()
+        for work in extensions.tasks():
+            background.append(asyncio.create_task(work))
         batch_sessions = (
             database.writer if database.single_writer and not settings.webhook_url else None
         )

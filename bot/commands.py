@@ -19,7 +19,7 @@ def customer_commands() -> list[BotCommand]:
 
 def staff_commands() -> list[BotCommand]:
     return [
-        BotCommand(command="queue", description=_("Open tickets by priority and age")),
+        BotCommand(command="queue", description=_("Open tickets by priority and SLA deadline")),
         BotCommand(command="ticket", description=_("A ticket's card and history: /ticket N")),
         BotCommand(command="find", description=_("Find tickets: /find text")),
         BotCommand(command="note", description=_("An internal note in a ticket's topic")),

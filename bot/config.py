@@ -10,10 +10,18 @@ from typing import Annotated, Any
 from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.domain.hours import SupportHours
+from bot.domain.tariffs import TariffError, Tariffs, builtin, parse_tariffs
 from bot.domain.tickets import Priority
 
 LOCALES = ("ru", "en")
@@ -35,6 +43,28 @@ def _parse_sla(text: str) -> dict[Priority, timedelta]:
     if missing:
         raise ValueError(f"no target for {', '.join(missing)}")
     return targets
+
+
+def read_tariffs(
+    path: str, hours: SupportHours, first_response: dict[Priority, timedelta]
+) -> Tariffs:
+    """The tariffs of ``TARIFFS_FILE`` (SPEC §12); empty path: the built-in one."""
+    if not path:
+        return builtin(hours, first_response)
+    try:
+        with open(path, encoding="utf-8") as file:
+            text = file.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TariffError(f"cannot read {path}: {exc}") from None
+    return parse_tariffs(text, tz=hours.tz, hours=hours, first_response=first_response)
+
+
+def split_names(text: str) -> frozenset[str] | None:
+    """``a, b`` as names; ``none``: no name; an empty value is no choice at all (None)."""
+    names = frozenset(part.strip() for part in text.split(",") if part.strip())
+    if names == {"none"}:
+        return frozenset()
+    return names or None
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +133,8 @@ class Settings(BaseSettings):
     sla_first_response: Annotated[dict[Priority, timedelta], NoDecode] = Field(
         default_factory=lambda: _parse_sla("P1=PT30M,P2=PT2H,P3=PT8H,P4=P1D")
     )
+    # Read after TIMEZONE, SUPPORT_HOURS and SLA_FIRST_RESPONSE: a tariff leaves out what they say.
+    tariffs_file: str = ""
     summary_time: time = time(21, 0)
     scheduler_interval: float = Field(default=30.0, gt=0)
     webhook_url: str = ""
@@ -124,6 +156,28 @@ class Settings(BaseSettings):
     mail_from: str = ""
     mail_poll_interval: float = Field(default=30.0, gt=0)
     public_url: str = ""
+    # Installed modules (SPEC §12, bot/modules): which load. None: every one found.
+    enabled_modules: Annotated[frozenset[str] | None, NoDecode] = None
+    disabled_modules: Annotated[frozenset[str], NoDecode] = frozenset()
+    # Seconds before a module's failed hook gets its event again; then the event is skipped.
+    module_hook_retry_delays: Annotated[tuple[float, ...], NoDecode] = (10.0, 60.0, 300.0, 900.0)
+
+    @field_validator("enabled_modules", "disabled_modules", mode="before")
+    @classmethod
+    def _module_names(cls, value: Any, info: ValidationInfo) -> Any:
+        if not isinstance(value, str):
+            return value
+        names = split_names(value)
+        return frozenset() if names is None and info.field_name == "disabled_modules" else names
+
+    @field_validator("module_hook_retry_delays", mode="before")
+    @classmethod
+    def _delays(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = tuple(float(part) for part in value.split(",") if part.strip())
+        if any(delay < 0 for delay in value):
+            raise ValueError("expected seconds, e.g. 10,60,300")
+        return value
 
     @field_validator("bot_token")
     @classmethod
@@ -174,6 +228,16 @@ class Settings(BaseSettings):
     @classmethod
     def _sla(cls, value: Any) -> Any:
         return _parse_sla(value) if isinstance(value, str) else value
+
+    @field_validator("tariffs_file")
+    @classmethod
+    def _tariffs(cls, value: str, info: ValidationInfo) -> str:
+        value = value.strip()
+        data = info.data
+        if value and {"timezone", "support_hours", "sla_first_response"} <= set(data):
+            hours = SupportHours.parse(data["support_hours"], data["timezone"])
+            read_tariffs(value, hours, data["sla_first_response"])  # a bad file stops the start
+        return value
 
     @field_validator("telegram_api_url")
     @classmethod
@@ -248,6 +312,10 @@ class Settings(BaseSettings):
     @property
     def hours(self) -> SupportHours:
         return SupportHours.parse(self.support_hours, self.timezone)
+
+    @property
+    def tariffs(self) -> Tariffs:
+        return read_tariffs(self.tariffs_file, self.hours, self.sla_first_response)
 
 
 class SettingsError(Exception):

@@ -49,6 +49,8 @@ def _run(connection: Connection) -> None:
         target_metadata=target_metadata,
         render_as_batch=True,
         render_item=_render_item,
+        # A module's own history (bot/db/engine.py migrate) is kept in a table of its own.
+        version_table=config.attributes.get("version_table", "alembic_version"),
     )
     with context.begin_transaction():
         if connection.dialect.name == "postgresql":
@@ -58,9 +60,12 @@ def _run(connection: Connection) -> None:
 
 async def run_migrations_online() -> None:
     engine = create_engine(_url())
-    async with engine.connect() as connection:
-        await connection.run_sync(_run)
-    await engine.dispose()
+    try:
+        async with engine.connect() as connection:
+            await connection.run_sync(_run)
+    finally:
+        # A failed migration too (a module's is reported, and the desk goes on).
+        await engine.dispose()
 
 
 if context.is_offline_mode():

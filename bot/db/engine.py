@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -183,13 +184,42 @@ class Database:
             await self.read_engine.dispose()
 
 
-def migrate(url: str) -> None:
-    """Bring the schema to the newest revision (synchronous: runs before the event loop)."""
+def migrate(url: str, modules: Mapping[str, Path] | None = None) -> dict[str, Exception]:
+    """Bring the schema to the newest revision (synchronous: runs before the event loop), then
+    each module's tables (``modules``: a module's name and its directory of Alembic revisions).
+
+    A module's history is its own, kept in a version table of its own
+    (``alembic_version_<name>``): the desk's history never names a module's revision, so a
+    module that is uninstalled, or fails, leaves the desk's migrations as they were. The desk's
+    own failure raises; a module's is returned (name → error), for that module to be skipped."""
     from alembic import command
-    from alembic.config import Config
 
     _ensure_sqlite_dir(url)
+    command.upgrade(_alembic_config(url), "head")
+    failed: dict[str, Exception] = {}
+    for name, versions in (modules or {}).items():
+        try:
+            command.upgrade(_alembic_config(url, versions, module_version_table(name)), "head")
+        except Exception as error:  # noqa: BLE001 - whatever it was, the module is skipped
+            failed[name] = error
+    return failed
+
+
+def module_version_table(name: str) -> str:
+    """Where a module's Alembic history is kept (a table name of plain characters)."""
+    return "alembic_version_" + re.sub(r"[^a-z0-9_]", "_", name.lower())
+
+
+def _alembic_config(url: str, versions: Path | None = None, version_table: str = "") -> Any:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if versions is not None:
+        # The desk's env.py, a module's revisions (ConfigParser treats "%" as interpolation).
+        config.set_main_option("path_separator", "newline")
+        config.set_main_option("version_locations", str(versions).replace("%", "%%"))
     config.attributes["database_url"] = url
-    command.upgrade(config, "head")
+    if version_table:
+        config.attributes["version_table"] = version_table
+    return config

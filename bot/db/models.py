@@ -183,6 +183,10 @@ class Ticket(Base):
         BigInteger, ForeignKey("tickets.number", name="fk_tickets_problem_number_tickets")
     )
     problem_told_at: Mapped[datetime | None]
+    # SPEC §12: the code of the tariff in force when the ticket was registered, so that a later
+    # import of accounts does not rewrite its SLA. NULL (tickets from before tariffs): the
+    # default tariff.
+    tariff: Mapped[str | None] = mapped_column(String(64))
 
     customer: Mapped[User] = relationship(lazy="raise")
     attachments: Mapped[list[Attachment]] = relationship(
@@ -387,3 +391,29 @@ class MailMessage(Base):
     # What became of an incoming mail: ticket / followup / noise / unparsed / unknown.
     outcome: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime]
+
+
+class Organisation(Base):
+    """A customer organisation and the tariff it bought (SPEC §12; codes of TARIFFS_FILE)."""
+
+    __tablename__ = "organisations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(256), unique=True)
+    tariff: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class Account(Base):
+    """A customer account number (what the dialog asks for) and the organisation it belongs
+    to: ``python -m bot accounts import`` keeps them."""
+
+    __tablename__ = "accounts"
+
+    number: Mapped[str] = mapped_column(String(64), primary_key=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"), index=True)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+    organisation: Mapped[Organisation] = relationship(lazy="raise")

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased, selectinload
 
 from bot.db.models import (
+    Account,
     Attachment,
     ChatOwner,
     Delivery,
@@ -22,6 +23,7 @@ from bot.db.models import (
     Macro,
     MailMessage,
     MessageLink,
+    Organisation,
     ProcessedUpdate,
     SenderInstance,
     Ticket,
@@ -373,7 +375,9 @@ class StaffQueries:
         )
         return int(result.scalar_one())
 
-    async def open_queue(self, *, offset: int, limit: int) -> Sequence[tuple[Ticket, User | None]]:
+    async def open_queue(
+        self, *, offset: int, limit: int | None
+    ) -> Sequence[tuple[Ticket, User | None]]:
         assignee = aliased(User)
         result = await self.session.execute(
             select(Ticket, assignee)
@@ -1232,3 +1236,55 @@ class MailRepo:
             .order_by(MailMessage.created_at, MailMessage.message_id)
         )
         return [(message_id, direction) for message_id, direction in rows.tuples()]
+
+
+class AccountRepo:
+    """Customer accounts and their organisations (SPEC §12)."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def lookup(self, number: str) -> tuple[Account, Organisation] | None:
+        row = (
+            await self.session.execute(
+                select(Account, Organisation)
+                .join(Organisation, Organisation.id == Account.organisation_id)
+                .where(Account.number == number)
+            )
+        ).first()
+        return None if row is None else (row[0], row[1])
+
+    async def organisations(self, names: Iterable[str]) -> dict[str, Organisation]:
+        wanted = sorted(set(names))
+        found: dict[str, Organisation] = {}
+        for start in range(0, len(wanted), 500):  # within every database's parameter limit
+            rows = await self.session.scalars(
+                select(Organisation).where(Organisation.name.in_(wanted[start : start + 500]))
+            )
+            found.update((o.name, o) for o in rows)
+        return found
+
+    async def accounts(self, numbers: Iterable[str]) -> dict[str, Account]:
+        wanted = sorted(set(numbers))
+        found: dict[str, Account] = {}
+        for start in range(0, len(wanted), 500):
+            rows = await self.session.scalars(
+                select(Account).where(Account.number.in_(wanted[start : start + 500]))
+            )
+            found.update((a.number, a) for a in rows)
+        return found
+
+    def add_organisation(self, name: str, tariff: str, at: datetime) -> Organisation:
+        organisation = Organisation(name=name, tariff=tariff, created_at=at, updated_at=at)
+        self.session.add(organisation)
+        return organisation
+
+    def add_account(self, number: str, organisation: Organisation, at: datetime) -> Account:
+        account = Account(
+            number=number, organisation_id=organisation.id, created_at=at, updated_at=at
+        )
+        self.session.add(account)
+        return account
+
+    async def count(self) -> int:
+        return int(await self.session.scalar(select(func.count()).select_from(Account)) or 0)

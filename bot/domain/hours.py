@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 _WINDOW = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
 DAY_MINUTES = 24 * 60
+ALWAYS = "24/7"
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,13 +26,28 @@ class SupportHours:
 
     @classmethod
     def parse(cls, text: str, tz: ZoneInfo) -> SupportHours:
+        """``09:00-21:00``, or ``24/7`` (round the clock: the window is the whole day)."""
+        if text.strip() == ALWAYS:
+            return cls(0, DAY_MINUTES, tz)
         match = _WINDOW.match(text)
         if match is None:
-            raise ValueError("expected HH:MM-HH:MM, for example 09:00-21:00")
+            raise ValueError("expected HH:MM-HH:MM, for example 09:00-21:00, or 24/7")
         sh, sm, eh, em = (int(part) for part in match.groups())
         if sm >= 60 or em >= 60 or sh > 23 or eh > 24 or (eh == 24 and em):
             raise ValueError("hours must be 00:00..24:00")
         return cls(sh * 60 + sm, eh * 60 + em, tz)
+
+    @property
+    def always(self) -> bool:
+        return self.start_minute == 0 and self.end_minute == DAY_MINUTES
+
+    @property
+    def text(self) -> str:
+        """As people read it: ``09:00–21:00`` or ``24/7``."""
+        if self.always:
+            return ALWAYS
+        start, end = divmod(self.start_minute, 60), divmod(self.end_minute, 60)
+        return f"{start[0]:02d}:{start[1]:02d}–{end[0]:02d}:{end[1]:02d}"
 
     def _window(self, day: date) -> tuple[datetime, datetime]:
         midnight = datetime.combine(day, time(0), self.tz)
@@ -75,3 +91,19 @@ class SupportHours:
                 total += hi - lo
             day += timedelta(days=1)
         return total
+
+    def advance(self, start: datetime, work: timedelta) -> datetime:
+        """The instant when ``work`` of support-hours time has passed since ``start``: the
+        inverse of :meth:`working_time_between` (an SLA target becomes a deadline)."""
+        instant = start.astimezone(UTC)
+        if work <= timedelta(0):
+            return instant
+        day = instant.astimezone(self.tz).date()
+        while True:  # every day has a window of at least a minute: this ends
+            window_start, window_end = self._window(day)
+            lo = max(window_start, instant)
+            if window_end > lo:
+                if work <= window_end - lo:
+                    return lo + work
+                work -= window_end - lo
+            day += timedelta(days=1)

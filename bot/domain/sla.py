@@ -26,6 +26,9 @@ class Sla:
     elapsed: timedelta  # support-hours time counted against the target
     target: timedelta
     answered: bool = False
+    # When the target runs out, in support hours: None once answered or while paused (the
+    # clock stands still: the deadline moves as long as the customer keeps us waiting).
+    due: datetime | None = None
 
     @property
     def left(self) -> timedelta:
@@ -75,4 +78,7 @@ def first_response(
         state = SlaState.NEAR
     else:
         state = SlaState.RUNNING
-    return Sla(state, spent, target, answered=first_response_at is not None)
+    due = None
+    if first_response_at is None and waiting_since is None:
+        due = hours.advance(created_at, target + timedelta(seconds=paused_seconds))
+    return Sla(state, spent, target, answered=first_response_at is not None, due=due)

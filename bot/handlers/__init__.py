@@ -1,16 +1,28 @@
 """Handlers by audience. Composition happens here, in this order."""
 
+from collections.abc import Sequence
+
 from aiogram import Router
 
 from bot.handlers import customer, errors, manager, staff
 
 
-def create_root_router() -> Router:
+def create_root_router(
+    *,
+    anyone: Sequence[Router] = (),
+    managers: Sequence[Router] = (),
+    staff_group: Sequence[Router] = (),
+    customers: Sequence[Router] = (),
+) -> Router:
+    """The desk's routers; installed modules' ones (bot/modules) each where its audience's
+    filters apply: ``managers``' already filtered, the others put behind the desk's own."""
     root = Router(name="root")
     root.include_routers(
+        *anyone,
+        *managers,
         manager.create_router(),
-        staff.create_router(),
-        customer.create_router(),
+        staff.create_router(staff_group),
+        customer.create_router(customers),
         errors.create_router(),
     )
     return root

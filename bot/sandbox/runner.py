@@ -22,18 +22,19 @@ import time
 import webbrowser
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from aiohttp import web
 
 from bot.clock import ShiftedClock
-from bot.config import LOCALES, SettingsError, load_settings
+from bot.config import LOCALES, Settings, SettingsError, load_settings
 from bot.emulator import FakeTelegram
 from bot.sandbox.mailbox import LocalMail, MailStore
 from bot.sandbox.mailpane import MailPane
 from bot.sandbox.web import SandboxPage, is_loopback_name
 from bot.sandbox.world import (
+    ACCOUNTS_CSV,
     SANDBOX_TOKEN,
     STAFF_CHAT_ID,
     SUPPORT_ADDRESS,
@@ -43,7 +44,11 @@ from bot.sandbox.world import (
     populate,
 )
 
+if TYPE_CHECKING:
+    from bot.modules.loader import Modules
+
 log = logging.getLogger("bot.sandbox")
+SANDBOX_TARIFFS = Path(__file__).parent / "static" / "tariffs.toml"
 SAVE_EVERY = 5.0  # seconds between saves of the emulated world next to a --db database
 WORLD_FORMAT = "ecomet-sandbox-world"  # the kept world file: JSON, never pickle
 WORLD_VERSION = 1
@@ -140,10 +145,12 @@ def main(argv: list[str]) -> int:
     logging.getLogger("mail.log").setLevel(logging.WARNING)
     url = f"sqlite+aiosqlite:///{database}"
     try:
-        from bot.db.engine import migrate
+        from bot.modules.loader import ModuleChoice, load
 
-        migrate(url)
-        asyncio.run(serve(args, url, database))
+        # The schema, and the installed modules' (README "Modules"): they run here too.
+        choice = ModuleChoice()
+        modules = load(url, choice.enabled_modules, choice.disabled_modules)
+        asyncio.run(serve(args, url, database, modules))
     except SettingsError as error:
         print(error, file=sys.stderr)
         return 2
@@ -158,7 +165,9 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-async def serve(args: argparse.Namespace, database_url: str, database: Path) -> None:
+async def serve(
+    args: argparse.Namespace, database_url: str, database: Path, modules: Modules | None = None
+) -> None:
     from bot.app import create_i18n, run
 
     clock = ShiftedClock()
@@ -195,7 +204,10 @@ async def serve(args: argparse.Namespace, database_url: str, database: Path) -> 
         public_url=public_url,
         web_host=args.host,
         web_port=web_port,
+        # Two tariffs, and the customers' accounts on them (README "Tariffs").
+        tariffs_file=str(SANDBOX_TARIFFS),
     )
+    await _import_accounts(settings, clock)
     i18n = create_i18n(settings)
     # Off this machine the page needs a token (in the address it prints): the page lets its
     # visitor act as every person and send files, so nobody else on the network may open it.
@@ -226,7 +238,7 @@ async def serve(args: argparse.Namespace, database_url: str, database: Path) -> 
     ).add_routes(app)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
     await runner.setup()
-    bot = asyncio.create_task(run(settings, clock=clock), name="bot")
+    bot = asyncio.create_task(run(settings, clock=clock, modules=modules), name="bot")
     saver = asyncio.create_task(_keep_saving(fake, clock, saved, store)) if args.db else None
     try:
         site = web.TCPSite(runner, args.host, args.port)
@@ -268,6 +280,25 @@ async def serve(args: argparse.Namespace, database_url: str, database: Path) -> 
         await runner.cleanup()
         await mail.stop()
         await fake.stop()
+
+
+async def _import_accounts(settings: Settings, clock: ShiftedClock) -> None:
+    """The demo customers' accounts, as `python -m bot accounts import` would put them (again
+    on a kept world: the import changes nothing then)."""
+    from bot.db.engine import Database
+    from bot.db.uow import transaction
+    from bot.services.accounts import import_accounts, parse_accounts
+
+    parsed = parse_accounts(
+        ACCOUNTS_CSV, pattern=settings.account_number_pattern, tariffs=settings.tariffs
+    )
+    assert not parsed.errors, parsed.errors  # the sandbox's own file
+    database = Database(settings.database_url)
+    try:
+        async with transaction(database.writer) as uow:
+            await import_accounts(uow.session, parsed.rows, clock.now())
+    finally:
+        await database.dispose()
 
 
 def page_address(host: str, port: int, token: str | None) -> str:

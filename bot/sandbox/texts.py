@@ -17,6 +17,7 @@ def page_texts(_: Callable[[str], str]) -> dict[str, str]:
         "role_customer": _("customer"),
         "role_staff": _("staff"),
         "role_manager": _("manager"),
+        "account": _("account"),
         "chats": _("Chats"),
         "private": _("private chat with the bot"),
         "general": _("General"),

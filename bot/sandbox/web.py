@@ -202,6 +202,7 @@ class SandboxPage:
             "username": person.user.username,
             "role": person.role,
             "language": person.user.language_code,
+            "account": person.account,
         }
 
     def _preferred(self, request: web.Request) -> str:

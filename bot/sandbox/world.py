@@ -12,12 +12,22 @@ SANDBOX_TOKEN = "7000000001:SANDBOX-not-a-real-token"  # noqa: S105 - the emulat
 # The desk's mailbox on the sandbox's own mail server (a reserved domain: nothing leaves).
 SUPPORT_ADDRESS = "support@e-comet.example"
 SUPPORT_NAME = "e-Comet Support"
+# The customers' accounts and their organisations' tariffs (static/tariffs.toml): Alice's on
+# Premium (round the clock), Boris's on Standard (09:00-21:00).
+ALICE_ACCOUNT = "10000001"
+BORIS_ACCOUNT = "20000001"
+ACCOUNTS_CSV = (
+    "account_number,organisation,tariff\n"
+    f"{ALICE_ACCOUNT},Romashka LLC,premium\n"
+    f"{BORIS_ACCOUNT},Vasilek JSC,standard\n"
+)
 
 
 @dataclass(frozen=True, slots=True)
 class Person:
     user: FakeUser
     role: str  # customer, staff, manager
+    account: str | None = None  # a customer's account number, known to the desk (tariffs)
 
     @property
     def id(self) -> int:
@@ -57,8 +67,8 @@ def populate(fake: FakeTelegram) -> list[Person]:
         members=[paul, marina],
     )
     return [
-        Person(alice, "customer"),
-        Person(boris, "customer"),
+        Person(alice, "customer", ALICE_ACCOUNT),
+        Person(boris, "customer", BORIS_ACCOUNT),
         Person(svetlana, "staff"),
         Person(paul, "staff"),
         Person(marina, "manager"),

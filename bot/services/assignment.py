@@ -72,7 +72,7 @@ class Assignment:
                 actor_id=actor.id,
                 role="staff",
                 now=now,
-                hours=self.config.hours,
+                hours=self.config.terms(ticket.tariff, ticket.kind).hours,
                 refusal=_("#{number} is {status}: that is not possible now."),
             )
         ticket.updated_at = now

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.clock import Clock
 from bot.db.models import Delivery, Ticket, User
-from bot.db.repositories import ProblemRepo, TicketRepo, UserRepo
+from bot.db.repositories import AccountRepo, ProblemRepo, TicketRepo, UserRepo
 from bot.delivery.intents import Intent, Refs
 from bot.delivery.outbox import Outbox
 from bot.domain.sla import Sla, first_response
@@ -45,6 +45,9 @@ class Cards:
         incidents, incidents_open = (
             await ProblemRepo(session).incident_counts([ticket.number])
         ).get(ticket.number, (0, 0))
+        tariffs = self.config.book
+        tariff = tariffs.get(ticket.tariff)
+        account = await AccountRepo(session).lookup(ticket.account_number)
         return Card(
             number=ticket.number,
             kind=ticket.kind,
@@ -70,6 +73,9 @@ class Cards:
             problem=ticket.problem_number,
             incidents=incidents,
             incidents_open=incidents_open,
+            tariff=tariff if tariffs.from_file else None,
+            outside_tariff=tariffs.from_file and not tariff.covers(ticket.kind),
+            organisation=account[1].name if account is not None else None,
         )
 
     async def render(self, session: AsyncSession, ticket: Ticket) -> Rendered:
@@ -77,9 +83,11 @@ class Cards:
         return self.render_notice(await self.card(session, ticket), self.config.default_locale)
 
     def sla(self, ticket: Ticket) -> Sla:
+        """The first-response SLA on the terms of the ticket's tariff (SPEC §12)."""
+        terms = self.config.terms(ticket.tariff, ticket.kind)
         return first_response(
-            self.config.hours,
-            self.config.sla_targets[ticket.priority],
+            terms.hours,
+            terms.first_response[ticket.priority],
             created_at=ticket.created_at,
             now=self.clock.now(),
             first_response_at=ticket.first_response_at,

@@ -7,7 +7,8 @@ from datetime import timedelta
 from zoneinfo import ZoneInfo
 
 from bot.domain.hours import SupportHours
-from bot.domain.tickets import Priority
+from bot.domain.tariffs import Tariff, Tariffs, builtin
+from bot.domain.tickets import Kind, Priority
 
 DEFAULT_SLA = {
     Priority.P1: timedelta(minutes=30),
@@ -25,7 +26,26 @@ class DeskConfig:
     default_locale: str
     staff_is_forum: bool = False  # learned at start from getChat
     sla_targets: dict[Priority, timedelta] = field(default_factory=lambda: dict(DEFAULT_SLA))
+    # SPEC §12; None: the built-in one, the hours and targets above.
+    tariffs: Tariffs | None = None
+
+    def __post_init__(self) -> None:
+        if self.tariffs is None:
+            self.tariffs = builtin(self.hours, self.sla_targets)
 
     @property
     def tz(self) -> ZoneInfo:
         return self.hours.tz
+
+    @property
+    def book(self) -> Tariffs:
+        assert self.tariffs is not None  # set in __post_init__
+        return self.tariffs
+
+    def terms(self, tariff: str | None, kind: Kind) -> Tariff:
+        """Whose hours and SLA targets a ticket (its tariff code and kind) is served on."""
+        return self.book.terms(tariff, kind)
+
+    def hours_text_of(self, terms: Tariff) -> str:
+        """The support hours a customer is told (``09:00–21:00``, ``24/7``)."""
+        return terms.hours.text if self.book.from_file else self.hours_text

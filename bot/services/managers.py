@@ -109,7 +109,7 @@ class ManagerService:
         self.render = render
         self.chart = chart
         self.upload_limit = upload_limit
-        self.reports = Reports(config.hours)
+        self.reports = Reports(config.hours, config.book)
 
     def is_manager(self, user_id: int) -> bool:
         return user_id in self.managers

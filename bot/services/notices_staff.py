@@ -16,6 +16,7 @@ from enum import StrEnum
 from zoneinfo import ZoneInfo
 
 from bot.domain.sla import Sla
+from bot.domain.tariffs import Tariff
 from bot.domain.tickets import Kind, Priority, Status
 
 # -- the staff group ---------------------------------------------------------------------------
@@ -47,6 +48,11 @@ class Card:
     problem: int | None = None  # the problem this ticket is an incident of (SPEC §13)
     incidents: int = 0  # the tickets linked to this one as their problem
     incidents_open: int = 0
+    # SPEC §12: the tariff the ticket was registered under (None: the desk sells none), whether
+    # the tariff leaves its kind out, and the organisation of a known account.
+    tariff: Tariff | None = None
+    outside_tariff: bool = False
+    organisation: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ from sqlalchemy.orm import aliased
 
 from bot.db.models import Ticket, TicketEvent, User
 from bot.domain.hours import SupportHours
+from bot.domain.tariffs import Tariff, Tariffs
 from bot.domain.tickets import OPEN_STATUSES, CloseReason, Kind, Priority, Status
 
 # What makes a spreadsheet read a cell as a formula (OWASP, "CSV Injection"): a cell that
@@ -64,6 +65,20 @@ class ProblemFigures:
 
 
 @dataclass(slots=True)
+class TariffFigures:
+    """A day's figures of one tariff (SPEC §12); durations in that tariff's support hours."""
+
+    tariff: Tariff
+    opened: int = 0
+    first_responded: int = 0
+    first_response_median: timedelta | None = None
+    sla_breaches: int = 0
+    resolved: int = 0
+    resolution_late: int = 0  # resolved later than the tariff's resolution target
+    backlog: int = 0  # open at the end of the day
+
+
+@dataclass(slots=True)
 class Summary:
     day: date
     opened: int = 0
@@ -85,6 +100,8 @@ class Summary:
     ratings: int = 0
     low_ratings: int = 0
     problems: ProblemFigures = field(default_factory=ProblemFigures)
+    # By tariff, when the desk sells tariffs (TARIFFS_FILE), in the file's order.
+    by_tariff: list[TariffFigures] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +145,7 @@ class ExportRow:
     topic: str
     problem: int | None  # the problem this ticket is an incident of
     linked_incidents: int  # for a problem, the tickets linked to it
+    tariff: str = ""  # the code of the tariff it was registered under
 
 
 def percentile(values: Sequence[timedelta], share: float) -> timedelta | None:
@@ -147,8 +165,19 @@ def median(values: Sequence[timedelta]) -> timedelta | None:
 
 
 class Reports:
-    def __init__(self, hours: SupportHours) -> None:
+    def __init__(self, hours: SupportHours, tariffs: Tariffs | None = None) -> None:
         self.hours = hours
+        self.tariffs = tariffs  # None: every ticket in ``hours``
+
+    def _hours(self, tariff: str | None, kind: Kind) -> SupportHours:
+        """The support hours a ticket's durations count in: its tariff's (SPEC §12)."""
+        return self.hours if self.tariffs is None else self.tariffs.terms(tariff, kind).hours
+
+    def _tariff_code(self, tariff: str | None) -> str:
+        """For the export: empty while the desk sells no tariffs."""
+        if self.tariffs is None or not self.tariffs.from_file:
+            return ""
+        return self.tariffs.get(tariff).code
 
     def day_bounds(self, day: date) -> tuple[datetime, datetime]:
         start = datetime.combine(day, time(0), self.hours.tz)
@@ -171,17 +200,22 @@ class Reports:
             result.opened_by_priority[priority] = result.opened_by_priority.get(priority, 0) + count
 
         answered = await session.execute(
-            select(Ticket.created_at, Ticket.first_response_at).where(
+            select(Ticket.created_at, Ticket.first_response_at, Ticket.tariff, Ticket.kind).where(
                 Ticket.first_response_at >= start, Ticket.first_response_at < end
             )
         )
-        first = [self.hours.working_time_between(a, b) for a, b in answered.all() if b is not None]
+        first_by_tariff: list[tuple[str, timedelta]] = [
+            (self._tariff_code(tariff), self._hours(tariff, Kind(kind)).working_time_between(a, b))
+            for a, b, tariff, kind in answered.all()
+            if b is not None
+        ]
+        first = [spent for _code, spent in first_by_tariff]
         result.first_responded = len(first)
         result.first_response_median = median(first)
         result.first_response_p90 = percentile(first, 0.9)
 
         resolved = await session.execute(
-            select(Ticket.created_at, TicketEvent.at)
+            select(Ticket.created_at, TicketEvent.at, Ticket.tariff, Ticket.kind, Ticket.priority)
             .join(Ticket, Ticket.number == TicketEvent.ticket_number)
             .where(
                 TicketEvent.type == "status",
@@ -190,7 +224,16 @@ class Reports:
                 TicketEvent.at < end,
             )
         )
-        durations = [self.hours.working_time_between(a, b) for a, b in resolved.all()]
+        resolved_by_tariff: list[tuple[str | None, Kind, Priority, timedelta]] = [
+            (
+                tariff,
+                Kind(kind),
+                Priority(priority),
+                self._hours(tariff, Kind(kind)).working_time_between(a, b),
+            )
+            for a, b, tariff, kind, priority in resolved.all()
+        ]
+        durations = [spent for *_rest, spent in resolved_by_tariff]
         result.resolved = len(durations)
         result.resolution_median = median(durations)
         result.resolution_p90 = percentile(durations, 0.9)
@@ -282,7 +325,61 @@ class Reports:
         result.rating_average = float(average) if count else None
         result.low_ratings = int(low or 0)
         result.problems = await self._problems(session, start, end)
+        if self.tariffs is not None and self.tariffs.from_file:
+            result.by_tariff = await self._by_tariff(
+                session, self.tariffs, start, end, first_by_tariff, resolved_by_tariff
+            )
         return result
+
+    async def _by_tariff(
+        self,
+        session: AsyncSession,
+        tariffs: Tariffs,
+        start: datetime,
+        end: datetime,
+        first: Sequence[tuple[str, timedelta]],
+        resolved: Sequence[tuple[str | None, Kind, Priority, timedelta]],
+    ) -> list[TariffFigures]:
+        """The day by tariff: three grouped counts, and the durations already computed."""
+        figures = {code: TariffFigures(tariff) for code, tariff in tariffs.by_code.items()}
+
+        def of(code: str | None) -> TariffFigures:
+            return figures[tariffs.get(code).code]
+
+        in_day = and_(Ticket.created_at >= start, Ticket.created_at < end)
+        for code, count in (
+            await session.execute(
+                select(Ticket.tariff, func.count()).where(in_day).group_by(Ticket.tariff)
+            )
+        ).all():
+            of(code).opened += int(count)
+        breached = and_(Ticket.sla_breached_at >= start, Ticket.sla_breached_at < end)
+        for code, count in (
+            await session.execute(
+                select(Ticket.tariff, func.count()).where(breached).group_by(Ticket.tariff)
+            )
+        ).all():
+            of(code).sla_breaches += int(count)
+        open_then = and_(
+            Ticket.created_at < end, (Ticket.closed_at.is_(None)) | (Ticket.closed_at >= end)
+        )
+        for code, count in (
+            await session.execute(
+                select(Ticket.tariff, func.count()).where(open_then).group_by(Ticket.tariff)
+            )
+        ).all():
+            of(code).backlog += int(count)
+        for code in figures:
+            answered = [value for tariff, value in first if tariff == code]
+            figures[code].first_responded = len(answered)
+            figures[code].first_response_median = median(answered)
+        for code, kind, priority, took in resolved:
+            line = of(code)
+            line.resolved += 1
+            target = tariffs.terms(code, kind).resolution.get(priority)
+            if target is not None and took > target:
+                line.resolution_late += 1
+        return list(figures.values())
 
     async def _problems(
         self, session: AsyncSession, start: datetime, end: datetime
@@ -398,10 +495,11 @@ class Reports:
             .order_by(Ticket.number)
         )
 
-        def minutes(a: datetime, b: datetime | None) -> int | None:
+        def minutes(ticket: Ticket, b: datetime | None) -> int | None:
             if b is None:
                 return None
-            return round(self.hours.working_time_between(a, b).total_seconds() / 60)
+            hours = self._hours(ticket.tariff, ticket.kind)
+            return round(hours.working_time_between(ticket.created_at, b).total_seconds() / 60)
 
         return [
             ExportRow(
@@ -416,12 +514,13 @@ class Reports:
                 close_reason=ticket.close_reason,
                 assignee=" ".join(filter(None, (first_name, last_name))),
                 line=ticket.line,
-                first_response_minutes=minutes(ticket.created_at, ticket.first_response_at),
-                resolution_minutes=minutes(ticket.created_at, ticket.resolved_at),
+                first_response_minutes=minutes(ticket, ticket.first_response_at),
+                resolution_minutes=minutes(ticket, ticket.resolved_at),
                 rating=ticket.rating,
                 topic=ticket.topic,
                 problem=ticket.problem_number,
                 linked_incidents=int(incidents),
+                tariff=self._tariff_code(ticket.tariff),
             )
             for ticket, first_name, last_name, incidents in rows.all()
         ]

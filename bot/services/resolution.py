@@ -87,7 +87,7 @@ class ResolutionService:
             actor_id=actor_id,
             role=role,
             now=self.clock.now(),
-            hours=self.config.hours,
+            hours=self.config.terms(ticket.tariff, ticket.kind).hours,
             refusal=_("Request #{number} is {status} now."),
         )
 
@@ -277,7 +277,7 @@ class ResolutionService:
             actor_id=None,
             role="system",
             now=now,
-            hours=self.config.hours,
+            hours=self.config.terms(ticket.tariff, ticket.kind).hours,
         )
         await self.cards.refresh(session, ticket)
         await self._tell(session, ticket, notices.ClosedAuto(number))

@@ -17,7 +17,8 @@ from bot.db.models import Attachment, Delivery, Ticket, User
 from bot.db.repositories import DeliveryRepo, EventRepo, LinkRepo, TicketRepo
 from bot.delivery.intents import Intent, Refs
 from bot.delivery.outbox import ALBUM_GRACE, COALESCE_GRACE, Outbox, stream_of
-from bot.domain.tickets import Action, Kind, Status, default_priority, is_open
+from bot.domain.tickets import Action, Kind, Status, is_open
+from bot.services.accounts import AccountInfo, account_info
 from bot.services.albums import merge_album
 from bot.services.cards import Cards, display_name
 from bot.services.copies import edit_copy
@@ -146,7 +147,13 @@ class TicketService:
             return Registration(existing, created=False)
         await self.check_can_open(session, customer.id)
         now = self.clock.now()
-        priority = default_priority(draft.kind)
+        # SPEC §12: the account decides the tariff (an unknown one: the default), kept on the
+        # ticket so that a later import does not change what it was promised.
+        account = await self.account(session, draft.account_number)
+        tariffs = self.config.book
+        known = account.tariff if account is not None else None
+        tariff = known.code if known is not None else tariffs.default_code
+        priority = tariffs.priority(tariff, draft.kind)
         ticket = await tickets.add(
             Ticket(
                 intake_key=draft.key,
@@ -162,6 +169,7 @@ class TicketService:
                 created_at=now,
                 updated_at=now,
                 reopened_count=0,
+                tariff=tariff,
             )
         )
         await tickets.add_attachments(
@@ -186,18 +194,23 @@ class TicketService:
             actor_id=customer.id,
             actor_role="customer",
             new=Status.NEW.value,
-            details={"kind": draft.kind.value, "priority": int(priority)},
+            details={"kind": draft.kind.value, "priority": int(priority), "tariff": tariff},
         )
         if tell:
             self._notify_registered(session, ticket, locale)
         await self.cards.post(session, ticket, _media_groups(draft.attachments[:MAX_SCREENSHOTS]))
         return Registration(ticket, created=True)
 
+    async def account(self, session: AsyncSession, number: str) -> AccountInfo | None:
+        """A known customer account (imported), with its organisation and tariff."""
+        return await account_info(session, number, self.config.book)
+
     def registered_notice(self, ticket: Ticket) -> Registered:
         """What the customer is told of a new ticket; out of support hours it says when the
         team will answer, which counts as the ticket's one after-hours notice (SPEC §3)."""
         now = self.clock.now()
-        hours = self.config.hours
+        terms = self.config.terms(ticket.tariff, ticket.kind)
+        hours = terms.hours
         opens_at = None if hours.is_open(now) else hours.next_opening(now)
         if opens_at is not None:
             ticket.after_hours_notice_at = now
@@ -208,7 +221,7 @@ class TicketService:
             priority=ticket.priority,
             opens_at=opens_at,
             now=now,
-            hours_text=self.config.hours_text,
+            hours_text=self.config.hours_text_of(terms),
             tz=self.config.tz,
         )
 
@@ -314,21 +327,22 @@ class TicketService:
                 actor_id=customer.id,
                 role="customer",
                 now=now,
-                hours=self.config.hours,
+                hours=self.config.terms(ticket.tariff, ticket.kind).hours,
             )
             result.reopened_from_waiting = True
             await self.cards.refresh(session, ticket)
         ticket.updated_at = now
         if relay is not None:
             await relay()
-        if not self.config.hours.is_open(now) and ticket.after_hours_notice_at is None:
+        terms = self.config.terms(ticket.tariff, ticket.kind)
+        if not terms.hours.is_open(now) and ticket.after_hours_notice_at is None:
             ticket.after_hours_notice_at = now
             result.after_hours_notice = True
             notice = AfterHours(
                 number=ticket.number,
-                opens_at=self.config.hours.next_opening(now),
+                opens_at=terms.hours.next_opening(now),
                 now=now,
-                hours_text=self.config.hours_text,
+                hours_text=self.config.hours_text_of(terms),
                 tz=self.config.tz,
             )
             to_customer(self.outbox, session, ticket, self.render(notice, locale).text)

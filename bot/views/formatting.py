@@ -24,5 +24,10 @@ def opening(moment: datetime, now: datetime, tz: ZoneInfo, locale: str) -> str:
     return format_datetime(local, "d MMM, HH:mm", tzinfo=tz, locale=locale)
 
 
+def day_time(moment: datetime, tz: ZoneInfo, locale: str) -> str:
+    """``4 Dec, 11:00``: a deadline, unambiguous whichever day it is read."""
+    return format_datetime(moment.astimezone(tz), "d MMM, HH:mm", tzinfo=tz, locale=locale)
+
+
 def duration(value: timedelta, locale: str) -> str:
     return format_timedelta(value, threshold=1.0, locale=locale)

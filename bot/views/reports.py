@@ -24,6 +24,7 @@ from bot.services.reports import (
     ExportRow,
     ProblemFigures,
     Summary,
+    TariffFigures,
     csv_cell,
 )
 from bot.views.formatting import duration
@@ -94,7 +95,32 @@ def summary_text(summary: Summary, locale: str) -> str:
         lines += [f"• {html.quote(a.name)}: {a.resolved} / {a.open}" for a in summary.assignees]
     if summary.problems.any:
         lines += ["", *_problem_lines(summary.problems, locale)]
+    if summary.by_tariff:
+        lines += ["", *_tariff_lines(summary.by_tariff, locale)]
     return "\n".join(lines)
+
+
+def _tariff_lines(figures: Sequence[TariffFigures], locale: str) -> list[str]:
+    """The day by tariff (SPEC §12), durations in each tariff's support hours."""
+    lines = [_("<b>By tariff</b>")]
+    for line in figures:
+        lines.append(
+            _(
+                "• {tariff}: opened {opened}, first responses {answered} (median {median}), "
+                "SLA breaches {breaches}, resolved {resolved} ({late} after the resolution "
+                "target), backlog {backlog}"
+            ).format(
+                tariff=html.quote(line.tariff.name(locale)),
+                opened=line.opened,
+                answered=line.first_responded,
+                median=_time(line.first_response_median, locale),
+                breaches=line.sla_breaches,
+                resolved=line.resolved,
+                late=line.resolution_late,
+                backlog=line.backlog,
+            )
+        )
+    return lines
 
 
 def _problem_lines(problems: ProblemFigures, locale: str) -> list[str]:
@@ -142,7 +168,8 @@ def chart_title(last: date, locale: str) -> str:
     return _("Last 14 days to {day}").format(day=format_date(last, "d MMM", locale=locale))
 
 
-def export_header() -> list[str]:
+def export_header(*, tariffs: bool = False) -> list[str]:
+    """``tariffs``: the desk sells tariffs (TARIFFS_FILE), a last column names each one's."""
     return [
         _("Number"),
         _("Opened"),
@@ -161,12 +188,15 @@ def export_header() -> list[str]:
         _("Topic"),
         _("Problem"),
         _("Linked requests"),
+        *([_("Tariff")] if tariffs else []),
     ]
 
 
-def export_csv(rows: Sequence[ExportRow], *, header: Sequence[str], tz: ZoneInfo) -> bytes:
+def export_csv(
+    rows: Sequence[ExportRow], *, header: Sequence[str], tz: ZoneInfo, tariffs: bool = False
+) -> bytes:
     """The export's rows as CSV in UTF-8 with a BOM, so that Excel reads it right; times in
-    the service's time zone."""
+    the service's time zone; ``tariffs``: with the tariff's column (``export_header``)."""
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(header)
@@ -198,6 +228,7 @@ def export_csv(rows: Sequence[ExportRow], *, header: Sequence[str], tz: ZoneInfo
                 row.topic,
                 row.problem or "",
                 row.linked_incidents,
+                *([row.tariff] if tariffs else []),
             ]
         )
     return ("\ufeff" + out.getvalue()).encode("utf-8")

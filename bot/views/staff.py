@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from aiogram import html
 from aiogram.types import InlineKeyboardMarkup
@@ -20,7 +21,7 @@ from bot.services import notices_staff as notices
 from bot.services.rendering import Rendered
 from bot.services.staff.lookup import FoundTicket, HistoryEvent, QueuePage, TicketHistory
 from bot.views import tickets as ticket_views
-from bot.views.formatting import duration, when
+from bot.views.formatting import day_time, duration, when
 from bot.views.labels import STATUS_ICON, close_reason_label, priority_label, status_label
 from bot.views.render import RenderFn
 
@@ -122,19 +123,26 @@ def queue(page: QueuePage, locale: str) -> str:
     if not page.rows:
         return _("The queue is empty: no open requests.")
     lines = [
-        _("<b>Open requests: {total}</b> (by priority, then age)").format(total=page.total),
+        _("<b>Open requests: {total}</b> (by priority, then SLA deadline, then age)").format(
+            total=page.total
+        ),
         "",
     ]
     for row in page.rows:
         assignee = quote(row.assignee) if row.assignee else _("nobody")
         topic = quote(row.topic if len(row.topic) <= 50 else row.topic[:49] + "…")
+        tariff = (
+            _("tariff {tariff}").format(tariff=quote(row.tariff.name(locale))) + " · "
+            if row.tariff is not None
+            else ""
+        )
         line = (
             f"{STATUS_ICON[row.status]} <b>#{row.number}</b> {priority_label(row.priority)} · "
-            f"{topic}\n    {status_label(row.status)} · {assignee} · "
+            f"{tariff}{topic}\n    {status_label(row.status)} · {assignee} · "
             + _("waiting {age}").format(age=duration(row.age, locale))
         )
         if row.sla is not None:
-            line += "\n    " + sla_line(row.sla, locale)
+            line += "\n    " + sla_line(row.sla, locale, page.tz)
         lines.append(line)
     return "\n".join(lines)
 
@@ -210,8 +218,8 @@ def closed_notice(number: int) -> str:
     ).format(number=number)
 
 
-def sla_line(sla: Sla, locale: str) -> str:
-    """The first-response SLA on a card."""
+def sla_line(sla: Sla, locale: str, tz: ZoneInfo | None = None) -> str:
+    """The first-response SLA on a card (with ``tz``: and when it is due)."""
     if sla.answered:
         mark = "✅" if sla.state is SlaState.MET else "❗"
         return _("SLA: answered in {time} {mark}").format(
@@ -224,6 +232,10 @@ def sla_line(sla: Sla, locale: str) -> str:
             time=duration(sla.left, locale)
         )
     icon = "⚠️" if sla.state is SlaState.NEAR else "⏱"
+    if tz is not None and sla.due is not None:
+        return _("SLA: {icon} {time} left to the first response, due {due}").format(
+            icon=icon, time=duration(sla.left, locale), due=day_time(sla.due, tz, locale)
+        )
     return _("SLA: {icon} {time} left to the first response").format(
         icon=icon, time=duration(sla.left, locale)
     )
@@ -349,7 +361,7 @@ def _json(markup: InlineKeyboardMarkup) -> dict[str, Any]:
 
 
 def card(notice: notices.Card, locale: str) -> Rendered:
-    sla = sla_line(notice.sla, locale) if notice.sla is not None else None
+    sla = sla_line(notice.sla, locale, notice.tz) if notice.sla is not None else None
     return Rendered(
         ticket_views.staff_card(notice, sla=sla, locale=locale),
         _json(kb.card(notice.number, notice.status)),

@@ -12,6 +12,7 @@ from aiogram.utils.i18n import gettext as _
 from aiogram.utils.i18n import ngettext
 
 from bot.domain.tickets import Kind, Status
+from bot.services.accounts import AccountInfo
 from bot.services.notices_customer import AfterHours, Registered
 from bot.services.notices_desk import CoalescedEdit, CoalescedHeader
 from bot.services.notices_staff import Card
@@ -45,14 +46,16 @@ def staff_card(card: Card, *, sla: str | None, locale: str) -> str:
             f'<a href="tg://user?id={card.customer_id}">{quote(card.customer_name)}</a>'
             f"{username} · <code>{card.customer_id}</code> · {card.customer_locale}"
         )
+    account = f"<code>{quote(card.account_number)}</code>" if card.account_number else "—"
+    if card.organisation:
+        account += f" · {quote(card.organisation)}"
     lines = [
         f"{STATUS_ICON[card.status]} <b>#{card.number}</b> · {kind_label(card.kind)} · "
         f"{priority_label(card.priority)}",
         f"<b>{quote(card.topic)}</b>",
         "",
-        _("Account: {account}").format(
-            account=f"<code>{quote(card.account_number)}</code>" if card.account_number else "—"
-        ),
+        _("Account: {account}").format(account=account),
+        *tariff_lines(card, locale),
         _("Customer: {customer}").format(customer=customer),
         _("Status: {status}").format(status=status_label(card.status)),
         _("Assignee: {assignee}").format(
@@ -89,6 +92,38 @@ def staff_card(card: Card, *, sla: str | None, locale: str) -> str:
         "</blockquote>",
     ]
     return "\n".join(lines)
+
+
+def tariff_lines(card: Card, locale: str) -> list[str]:
+    """The ticket's tariff (SPEC §12), when the desk sells tariffs."""
+    if card.tariff is None:
+        return []
+    name = quote(card.tariff.name(locale))
+    lines = [
+        _("Tariff: {tariff} · support {hours}").format(tariff=name, hours=card.tariff.hours.text)
+    ]
+    if card.outside_tariff:
+        lines.append(
+            _(
+                "⚠️ Outside the tariff: {tariff} does not include this kind of request "
+                "(the default tariff's hours and targets apply)."
+            ).format(tariff=name)
+        )
+    return lines
+
+
+def account_recognised(account: AccountInfo, locale: str) -> str:
+    """The dialog's account step knows the number (SPEC §12)."""
+    if account.tariff is not None:
+        return _("✅ Account {account} — {organisation}, tariff {tariff}.").format(
+            account=quote(account.number),
+            organisation=quote(account.organisation),
+            tariff=quote(account.tariff.name(locale)),
+        )
+    # The desk sells no tariffs: only the organisation means something to the customer.
+    return _("✅ Account {account} — {organisation}.").format(
+        account=quote(account.number), organisation=quote(account.organisation)
+    )
 
 
 def registered_head(notice: Registered) -> list[str]:

@@ -199,6 +199,9 @@ def bot_env(fake: FakeTelegram, workdir: Path, **overrides: str) -> dict[str, st
             # The last second of the day: a managers' test that does not ask for the daily
             # summary never gets it first (started after 21:00, the default, it would).
             "SUMMARY_TIME": "23:59:59",
+            # The desk as it ships, whatever modules this venv has installed (README
+            # "Modules"); tests/e2e/test_modules.py chooses its own.
+            "ENABLED_MODULES": "none",
         }
     )
     env.update(overrides)

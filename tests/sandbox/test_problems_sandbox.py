@@ -118,7 +118,9 @@ def press(sandbox: Sandbox, person: int, message: Message, label: str, chat: int
     return answer
 
 
-def open_request(sandbox: Sandbox, who: int, topic: str, description: str) -> int:
+def open_request(
+    sandbox: Sandbox, who: int, topic: str, description: str, account: str = "12345678"
+) -> int:
     """The customer's dialog, answered step by step as the bot asks; the ticket's number."""
     sent = say(sandbox, who, "/new")
     kinds = wait_message(sandbox, who, after=sent, button="🔥")
@@ -127,7 +129,7 @@ def open_request(sandbox: Sandbox, who: int, topic: str, description: str) -> in
     for answer in (topic, description):
         sent = say(sandbox, who, answer)
         wait_message(sandbox, who, after=sent)  # the next question
-    sent = say(sandbox, who, "12345678")  # the account
+    sent = say(sandbox, who, account)
     screenshots = wait_message(sandbox, who, after=sent, button="→")
     press(sandbox, who, screenshots, "→", who)  # Skip
     summary = wait_message(sandbox, who, topic, after=screenshots["id"], button="✅")

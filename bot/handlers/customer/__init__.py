@@ -1,6 +1,6 @@
 """The customer's private chat: commands, the request dialog, follow-ups — in that order."""
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from aiogram import Router
@@ -30,7 +30,7 @@ async def _pressed_in_private(callback: CallbackQuery) -> bool:
     return callback.message is not None and callback.message.chat.type == "private"
 
 
-def create_router() -> Router:
+def create_router(modules: Sequence[Router] = ()) -> Router:
     router = Router(name=__name__)
     router.message.filter(_in_private)
     router.edited_message.filter(_in_private)
@@ -39,6 +39,7 @@ def create_router() -> Router:
     router.callback_query.middleware(_with_dialog)
     router.include_routers(
         commands.create_router(),
+        *modules,  # installed modules' commands and buttons, before the dialog takes the rest
         resolution.create_router(),
         dialog.create_router(),
         followup.create_router(),

@@ -36,7 +36,13 @@ from bot.services.tickets import (
     TooManyOpenError,
 )
 from bot.states import STEPS, NewRequest
-from bot.views.tickets import DraftView, TicketLine, draft_summary, too_many_open
+from bot.views.tickets import (
+    DraftView,
+    TicketLine,
+    account_recognised,
+    draft_summary,
+    too_many_open,
+)
 
 log = logging.getLogger(__name__)
 
@@ -291,7 +297,13 @@ async def kind_chosen(callback: CallbackQuery, callback_data: KindCb, dialog: Di
     await dialog.go(NewRequest.topic)
 
 
-async def step_answer(message: Message, dialog: Dialog, account_pattern: re.Pattern[str]) -> None:
+async def step_answer(
+    message: Message,
+    dialog: Dialog,
+    account_pattern: re.Pattern[str],
+    tickets: TicketService,
+    locale: str,
+) -> None:
     data = await dialog.state.get_data()
     if message.media_group_id and data.get("album_id") == message.media_group_id:
         await _album_part(message, dialog)
@@ -304,7 +316,7 @@ async def step_answer(message: Message, dialog: Dialog, account_pattern: re.Patt
     elif step == NewRequest.description.state:
         await _description(message, dialog)
     elif step == NewRequest.account.state:
-        await _account(message, dialog, account_pattern)
+        await _account(message, dialog, account_pattern, tickets, locale)
     elif step == NewRequest.screenshots.state:
         await _screenshots(message, dialog)
     else:
@@ -368,14 +380,22 @@ async def _description(message: Message, dialog: Dialog) -> None:
     await dialog.go(NewRequest.account)
 
 
-async def _account(message: Message, dialog: Dialog, pattern: re.Pattern[str]) -> None:
+async def _account(
+    message: Message,
+    dialog: Dialog,
+    pattern: re.Pattern[str],
+    tickets: TicketService,
+    locale: str,
+) -> None:
     if message.text is None:
         await dialog.ask(_("⚠️ Please send the account number as text."))
         return
-    await _take_account(message.text, dialog, pattern)
+    await _take_account(message.text, dialog, pattern, tickets, locale)
 
 
-async def _take_account(text: str, dialog: Dialog, pattern: re.Pattern[str]) -> None:
+async def _take_account(
+    text: str, dialog: Dialog, pattern: re.Pattern[str], tickets: TicketService, locale: str
+) -> None:
     account = intake.normalize_account(text)
     if not intake.is_valid_account(account, pattern):
         await dialog.ask(
@@ -383,20 +403,25 @@ async def _take_account(text: str, dialog: Dialog, pattern: re.Pattern[str]) -> 
         )
         return
     await dialog.state.update_data(account=account)
-    await dialog.go(NewRequest.screenshots)
+    # A known account is recognised (SPEC §12); an unknown one is taken as it is, and its
+    # request is served on the default tariff.
+    known = await tickets.account(dialog.session, account)
+    await dialog.go(NewRequest.screenshots, account_recognised(known, locale) if known else None)
 
 
 async def last_account(
     callback: CallbackQuery,
     dialog: Dialog,
     account_pattern: re.Pattern[str],
+    tickets: TicketService,
+    locale: str,
 ) -> None:
     await callback.answer()
     if not dialog.user.last_account_number:
         await dialog.ask(_("⚠️ There is no saved number; please type it."))
         return
     await _drop_keyboard(callback)
-    await _take_account(dialog.user.last_account_number, dialog, account_pattern)
+    await _take_account(dialog.user.last_account_number, dialog, account_pattern, tickets, locale)
 
 
 async def _screenshots(message: Message, dialog: Dialog) -> None:

@@ -83,7 +83,13 @@ async def export_command(
         )
         return
     export = await managers.export(session, first, last)
-    write = partial(views.export_csv, header=views.export_header(), tz=desk.tz)
+    by_tariff = desk.book.from_file  # SPEC §12: a column of the tariff when there are tariffs
+    write = partial(
+        views.export_csv,
+        header=views.export_header(tariffs=by_tariff),
+        tz=desk.tz,
+        tariffs=by_tariff,
+    )
     await managers.send_export(session, message.chat.id, export, write)
 
 

@@ -6,13 +6,15 @@ where cannot). Membership changes (``chat_member``) take effect at once; the bot
 (``my_chat_member``) tell managers when the desk has lost its group.
 """
 
+from collections.abc import Sequence
+
 from aiogram import Router
 
 from bot.handlers.staff import access, buttons, commands, conversation, members, problems
 from bot.handlers.staff.gate import AnswerPresses, InStaffChat, members_only
 
 
-def create_router() -> Router:
+def create_router(modules: Sequence[Router] = ()) -> Router:
     router = Router(name=__name__)
     router.message.filter(InStaffChat())
     router.edited_message.filter(InStaffChat())
@@ -31,6 +33,7 @@ def create_router() -> Router:
         # their buttons before the card's, whose router ends with the catch-all for the rest.
         # Problems' commands before the others' catch-all for commands nobody handles.
         problems.create_router(),
+        *modules,  # installed modules' staff commands, before that catch-all too
         commands.create_router(),
         buttons.create_router(),
         conversation.create_router(),

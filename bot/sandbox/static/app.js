@@ -98,7 +98,8 @@ async function loadWorld(lang) {
         { value: p.id },
         p.mail
           ? `${p.name} — ${t("role_" + p.role)}, ✉️ ${t("by_mail")} (${p.language})`
-          : `${p.name} — ${t("role_" + p.role)} (${p.language})`
+          : `${p.name} — ${t("role_" + p.role)} (${p.language})` +
+            (p.account ? ` · ${t("account")} ${p.account}` : "")
       )
     )
   );

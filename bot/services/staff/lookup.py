@@ -23,6 +23,7 @@ from bot.db.repositories import (
     UserRepo,
 )
 from bot.domain.sla import Sla
+from bot.domain.tariffs import Tariff
 from bot.domain.tickets import Priority, Status
 from bot.services.cards import Cards, display_name
 from bot.services.desk_config import DeskConfig
@@ -60,6 +61,7 @@ class QueueRow:
     assignee: str | None
     age: timedelta
     sla: Sla | None = None
+    tariff: Tariff | None = None  # None: the desk sells no tariffs
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +70,7 @@ class QueuePage:
     page: int  # from 0, within the pages there are
     pages: int
     total: int
+    tz: ZoneInfo | None = None  # the desk's: when SLAs are due
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,12 +142,27 @@ class StaffLookup:
         )
 
     async def queue(self, session: AsyncSession, *, page: int, per_page: int) -> QueuePage:
-        queries = StaffQueries(session)
-        total = await queries.count_open()
+        """Open tickets by priority, then when their first response is due on their tariff's
+        terms (overdue first; answered and paused ones after), then age (SPEC §12)."""
+        # The deadline depends on each tariff's hours: the order is made here, not in SQL.
+        # (The open tickets of a desk are its backlog: hundreds, not millions.)
+        rows = await StaffQueries(session).open_queue(offset=0, limit=None)
+        total = len(rows)
         pages = max(1, -(-total // per_page))
         page = min(max(page, 0), pages - 1)
-        rows = await queries.open_queue(offset=page * per_page, limit=per_page)
         now = self.clock.now()
+        never = datetime.max.replace(tzinfo=now.tzinfo)
+        slas = {ticket.number: self.cards.sla(ticket) for ticket, _assignee in rows}
+        ordered = sorted(
+            rows,
+            key=lambda row: (
+                row[0].priority,
+                slas[row[0].number].due or never,
+                row[0].created_at,
+                row[0].number,
+            ),
+        )
+        tariffs = self.config.book
         return QueuePage(
             rows=tuple(
                 QueueRow(
@@ -154,13 +172,15 @@ class StaffLookup:
                     topic=ticket.topic,
                     assignee=display_name(assignee) if assignee else None,
                     age=now - ticket.created_at,
-                    sla=self.cards.sla(ticket),
+                    sla=slas[ticket.number],
+                    tariff=tariffs.get(ticket.tariff) if tariffs.from_file else None,
                 )
-                for ticket, assignee in rows
+                for ticket, assignee in ordered[page * per_page : (page + 1) * per_page]
             ),
             page=page,
             pages=pages,
             total=total,
+            tz=self.config.tz,
         )
 
     async def find(self, session: AsyncSession, query: str) -> list[FoundTicket]:
