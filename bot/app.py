@@ -627,6 +627,7 @@ async def run(
         settings, modules or Modules(), database, clock, i18n, services, after_commit=sender.wake
     )
     module_routers = extensions.routers()  # before the hooks: a module without routers is out
+    services.tickets.account_lookups = extensions.account_lookups()
     extensions.hook_runner(
         retry_delays=[timedelta(seconds=delay) for delay in settings.module_hook_retry_delays]
     )

@@ -29,6 +29,10 @@ that returns one. Everything a module adds is optional:
   are told. A hook should finish in seconds: slow work belongs in a queue of the module's own.
 - ``tasks``: coroutine functions started with the desk (a module's own queue, say); one that
   fails is reported and started again after a pause.
+- ``accounts``: a coroutine function ``(account_number, context)`` asked for an account the
+  desk's own (imported) accounts do not have: an :class:`AccountFound` (organisation and
+  tariff code) or None. It is asked inside the customer's dialog: answer within seconds (a
+  slow or failing one is passed over and the account taken as unknown).
 """
 
 from __future__ import annotations
@@ -212,7 +216,19 @@ class MenuCommand:
     description: str
 
 
+@dataclass(frozen=True, slots=True)
+class AccountFound:
+    """An account a module knows (its CRM, a billing system): the organisation it belongs to
+    and the code of its tariff in ``TARIFFS_FILE``."""
+
+    organisation: str
+    tariff: str
+
+
 Hook = Callable[[TicketEvent, ModuleContext], Awaitable[None]]
+# Asked for an account number the desk's own accounts do not have (the dialog's account step
+# and registration); answer within seconds, None when unknown.
+AccountLookup = Callable[[str, ModuleContext], Awaitable[AccountFound | None]]
 RouterFactory = Callable[[ModuleContext], "Router"]
 Task = Callable[[ModuleContext], Awaitable[None]]
 
@@ -230,6 +246,7 @@ class Module:
     domain: str = ""  # the catalog's name (``<domain>.mo``); the module's name by default
     hooks: Mapping[EventKind, Hook] = field(default_factory=dict)
     tasks: Sequence[Task] = ()
+    accounts: AccountLookup | None = None
 
     def adds(self) -> list[str]:
         """What it adds, in words for ``python -m bot modules``."""
@@ -250,4 +267,6 @@ class Module:
             parts.append("hooks (" + ", ".join(kind.value for kind in self.hooks) + ")")
         if self.tasks:
             parts.append(f"tasks ({len(self.tasks)})")
+        if self.accounts is not None:
+            parts.append("account lookup")
         return parts

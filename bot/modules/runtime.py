@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -119,6 +119,29 @@ class ModuleRuntime:
                 made[audience].append(router)
         self.active = kept
         return made
+
+    def account_lookups(self) -> list[Callable[[str], Awaitable[tuple[str, str] | None]]]:
+        """The modules' account lookups, each bound to its module's context (SPEC §12)."""
+        lookups = []
+        for active in self.active:
+            if active.loaded.module.accounts is not None:
+                lookups.append(self._lookup(active))
+        return lookups
+
+    @staticmethod
+    def _lookup(active: Active) -> Callable[[str], Awaitable[tuple[str, str] | None]]:
+        accounts = active.loaded.module.accounts
+        assert accounts is not None
+
+        async def lookup(number: str) -> tuple[str, str] | None:
+            try:
+                found = await accounts(number, active.context)
+            except Exception:
+                active.context.log.exception("the account lookup failed")
+                raise
+            return None if found is None else (found.organisation, found.tariff)
+
+        return lookup
 
     def menu(self, audience: Audience) -> list[BotCommand]:
         """The modules' commands for an audience's menu, in the current locale."""

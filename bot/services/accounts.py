@@ -3,10 +3,12 @@ tariff it bought; the CSV import that keeps them (``python -m bot accounts impor
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
+import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -16,7 +18,14 @@ from bot.db.repositories import AccountRepo
 from bot.domain.intake import normalize_account
 from bot.domain.tariffs import Tariff, Tariffs
 
+log = logging.getLogger(__name__)
+
 COLUMNS = ("account_number", "organisation", "tariff")
+# An account a module knows and the database does not (its CRM, a billing system): the
+# organisation and its tariff's code, or None. Asked inside the customer's dialog step, so a
+# slow one is given up after LOOKUP_TIMEOUT and the account is taken as unknown.
+AccountLookup = Callable[[str], Awaitable[tuple[str, str] | None]]
+LOOKUP_TIMEOUT = 3.0
 ORGANISATION_MAX = 256
 ACCOUNT_MAX = 64
 
@@ -31,17 +40,34 @@ class AccountInfo:
     tariff: Tariff | None
 
 
-async def account_info(session: AsyncSession, number: str, tariffs: Tariffs) -> AccountInfo | None:
-    """The account, if imported; its organisation's tariff if the desk still sells it (else the
-    default one: a tariff removed from the file leaves no customer without one)."""
+async def account_info(
+    session: AsyncSession,
+    number: str,
+    tariffs: Tariffs,
+    lookups: Sequence[AccountLookup] = (),
+) -> AccountInfo | None:
+    """The account, if imported — else as the first module lookup that knows it says; its
+    organisation's tariff if the desk still sells it (else the default one: a tariff removed
+    from the file leaves no customer without one). A lookup that fails or is slow is passed
+    over: the account is then unknown, and the ticket opens on the default tariff."""
     if not number:
         return None
     found = await AccountRepo(session).lookup(number)
-    if found is None:
-        return None
-    account, organisation = found
-    tariff = tariffs.get(organisation.tariff) if tariffs.from_file else None
-    return AccountInfo(account.number, organisation.name, tariff)
+    if found is not None:
+        account, organisation = found
+        tariff = tariffs.get(organisation.tariff) if tariffs.from_file else None
+        return AccountInfo(account.number, organisation.name, tariff)
+    for lookup in lookups:
+        try:
+            answer = await asyncio.wait_for(lookup(number), LOOKUP_TIMEOUT)
+        except Exception:
+            log.exception("an account lookup failed for account %s; passed over", number)
+            continue
+        if answer is not None:
+            name, code = answer
+            tariff = tariffs.get(code) if tariffs.from_file else None
+            return AccountInfo(number, name[:ORGANISATION_MAX], tariff)
+    return None
 
 
 # -- the import -----------------------------------------------------------------------------------

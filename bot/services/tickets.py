@@ -18,7 +18,7 @@ from bot.db.repositories import DeliveryRepo, EventRepo, LinkRepo, TicketRepo
 from bot.delivery.intents import Intent, Refs
 from bot.delivery.outbox import ALBUM_GRACE, COALESCE_GRACE, Outbox, stream_of
 from bot.domain.tickets import Action, Kind, Status, is_open
-from bot.services.accounts import AccountInfo, account_info
+from bot.services.accounts import AccountInfo, AccountLookup, account_info
 from bot.services.albums import merge_album
 from bot.services.cards import Cards, display_name
 from bot.services.copies import edit_copy
@@ -127,6 +127,8 @@ class TicketService:
         self.cards = cards
         self.render = render
         self.max_open_tickets = max_open_tickets
+        # Installed modules' lookups of accounts the database does not know (SPEC §12).
+        self.account_lookups: Sequence[AccountLookup] = ()
 
     async def check_can_open(self, session: AsyncSession, customer_id: int) -> None:
         """Raise :class:`TooManyOpenError` when the customer may not open one more ticket."""
@@ -203,7 +205,7 @@ class TicketService:
 
     async def account(self, session: AsyncSession, number: str) -> AccountInfo | None:
         """A known customer account (imported), with its organisation and tariff."""
-        return await account_info(session, number, self.config.book)
+        return await account_info(session, number, self.config.book, self.account_lookups)
 
     def registered_notice(self, ticket: Ticket) -> Registered:
         """What the customer is told of a new ticket; out of support hours it says when the

@@ -781,3 +781,75 @@ def test_a_modules_texts_follow_the_readers_language() -> None:
     i18n = I18n(path=ROOT / "locales", default_locale="ru", domain="messages")
     with i18n.context(), i18n.use_locale("ru"):
         assert texts.gettext(msgid) == "⏳ отправляется"  # the update's locale
+
+
+async def test_a_modules_account_lookup_names_accounts_the_desk_does_not_have(
+    tmp_path: Path,
+) -> None:
+    """SPEC §12: accounts come from the import or are looked up by a module. The desk's own
+    accounts win; a lookup that fails or hangs is passed over, the next one asked."""
+    from zoneinfo import ZoneInfo
+
+    from bot.domain.hours import SupportHours
+    from bot.domain.tariffs import parse_tariffs
+    from bot.modules.api import AccountFound
+    from bot.modules.loader import Loaded, Modules
+    from bot.modules.runtime import ModuleRuntime
+    from bot.services import accounts as account_service
+
+    asked: list[str] = []
+
+    async def crm(number: str, context: ModuleContext) -> AccountFound | None:
+        asked.append(f"{context.name}:{number}")
+        return AccountFound("Acme Corp", "premium") if number == "55555555" else None
+
+    async def broken(number: str, _context: ModuleContext) -> AccountFound | None:
+        raise ConnectionError("the CRM is away")
+
+    async def hangs(number: str, _context: ModuleContext) -> AccountFound | None:
+        await asyncio.sleep(60)
+        return None
+
+    modules = Modules(
+        loaded=(
+            Loaded("broken", "1", Module(accounts=broken), None),
+            Loaded("hangs", "1", Module(accounts=hangs), None),
+            Loaded("crm", "1", Module(accounts=crm), None),
+        )
+    )
+    runtime = ModuleRuntime(
+        modules,
+        sessions=None,  # type: ignore[arg-type]
+        read_sessions=None,  # type: ignore[arg-type]
+        single_writer=True,
+        clock=ManualClock(),
+        reporter=None,  # type: ignore[arg-type]
+        default_locale="ru",
+    )
+    assert Module(accounts=crm).adds() == ["account lookup"]
+    lookups = runtime.account_lookups()
+    assert len(lookups) == 3
+    msk = ZoneInfo("Europe/Moscow")
+    tariffs = parse_tariffs(
+        'default = "standard"\n[tariffs.standard]\nname = "Standard"\n'
+        '[tariffs.premium]\nname = "Premium"\nhours = "24/7"\n',
+        tz=msk,
+        hours=SupportHours.parse("09:00-21:00", msk),
+        first_response={p: timedelta(hours=1) for p in Priority},
+    )
+    url = f"sqlite+aiosqlite:///{tmp_path / 'desk.sqlite3'}"
+    await asyncio.to_thread(migrate, url)
+    database = Database(url)
+    original = account_service.LOOKUP_TIMEOUT
+    account_service.LOOKUP_TIMEOUT = 0.2  # the hanging one is given up quickly here
+    try:
+        async with database.reader() as session:
+            found = await account_service.account_info(session, "55555555", tariffs, lookups)
+            unknown = await account_service.account_info(session, "66666666", tariffs, lookups)
+    finally:
+        account_service.LOOKUP_TIMEOUT = original
+        await database.dispose()
+    assert found is not None and found.organisation == "Acme Corp"
+    assert found.tariff is not None and found.tariff.code == "premium"
+    assert unknown is None
+    assert asked == ["crm:55555555", "crm:66666666"]
