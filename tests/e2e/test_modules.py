@@ -6,7 +6,6 @@ send each event once."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
@@ -20,8 +19,8 @@ from ecomet_webhook import sending
 from bot.emulator import FakeTelegram, FakeUser
 from tests.balancer import Balancer
 from tests.e2e.driver import Customer
-from tests.e2e.harness import ROOT, STAFF_CHAT_ID, BotProcess, bot_env
-from tests.e2e.test_instances import _all_ready as all_ready
+from tests.e2e.harness import ROOT, STAFF_CHAT_ID, BotProcess
+from tests.e2e.test_instances import behind_balancer
 from tests.fixtures.modules import BROKEN, WEBHOOK, install
 from tests.fixtures.receiver import Receiver
 from tests.waiting import eventually
@@ -156,34 +155,20 @@ async def module_instances(
 ) -> AsyncIterator[list[BotProcess]]:
     """Three instances in webhook mode behind HAProxy on one PostgreSQL database (as
     tests/e2e/test_instances.py), each with the webhook module installed."""
-    fake.allow_http_webhooks = True
-    common = bot_env(
+    async with behind_balancer(
         fake,
-        tmp_path,
-        DATABASE_URL=pg_url,
-        REDIS_URL=redis_url,
-        WEBHOOK_URL=balancer.url,
-        WEBHOOK_SECRET="s3cret-token",
-        WEB_HOST="127.0.0.1",
+        pg_url=pg_url,
+        redis_url=redis_url,
+        balancer=balancer,
+        tmp_path=tmp_path,
+        request=request,
         PYTHONPATH=installed(tmp_path),
         ENABLED_MODULES="webhook",
         OUTGOING_WEBHOOK_URL=receiver.url,
         OUTGOING_WEBHOOK_SECRET=SECRET,
         OUTGOING_WEBHOOK_POLL_INTERVAL="0.1",
-    )
-    bots = []
-    for n, port in enumerate(balancer.backends):
-        workdir = tmp_path / f"bot{n}"
-        workdir.mkdir()
-        bots.append(BotProcess(fake, workdir, {**common, "WEB_PORT": str(port)}))
-    await asyncio.gather(*(bot.start() for bot in bots))
-    await all_ready(balancer)
-    yield bots
-    codes = [await bot.stop() for bot in bots]
-    failed = request.node.rep_call.failed if hasattr(request.node, "rep_call") else False
-    if failed or any(code not in (0, None, -9) for code in codes):
-        for bot in bots:
-            print(f"---- bot log ({bot.workdir}) ----\n{bot.log()}")
+    ) as bots:
+        yield bots
 
 
 async def test_several_instances_on_postgresql_send_each_event_once(

@@ -282,6 +282,21 @@ def test_a_modules_migrations_run_after_the_desks_in_a_history_of_their_own(
 # -- hooks ---------------------------------------------------------------------------------------
 
 
+def bare_runtime(modules: Any, reporter: Any = None) -> Any:
+    """A module runtime without a database (what routers, tasks and lookups need)."""
+    from bot.modules.runtime import ModuleRuntime
+
+    return ModuleRuntime(
+        modules,
+        sessions=None,  # type: ignore[arg-type]
+        read_sessions=None,  # type: ignore[arg-type]
+        single_writer=True,
+        clock=ManualClock(),
+        reporter=reporter,
+        default_locale="ru",
+    )
+
+
 class ManualClock:
     def __init__(self) -> None:
         self.moment = NOW
@@ -602,7 +617,6 @@ async def test_the_modules_routers_go_behind_their_audiences_filters() -> None:
 
     from bot.handlers import create_root_router
     from bot.modules.loader import Loaded, Modules
-    from bot.modules.runtime import ModuleRuntime
 
     staff_router = Router(name="hello-staff")
     manager_router = Router(name="hello-managers")
@@ -626,15 +640,7 @@ async def test_the_modules_routers_go_behind_their_audiences_filters() -> None:
             Loaded("broken", "1", Module(routers={Audience.CUSTOMER: broken_factory}), None),
         )
     )
-    runtime = ModuleRuntime(
-        modules,
-        sessions=None,  # type: ignore[arg-type]
-        read_sessions=None,  # type: ignore[arg-type]
-        single_writer=True,
-        clock=ManualClock(),
-        reporter=None,  # type: ignore[arg-type]
-        default_locale="ru",
-    )
+    runtime = bare_runtime(modules)
     made = runtime.routers()
     assert [a.loaded.name for a in runtime.active] == ["hello"]
     assert [(f.name, f.stage) for f in runtime.failures] == [("broken", "routers")]
@@ -732,7 +738,6 @@ async def test_a_failing_task_is_reported_and_started_again(
 ) -> None:
     from bot.modules import runtime as runtime_module
     from bot.modules.loader import Loaded, Modules
-    from bot.modules.runtime import ModuleRuntime
 
     monkeypatch.setattr(runtime_module, "TASK_PAUSE", 0.01)
     runs: list[str] = []
@@ -751,14 +756,8 @@ async def test_a_failing_task_is_reported_and_started_again(
             return True
 
     told = Told()
-    runtime = ModuleRuntime(
-        Modules(loaded=(Loaded("flaky", "1", Module(tasks=[flaky]), None),)),
-        sessions=None,  # type: ignore[arg-type]
-        read_sessions=None,  # type: ignore[arg-type]
-        single_writer=True,
-        clock=ManualClock(),
-        reporter=told,  # type: ignore[arg-type]
-        default_locale="ru",
+    runtime = bare_runtime(
+        Modules(loaded=(Loaded("flaky", "1", Module(tasks=[flaky]), None),)), reporter=told
     )
     [task] = runtime.tasks()
     await asyncio.wait_for(task, 5)
@@ -794,7 +793,6 @@ async def test_a_modules_account_lookup_names_accounts_the_desk_does_not_have(
     from bot.domain.tariffs import parse_tariffs
     from bot.modules.api import AccountFound
     from bot.modules.loader import Loaded, Modules
-    from bot.modules.runtime import ModuleRuntime
     from bot.services import accounts as account_service
 
     asked: list[str] = []
@@ -817,15 +815,7 @@ async def test_a_modules_account_lookup_names_accounts_the_desk_does_not_have(
             Loaded("crm", "1", Module(accounts=crm), None),
         )
     )
-    runtime = ModuleRuntime(
-        modules,
-        sessions=None,  # type: ignore[arg-type]
-        read_sessions=None,  # type: ignore[arg-type]
-        single_writer=True,
-        clock=ManualClock(),
-        reporter=None,  # type: ignore[arg-type]
-        default_locale="ru",
-    )
+    runtime = bare_runtime(modules)
     assert Module(accounts=crm).adds() == ["account lookup"]
     lookups = runtime.account_lookups()
     assert len(lookups) == 3
