@@ -252,11 +252,24 @@ class ManagerService:
         async with (self.read_sessions or session_factory)() as reader:
             if await DeskSettings(reader).get(key) is not None:
                 return False  # the common case: nothing to do, no write lock taken
+        try:
+            if not await self._send_daily(session_factory, key, day):
+                return False  # another process was first
+        except IntegrityError:
+            # Another instance claimed the day at the same moment: it sends; this one rolled
+            # back, having sent nothing (SPEC §11).
+            return False
+        log.info("daily summary for %s sent to %d managers", day, len(self.managers))
+        return True
+
+    async def _send_daily(
+        self, session_factory: async_sessionmaker[AsyncSession], key: str, day: date
+    ) -> bool:
         async with transaction(session_factory) as uow:
             session = uow.session
             settings = uow.desk_settings
             if await settings.get(key) is not None:
-                return False  # another process was first
+                return False
             await settings.put(key, self.clock.now().isoformat(timespec="seconds"))
             for manager in sorted(self.managers):
                 user = await UserRepo(session).get(manager)
@@ -266,7 +279,6 @@ class ManagerService:
                 if locale not in self.i18n.available_locales:
                     locale = self.config.default_locale
                 await self.send_summary(session, manager, day, locale)
-        log.info("daily summary for %s sent to %d managers", day, len(self.managers))
         return True
 
 
