@@ -22,6 +22,7 @@ import logging
 import re
 import ssl
 from collections.abc import Callable
+from typing import Any
 
 import aioimaplib
 from aiogram.utils.i18n import I18n
@@ -41,6 +42,40 @@ RECONNECT_MAX = 60.0
 MAX_MAIL = 40 * 1024 * 1024
 RETRY = 5.0  # seconds before a mail that failed to be taken in is tried again
 _UID = re.compile(rb"UID (\d+)")
+
+
+class _Protocol(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]
+    """Notes that the server announced mail (``* n EXISTS``). aioimaplib drops such an
+    announcement when it comes inside another command's answer ("ignored untagged
+    response"): a mail delivered while the last search ran is announced with that search's
+    empty result, and IDLE, started next, does not announce it again. The sweep looks once
+    more instead of idling on a mail already there (hooked here because aioimaplib offers
+    no callback for untagged responses)."""
+
+    announced = False
+
+    def _untagged_response(self, line: bytes) -> Any:
+        if line.endswith(b" EXISTS"):
+            self.announced = True
+        return super()._untagged_response(line)
+
+
+class _Imap(aioimaplib.IMAP4):  # type: ignore[misc]
+    protocol: _Protocol
+
+    def create_client(
+        self,
+        host: str,
+        port: int,
+        loop: asyncio.AbstractEventLoop | None,
+        conn_lost_cb: Callable[[Exception | None], None] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        local_loop = loop if loop is not None else asyncio.get_running_loop()
+        self.protocol = _Protocol(local_loop, conn_lost_cb)
+        self._client_task = local_loop.create_task(
+            local_loop.create_connection(lambda: self.protocol, host, port, ssl=ssl_context)
+        )
 
 
 class MailWatcher:
@@ -84,14 +119,10 @@ class MailWatcher:
         marked only after its unit of work committed, so nothing is lost either way)."""
         self._stopping.set()
 
-    async def _connect(self) -> aioimaplib.IMAP4:
+    async def _connect(self) -> _Imap:
         server = self.server
-        if server.tls == "tls":
-            imap: aioimaplib.IMAP4 = aioimaplib.IMAP4_SSL(
-                host=server.host, port=server.port, ssl_context=self.tls_context()
-            )
-        else:
-            imap = aioimaplib.IMAP4(host=server.host, port=server.port)
+        tls = self.tls_context() if server.tls == "tls" else None
+        imap = _Imap(host=server.host, port=server.port, ssl_context=tls)
         await imap.wait_hello_from_server()
         response = await imap.login(server.user, server.password)
         if response.result != "OK":
@@ -121,7 +152,7 @@ class MailWatcher:
             with contextlib.suppress(Exception):
                 await imap.logout()
 
-    async def _idle(self, imap: aioimaplib.IMAP4, timeout: float) -> None:
+    async def _idle(self, imap: _Imap, timeout: float) -> None:
         """Wait until the server says something changed (new mail), or ``timeout`` (a look
         every MAIL_POLL_INTERVAL all the same: a safety net under IDLE)."""
         waiting = await imap.idle_start(timeout=timeout)
@@ -138,7 +169,7 @@ class MailWatcher:
                 imap.idle_done()
             await asyncio.wait_for(waiting, 10)
 
-    async def sweep(self, imap: aioimaplib.IMAP4) -> int:
+    async def sweep(self, imap: _Imap) -> int:
         """Take in every mail not yet taken; returns how many are left for another try.
 
         The search is repeated until it finds nothing new: a mail that arrived while others
@@ -146,12 +177,15 @@ class MailWatcher:
         announcements), and IDLE would not announce it again."""
         failed: set[bytes] = set()
         while not self._stopping.is_set():
+            # Only an announcement with this search's answer or after it is news: the
+            # search itself sees every mail delivered before it.
+            imap.protocol.announced = False
             response = await imap.uid_search("UNKEYWORD", TAKEN, charset=None)
             if response.result != "OK":
                 raise ConnectionError(f"search failed: {_text(response.lines)}")
             uids = [u for line in response.lines[:1] for u in line.split() if u.isdigit()]
             fresh = [uid for uid in uids if uid not in failed]
-            if not fresh:
+            if not fresh and not imap.protocol.announced:
                 break
             for uid in fresh:
                 if self._stopping.is_set():
@@ -163,7 +197,7 @@ class MailWatcher:
                     failed.add(uid)
         return len(failed)
 
-    async def _fetch(self, imap: aioimaplib.IMAP4, uid: str) -> bytes | None:
+    async def _fetch(self, imap: _Imap, uid: str) -> bytes | None:
         response = await imap.uid("fetch", uid, "(BODY.PEEK[])")
         if response.result != "OK":
             log.warning("mail %s could not be fetched: %s", uid, _text(response.lines))
