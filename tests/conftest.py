@@ -9,6 +9,16 @@ import pytest
 pytest_plugins = ["tests.mailserver", "tests.dbserver", "tests.balancer"]
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--e2e-backends",
+        default="sqlite",
+        help="the databases the end-to-end suite runs the desk on, comma-separated: sqlite "
+        "(the default, embedded) and postgresql (a server started by the tests). CI runs "
+        "both: --e2e-backends=sqlite,postgresql",
+    )
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]

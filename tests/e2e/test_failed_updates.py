@@ -2,19 +2,19 @@
 the person is told, and ``python -m bot failed retry ID`` replays it in the running bot, once.
 
 Faults are injected from outside the bot, never by editing it: the emulated Bot API fails a
-method a few times (``fake.fail_next``), or a trigger in the bot's own SQLite database refuses
+method a few times (``fake.fail_next``), or a trigger in the bot's own database (SQLite or PostgreSQL) refuses
 one kind of row (a relay to staff, an answer to a customer) until the test drops it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import socket
 import sqlite3
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,7 +22,7 @@ import pytest
 from bot.emulator import FakeTelegram, FakeUser
 from tests.e2e.conftest import BotFactory
 from tests.e2e.driver import Customer, number_in
-from tests.e2e.harness import ROOT, STAFF_CHAT_ID, BotProcess
+from tests.e2e.harness import ROOT, STAFF_CHAT_ID, BotProcess, query_postgres
 
 
 def _free_port() -> int:
@@ -31,19 +31,29 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _db_path(bot: BotProcess) -> Path:
-    return Path(bot.env["DATABASE_URL"].removeprefix("sqlite+aiosqlite:///"))
-
-
 def _sql(bot: BotProcess, statement: str, *params: object) -> list[tuple[Any, ...]]:
-    with sqlite3.connect(_db_path(bot), timeout=30) as db:
-        rows = db.execute(statement, params).fetchall()
-    db.close()
-    return rows
+    """A statement on the bot's database, writes included (the faults below are injected)."""
+    url = bot.env["DATABASE_URL"]
+    if url.startswith("postgresql"):
+        return query_postgres(url, statement, *params)
+    with contextlib.closing(sqlite3.connect(bot.database, timeout=30)) as db, db:
+        return db.execute(statement, params).fetchall()
 
 
 def _refuse(bot: BotProcess, purpose: str) -> None:
     """From now on the bot cannot write a delivery of ``purpose``: its handler fails."""
+    if bot.env["DATABASE_URL"].startswith("postgresql"):
+        _sql(
+            bot,
+            "CREATE FUNCTION injected_fault() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+            f" RAISE EXCEPTION 'injected fault: no {purpose}'; END $$",
+        )
+        _sql(
+            bot,
+            "CREATE TRIGGER injected_fault BEFORE INSERT ON deliveries FOR EACH ROW"
+            f" WHEN (NEW.purpose = '{purpose}') EXECUTE FUNCTION injected_fault()",
+        )
+        return
     _sql(
         bot,
         f"CREATE TRIGGER injected_fault BEFORE INSERT ON deliveries "
@@ -53,6 +63,10 @@ def _refuse(bot: BotProcess, purpose: str) -> None:
 
 
 def _heal(bot: BotProcess) -> None:
+    if bot.env["DATABASE_URL"].startswith("postgresql"):
+        _sql(bot, "DROP TRIGGER injected_fault ON deliveries")
+        _sql(bot, "DROP FUNCTION injected_fault()")
+        return
     _sql(bot, "DROP TRIGGER injected_fault")
 
 
