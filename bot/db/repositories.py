@@ -124,7 +124,11 @@ class UserRepo:
     ) -> User:
         user = await self.get(user_id)
         if user is None:
-            user = User(
+            # A newcomer's first updates may be handled at once in two transactions (two
+            # chats, two instances): the second insert waits for the first and does nothing,
+            # and both read the one row.
+            postgresql = self.session.get_bind().dialect.name == "postgresql"
+            insert = (pg_insert if postgresql else sqlite_insert)(User).values(
                 id=user_id,
                 first_name=first_name,
                 last_name=last_name,
@@ -133,12 +137,14 @@ class UserRepo:
                 created_at=now,
                 updated_at=now,
             )
-            self.session.add(user)
-            await self.session.flush()
+            user = await self.session.scalar(
+                insert.on_conflict_do_nothing(index_elements=[User.id]).returning(User)
+            )
+            if user is None:  # inserted by the other one
+                user = await self.session.get_one(User, user_id)
             read_ahead = ReadAhead.of(self.session)
             if read_ahead is not None:
                 read_ahead.users[user_id] = user
-            return user
         fresh = (first_name, last_name, username, language_code)
         if (user.first_name, user.last_name, user.username, user.language_code) != fresh:
             user.first_name, user.last_name, user.username, user.language_code = fresh

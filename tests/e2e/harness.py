@@ -13,6 +13,7 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -151,6 +152,13 @@ class BotProcess:
             return []
         stored = (state.messages.get(i) or state.deleted.get(i) for i in state.bot_ids)
         return [message.data for message in stored if message is not None]
+
+
+def as_utc(value: str | datetime) -> datetime:
+    """A timestamp column as :meth:`BotProcess.query` reads it (SQLite gives text, PostgreSQL
+    a naive datetime; both UTC)."""
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return moment.replace(tzinfo=UTC)
 
 
 def query_postgres(url: str, statement: str, *params: object) -> list[tuple[Any, ...]]:

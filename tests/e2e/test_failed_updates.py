@@ -125,17 +125,23 @@ async def test_a_transient_fault_is_retried_and_takes_effect_once(
     )
     press = c.press("Send", summary)
     registered = await c.expect("is registered")
-    assert number_in(fake.text_of(registered)) == 1
+    # The number the first, rolled-back attempt drew is not reused on PostgreSQL (a sequence
+    # is not rolled back): numbers are unique, not gapless.
+    number = number_in(fake.text_of(registered))
     assert (await fake.wait_for_answer(press))["text"] == "Sent"
     card = await fake.next_message(STAFF_CHAT_ID)
-    assert "#1" in fake.text_of(card)
+    assert f"#{number} " in fake.text_of(card)
     # Once: one ticket, one card, one confirmation; nothing kept as failed.
     await bot.expect_silence(STAFF_CHAT_ID)
     assert sum("is registered" in t for t in _texts(fake, alice.id)) == 1
     assert _sql(bot, "SELECT count(*) FROM tickets") == [(1,)]
     assert _sql(bot, "SELECT count(*) FROM failed_updates") == [(0,)]
-    # Retried: in the poller's batch, which was handled again with a savepoint per update.
-    assert "handled again with a savepoint per update" in bot.log()
+    # Retried: on SQLite in the poller's batch, which was handled again with a savepoint per
+    # update (on PostgreSQL each update has its own transaction: retried alone).
+    if bot.env["DATABASE_URL"].startswith("sqlite"):
+        assert "handled again with a savepoint per update" in bot.log()
+    else:
+        assert "rolled back, trying again" in bot.log()
     code, out = await _cli(bot, "list")
     assert code == 0 and "No failed updates waiting." in out, out
 
@@ -172,9 +178,10 @@ async def test_a_permanent_fault_is_kept_and_replayed_once(
     failed_id = int(row.split()[0])
     assert failed_id == 1
     assert " 3  " in row and "message" in row and str(alice.id) in row
-    assert "IntegrityError" in row and "injected fault: no relay" in row
+    assert "injected f" in row  # the error, cut to the column
     code, out = await _cli(bot, "show", str(failed_id))
     assert code == 0 and "it fails in Firefox too" in out and "Traceback" in out, out
+    assert "injected fault: no relay" in out, out
     assert _sql(bot, "SELECT status, attempts FROM failed_updates WHERE id = ?", failed_id) == [
         ("pending", 3)
     ]
@@ -205,7 +212,9 @@ async def test_a_permanent_fault_is_kept_and_replayed_once(
     await bot.stop()
     await bot.start()
     c.say("and a third message")
-    relayed = await fake.next_message(STAFF_CHAT_ID)
+    # (On PostgreSQL the restarted desk takes the staff group over once its former self's
+    # sends there have left Telegram's minute window: README, "Several instances".)
+    relayed = await fake.next_message(STAFF_CHAT_ID, timeout=70)
     assert fake.text_of(relayed) == "and a third message"
     assert sum("Firefox" in t for t in _texts(fake, STAFF_CHAT_ID)) == 1
 
@@ -239,6 +248,10 @@ async def test_a_failed_staff_answer_is_told_in_the_group_and_replayed_after_a_r
         await fake.next_message(alice.id, timeout=20)
     ):
         pass  # first the notice that Anna took the ticket
+    # On PostgreSQL (several instances may share it) the restarted desk sends to the staff
+    # group only once what its former self sent there has left Telegram's minute window
+    # (README, "Several instances"): the card's edit may wait up to a minute.
+    await bot.settled(within=90)
     await bot.expect_silence(alice.id)
     assert sum("clear the cache" in t for t in _texts(fake, alice.id)) == 1
     assert _sql(bot, "SELECT status, resolution FROM failed_updates") == [("resolved", "replayed")]

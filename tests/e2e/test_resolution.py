@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from bot.emulator import FakeTelegram, FakeUser
 from tests.e2e.driver import Customer
-from tests.e2e.harness import STAFF_CHAT_ID, BotProcess
+from tests.e2e.harness import STAFF_CHAT_ID, BotProcess, as_utc
 from tests.waiting import eventually
 
 FAST = {"CONFIRM_REMINDER_AFTER": "3", "AUTO_CLOSE_AFTER": "6", "SCHEDULER_INTERVAL": "0.3"}
@@ -203,7 +203,7 @@ async def test_timers_are_not_lost_across_a_kill(
     await bot.settled()  # the question is recorded as sent: the restart does not send it again
     bot.kill()  # down while the reminder falls due
     [(resolved_at,)] = bot.query("SELECT resolved_at FROM tickets WHERE number = ?", number)
-    due = datetime.fromisoformat(resolved_at).replace(tzinfo=UTC) + timedelta(seconds=3)
+    due = as_utc(resolved_at) + timedelta(seconds=3)
     await eventually(lambda: datetime.now(UTC) > due, "the reminder never fell due")
     await bot.start()
     await c.expect("Is the problem of request", f"#{number}", timeout=15)  # caught up

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 from bot.emulator import FakeTelegram, FakeUser
 from bot.views.formatting import day_time
 from tests.e2e.driver import Customer
-from tests.e2e.harness import ROOT, STAFF_CHAT_ID
+from tests.e2e.harness import ROOT, STAFF_CHAT_ID, as_utc
 from tests.waiting import eventually
 
 TARIFFS = """
@@ -51,7 +51,7 @@ def zone_at_23() -> ZoneInfo:
 
 def created_at(bot, number: int) -> datetime:  # type: ignore[no-untyped-def]
     (value,) = bot.query("SELECT created_at FROM tickets WHERE number = ?", number)[0]
-    return datetime.fromisoformat(value).replace(tzinfo=UTC)
+    return as_utc(value)
 
 
 def next_nine(moment: datetime, tz: ZoneInfo) -> datetime:

@@ -35,6 +35,7 @@ from bot.db.repositories import (
 )
 from bot.db.uow import transaction
 from bot.domain.tickets import Kind, Priority, Status
+from tests.waiting import eventually
 
 BOT_ID = 123456
 NOW = datetime(2025, 6, 11, 10, 0, tzinfo=UTC)
@@ -577,3 +578,55 @@ async def test_a_dialog_cleared_and_begun_again_in_one_batch(
         await bound.set_data(key(), {"topic": "new"})
     assert await storage.get_state(key()) == "Intake:description"
     assert await storage.get_data(key()) == {"topic": "new"}
+
+
+async def test_a_newcomer_seen_by_two_transactions_at_once_is_one_user(pg_url: str) -> None:
+    """Two first updates of one person handled at once (two chats, two instances): the second
+    insert waits for the first transaction, finds the row and uses it; neither fails."""
+    await asyncio.to_thread(migrate, pg_url)
+    eng = create_engine(pg_url)
+    sessions = create_session_factory(eng)
+    now = datetime.now(UTC)
+    first_inserted, second_waits = asyncio.Event(), asyncio.Event()
+
+    async def upsert(name: str, *, first: bool) -> int:
+        async with transaction(sessions) as uow:
+            if not first:
+                await first_inserted.wait()
+            task = UserRepo(uow.session).upsert(
+                user_id=4242,
+                first_name=name,
+                last_name=None,
+                username=None,
+                language_code="en",
+                now=now,
+            )
+            if first:
+                user = await task
+                first_inserted.set()
+                await second_waits.wait()  # commits only once the other one is blocked on it
+            else:
+                user = await task
+            return user.id
+
+    async def blocked() -> bool:
+        async with eng.connect() as conn:
+            waiting = await conn.scalar(
+                text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+            )
+        return bool(waiting)
+
+    async def release_when_blocked() -> None:
+        await first_inserted.wait()
+        await eventually(blocked, "the second insert never waited for the first")
+        second_waits.set()
+
+    try:
+        ids = await asyncio.gather(
+            upsert("Ann", first=True), upsert("Ann", first=False), release_when_blocked()
+        )
+        assert ids[:2] == [4242, 4242]
+        async with sessions() as session:
+            assert await session.scalar(select(func.count()).select_from(User)) == 1
+    finally:
+        await eng.dispose()
