@@ -287,14 +287,18 @@ class Delivery(Base):
 class ChatOwner(Base):
     """Which sender sends to a chat (SPEC §11): one at a time, so that several instances
     together keep the chat's Telegram limits (each keeps them for the chats it holds). Held
-    until ``until``: while the holder sends, and after it stops for as long as its limit
-    for the chat needs to be as good as new (bot/delivery/sender.py)."""
+    until ``until``: while the holder sends. A holder that stops leaves what its limit
+    remembers in ``memory`` and lets the chat go at once; one that cannot say (a call's answer
+    still unknown) holds the chat until its limit is as good as new (bot/delivery/sender.py)."""
 
     __tablename__ = "chat_owners"
 
     chat_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     owner: Mapped[str] = mapped_column(String(32))  # SenderInstance.id
     until: Mapped[datetime] = mapped_column(index=True)
+    # Left by a sender that stopped: what its limit for the chat remembered (the limiter's
+    # ``memory`` and ``at``, when), so that the next holder goes on from there at once.
+    memory: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), default=None)
 
 
 class SenderInstance(Base):

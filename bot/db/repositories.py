@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, exists, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, exists, func, null, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -905,6 +905,38 @@ class ChatOwners:
 
     async def forget_before(self, moment: datetime) -> None:
         await self.session.execute(delete(ChatOwner).where(ChatOwner.until < moment))
+
+    async def hand_over(
+        self, owner: str, memories: dict[int, dict[str, Any]], now: datetime
+    ) -> None:
+        """Let these chats go now, leaving what this sender's limits remember of each."""
+        for chat_id, memory in memories.items():
+            await self.session.execute(
+                update(ChatOwner)
+                .where(ChatOwner.chat_id == chat_id, ChatOwner.owner == owner)
+                .values(until=now, memory={**memory, "at": now.isoformat()})
+            )
+
+    async def take_memories(self, chat_ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+        """What former holders left of these chats (just acquired: locked by this
+        transaction), taken once: a later holder does not count it again."""
+        wanted = list(chat_ids)
+        if not wanted:
+            return {}
+        rows = (
+            await self.session.execute(
+                select(ChatOwner.chat_id, ChatOwner.memory).where(
+                    ChatOwner.chat_id.in_(wanted), ChatOwner.memory.is_not(None)
+                )
+            )
+        ).all()
+        if rows:
+            await self.session.execute(
+                update(ChatOwner)
+                .where(ChatOwner.chat_id.in_([chat_id for chat_id, _ in rows]))
+                .values(memory=null())
+            )
+        return {int(chat_id): memory for chat_id, memory in rows if memory}
 
 
 class DeskSettings:

@@ -411,3 +411,64 @@ class RateLimiter:
         limit = self._limit(chat_id, now)
         limit.resume()
         self._keep(chat_id, limit)
+
+    # -- handing a chat over to another sender (another instance, or this one restarted) ----
+
+    def memory(self, chat_id: int, now: float | None = None) -> dict[str, object] | None:
+        """What the chat's limit remembers, as plain data relative to ``now`` (seconds ago,
+        seconds ahead): another limiter :meth:`recall`\\ s it and goes on from there instead of
+        waiting until this one is as good as new. ``None``: nothing to remember, or calls still
+        on their way (their answers are not known: the chat waits until it is fresh)."""
+        now = monotonic() if now is None else now
+        self._now = now
+        limit = self._chats.get(chat_id)
+        if limit is None:
+            return None
+        limit.wait_time(now)  # forgets what left the window, refills the bucket
+        if isinstance(limit, Bucket):
+            if limit.flights:
+                return None
+            return {"tokens": limit.tokens}
+        if limit.flights or limit.window.in_flight:
+            return None
+        return {
+            "sent": [now - moment for moment in limit.window.sent],
+            "last": min(now - limit.last, 3600.0),
+            "due": max(0.0, limit.due - now),
+            "credits": limit.credits,
+            "paused": max(0.0, limit.paused_until - now),
+        }
+
+    def recall(
+        self, chat_id: int, memory: dict[str, object], later: float, now: float | None = None
+    ) -> None:
+        """Go on from what another limiter remembered of the chat (:meth:`memory`), ``later``
+        seconds ago. Added to what this one remembers: both sent there."""
+        now = monotonic() if now is None else now
+        limit = self._limit(chat_id, now)
+        later = max(0.0, later)
+
+        def number(key: str) -> float:
+            value = memory.get(key, 0.0)
+            return float(value) if isinstance(value, int | float) else 0.0
+
+        if isinstance(limit, Bucket):
+            if "tokens" not in memory:
+                return
+            refilled = number("tokens") + later * limit.per_second
+            limit.tokens = min(limit.tokens, refilled, limit.capacity)
+        else:
+            if "sent" not in memory:
+                return
+            ages = memory.get("sent")
+            sent = (
+                [now - later - float(age) for age in ages if isinstance(age, int | float)]
+                if isinstance(ages, list)
+                else []
+            )
+            limit.window.sent = deque(sorted([*limit.window.sent, *sent]))
+            limit.last = max(limit.last, now - later - number("last"))
+            limit.due = max(limit.due, now - later + number("due"))
+            limit.credits = min(limit.credits, int(number("credits")))
+            limit.paused_until = max(limit.paused_until, now - later + number("paused"))
+        self._keep(chat_id, limit)

@@ -260,13 +260,25 @@ class Sender:
                 session = uow.session
                 await SenderRepo(session).forget(self.instance_id)
                 if self.share_chats:
-                    # Each chat free as soon as its limit no longer remembers this sender.
-                    now = self.clock.now()
-                    fresh_in = {chat: self.limiter.fresh_in(chat) for chat in self._held}
+                    # Each chat free at once, with what its limit remembers for the next
+                    # holder (another instance, or this one restarted) to go on from; one
+                    # whose limit cannot say is held until the limit is as good as new.
+                    now, at = self.clock.now(), monotonic()
+                    fresh_in = {chat: self.limiter.fresh_in(chat, at) for chat in self._held}
+                    memories = {
+                        chat: memory
+                        for chat, seconds in fresh_in.items()
+                        if seconds > 0 and (memory := self.limiter.memory(chat, at)) is not None
+                    }
                     owners = ChatOwners(session)
+                    await owners.hand_over(self.instance_id, memories, now)
                     await owners.extend(
                         self.instance_id,
-                        {c: now + timedelta(seconds=s) for c, s in fresh_in.items() if s > 0},
+                        {
+                            c: now + timedelta(seconds=s)
+                            for c, s in fresh_in.items()
+                            if s > 0 and c not in memories
+                        },
                     )
                     await owners.release(
                         self.instance_id, [c for c, s in fresh_in.items() if not s]
@@ -313,7 +325,15 @@ class Sender:
         if wanted:
             until = now + HOLD
             async with transaction(self.session_factory) as uow:
-                got = await ChatOwners(uow.session).acquire(wanted, self.instance_id, now, until)
+                owners = ChatOwners(uow.session)
+                got = await owners.acquire(wanted, self.instance_id, now, until)
+                memories = await owners.take_memories(got)
+            # What a former holder's limits remembered: go on from there (SPEC §11).
+            at = monotonic()
+            for chat, memory in memories.items():
+                left_at = _moment(memory.get("at"))
+                later = (now - left_at).total_seconds() if left_at is not None else 0.0
+                self.limiter.recall(chat, memory, later, at)
             for chat in wanted - got:
                 self._held.pop(chat, None)
             self._held.update(dict.fromkeys(got, until))
@@ -758,3 +778,10 @@ class Sender:
             self._locked_out.discard(row.chat_id)
             await call_each(session, self.outcomes.access_back, row.chat_id)
         await call_each(session, self.outcomes.sent, row, ids)
+
+
+def _moment(value: object) -> datetime | None:
+    try:
+        return datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None

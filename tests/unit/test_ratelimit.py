@@ -6,6 +6,7 @@ tests start their explicit clock well after "now" on that clock (``T0``)."""
 from __future__ import annotations
 
 import heapq
+import json
 import math
 import time
 from dataclasses import dataclass
@@ -506,15 +507,25 @@ def test_no_limit_is_ever_exceeded_whatever_the_demand(demand: list[Ask]) -> Non
             if not edit:
                 granted.setdefault(ask.chat_id, []).append((now, messages))
 
-    def most_in_window(sent: list[tuple[float, int]], seconds: float, cap: int) -> int:
-        return max(
-            (
-                sum(min(n, cap) for u, n in sent[i:] if u < t + seconds - 1e-6)
-                for i, (t, _) in enumerate(sent)
-            ),
-            default=0,
-        )
+    assert_within_limits(overall, granted, pauses)
 
+
+def most_in_window(sent: list[tuple[float, int]], seconds: float, cap: int) -> int:
+    return max(
+        (
+            sum(min(n, cap) for u, n in sent[i:] if u < t + seconds - 1e-6)
+            for i, (t, _) in enumerate(sent)
+        ),
+        default=0,
+    )
+
+
+def assert_within_limits(
+    overall: list[tuple[float, int]],
+    granted: dict[int, list[tuple[float, int]]],
+    pauses: list[tuple[int, int, float]],
+) -> None:
+    """PROPERTY_LIMITS kept by what was granted: (time, messages) in all and per chat."""
     assert most_in_window(overall, 1.0, 12) <= 12
     for group in PROPERTY_GROUPS:
         sent = granted.get(group, [])
@@ -528,6 +539,78 @@ def test_no_limit_is_ever_exceeded_whatever_the_demand(demand: list[Ask]) -> Non
                 assert j - i + 1 <= 3 + (sent[j][0] - t) + 1e-6
     for chat_id, before, end in pauses:
         assert all(t >= end - 1e-6 for t, _ in granted.get(chat_id, [])[before:])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(asks, max_size=200),
+    st.sets(st.integers(0, 199), max_size=4),
+    st.floats(1.0, 10.0),
+)
+def test_a_chat_handed_over_to_a_new_limiter_keeps_every_limit(
+    demand: list[Ask], handovers: set[int], gap: float
+) -> None:
+    """A sender stops and another one (or itself restarted, ``gap`` seconds later) goes on
+    from what its limits remembered (``memory`` through JSON, then ``recall``): together they
+    keep every limit, as one limiter would."""
+    limiter = RateLimiter(PROPERTY_LIMITS)
+    granted: dict[int, list[tuple[float, int]]] = {}
+    overall: list[tuple[float, int]] = []
+    pauses: list[tuple[int, int, float]] = []
+    now = T0
+    for n, ask in enumerate(demand):
+        now += ask.after
+        if n in handovers:
+            chats = PROPERTY_GROUPS + PROPERTY_PRIVATE
+            memories = {chat: limiter.memory(chat, now=now) for chat in chats}
+            left = json.loads(json.dumps({str(c): m for c, m in memories.items() if m}))
+            now += gap  # the bot's own second has passed: only the chats' limits are handed
+            limiter = RateLimiter(PROPERTY_LIMITS)
+            for chat, memory in left.items():
+                limiter.recall(int(chat), memory, gap, now=now)
+        if ask.kind == "pause":
+            seconds = float(ask.messages % 7 + 1)
+            limiter.pause(ask.chat_id, seconds, now=now)
+            pauses.append((ask.chat_id, len(granted.get(ask.chat_id, [])), now + seconds))
+            continue
+        edit = ask.kind == "edit"
+        messages = 1 if ask.kind in ("edit", "grow") else ask.messages
+        wait = limiter.reserve(ask.chat_id, now=now, edit=edit, messages=messages)
+        if wait > 0 and ask.retry:
+            now += wait
+            wait = limiter.reserve(ask.chat_id, now=now, edit=edit, messages=messages)
+            assert wait == 0
+        if wait == 0 and ask.kind == "grow":
+            more = min(ask.messages - 1, limiter.room(ask.chat_id, now=now))
+            limiter.charge(ask.chat_id, more, now=now)
+            messages += more
+        if wait == 0:
+            overall.append((now, messages))
+            if not edit:
+                granted.setdefault(ask.chat_id, []).append((now, messages))
+    assert_within_limits(overall, granted, pauses)
+
+
+def test_a_handed_over_chat_goes_on_at_once_when_its_limits_allow() -> None:
+    """What the former holder sent still counts, and no more than that: a group that had two
+    messages this minute takes the next one on its pace, not a minute later."""
+    old = RateLimiter(Limits(margin=0))
+    assert old.reserve(GROUP, now=T0) == 0
+    assert old.reserve(GROUP, now=T0 + 3) == 0
+    memory = json.loads(json.dumps(old.memory(GROUP, now=T0 + 4)))
+    assert old.fresh_in(GROUP, now=T0 + 4) > 50  # what holding the chat until fresh cost
+    new = RateLimiter(Limits(margin=0))
+    new.recall(GROUP, memory, 1.0, now=T0 + 5)
+    assert new.reserve(GROUP, now=T0 + 6) == 0
+    full = RateLimiter(Limits(margin=0))
+    for n in range(20):
+        full.reserve(GROUP, now=T0 + 3 * n)
+    memory = json.loads(json.dumps(full.memory(GROUP, now=T0 + 58)))
+    new = RateLimiter(Limits(margin=0))
+    new.recall(GROUP, memory, 0.0, now=T0 + 58)
+    assert new.reserve(GROUP, now=T0 + 59) > 0  # the minute is full: wait for its first
+    assert new.reserve(GROUP, now=T0 + 60) == 0
+    assert old.memory(USER, now=T0) is None  # never sent there: nothing to hand over
 
 
 def test_the_margin_keeps_calls_clear_of_telegrams_own_counting() -> None:
