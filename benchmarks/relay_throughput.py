@@ -166,7 +166,9 @@ class BotProcess:
         log_path: Path,
         *,
         cwd: Path = ROOT,  # another checkout runs that checkout's code (benchmarks.burst)
+        ready: str = "Run polling",  # what its log says once it takes updates
     ) -> None:
+        self.ready = ready
         self.name = name
         self.argv = list(argv)
         self.env = env
@@ -187,16 +189,14 @@ class BotProcess:
             )
         finally:
             log.close()
-        # Both aiogram's start_polling and the desk's poller log this once they poll.
+        # Both aiogram's start_polling and the desk's poller log "Run polling" once they poll.
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while "Run polling" not in _read_log(self.log_path):
+        while self.ready not in _read_log(self.log_path):
             if self.proc.returncode is not None:
                 raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log()}")
             if loop.time() > deadline:
-                raise TimeoutError(
-                    f"{self.name} did not start polling in {timeout}s:\n{self.log()}"
-                )
+                raise TimeoutError(f"{self.name} did not start in {timeout}s:\n{self.log()}")
             await asyncio.sleep(0.05)
 
     async def stop(self, timeout: float = 15) -> int | None:
@@ -348,17 +348,25 @@ def seed_tickets(
     threads: Sequence[int] | None = None,
 ) -> None:
     """One open ticket (in progress, answered, with its card, in its forum topic ``threads`` if
-    given) per customer."""
-    from sqlalchemy import create_engine
-    from sqlalchemy.orm import Session
+    given) per customer, on SQLite or PostgreSQL (from a thread or a process of its own)."""
+    asyncio.run(_seed_tickets(database_url, customers, cards, threads))
+
+
+async def _seed_tickets(
+    database_url: str,
+    customers: Sequence[FakeUser],
+    cards: Sequence[int],
+    threads: Sequence[int] | None,
+) -> None:
+    from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
     from bot.db.models import Ticket, User
     from bot.domain.tickets import Kind, Priority, Status
 
     now = datetime.now(UTC)
-    engine = create_engine(database_url.replace("+aiosqlite", ""))
+    engine = create_async_engine(database_url)
     try:
-        with Session(engine) as session, session.begin():
+        async with AsyncSession(engine) as session, session.begin():
             for index, (customer, card) in enumerate(zip(customers, cards, strict=True)):
                 session.add(
                     User(
@@ -393,8 +401,10 @@ def seed_tickets(
                         card_message_id=card,
                     )
                 )
+                if index % 100 == 99:
+                    await session.flush()  # users before their tickets, in reasonable chunks
     finally:
-        engine.dispose()
+        await engine.dispose()
 
 
 # ====================================================================== one run
@@ -455,7 +465,7 @@ async def run_bot(kind: str, params: Params, workdir: Path) -> RunResult:
         await bot.start()
         print(f"  {kind}: pid {bot.pid}, polling", flush=True)
         try:
-            return await _burst(kind, fake, bot, users, params)
+            return await measure_burst(kind, fake, [bot], users, params)
         finally:
             code = await bot.stop()
             if code not in (0, None, -signal.SIGTERM):
@@ -464,9 +474,16 @@ async def run_bot(kind: str, params: Params, workdir: Path) -> RunResult:
         await fake.stop()
 
 
-async def _burst(
-    kind: str, fake: FakeTelegram, bot: BotProcess, users: Sequence[FakeUser], params: Params
+async def measure_burst(
+    kind: str,
+    fake: FakeTelegram,
+    bots: Sequence[BotProcess],
+    users: Sequence[FakeUser],
+    params: Params,
 ) -> RunResult:
+    """The burst through ``bots`` (one process, or several instances of the desk: their CPU
+    added up, the highest peak RSS of one)."""
+    bot = bots[0]
     observer = RelayObserver(fake)
     customers, warmup = users[: params.customers], users[params.customers :]
 
@@ -475,7 +492,8 @@ async def _burst(
     for i, user in enumerate(warmup):
         fake.send_text(user, follow_up("warm", i, 0))
     if not await observer.wait_all(warm, timeout=30, stall=30):
-        raise RuntimeError(f"{kind}: the warm-up messages were not relayed:\n{bot.log()}")
+        logs = "\n".join(b.log() for b in bots)
+        raise RuntimeError(f"{kind}: the warm-up messages were not relayed:\n{logs}")
     await asyncio.sleep(0.5)
     observer.scan()
 
@@ -483,9 +501,9 @@ async def _burst(
     db_before = await _probe(bot, probe) if probe is not None else {}
     spy = await _start_py_spy(bot.pid, params.py_spy) if params.py_spy and kind == "desk" else None
     calls_before = len(fake.calls)
-    start_rss = peak_rss_mib(bot.pid)
-    cpu_before = cpu_seconds(bot.pid)
-    main_before = cpu_seconds(bot.pid, main_thread_only=True)
+    start_rss = max(peak_rss_mib(b.pid) for b in bots)
+    cpu_before = sum(cpu_seconds(b.pid) for b in bots)
+    main_before = sum(cpu_seconds(b.pid, main_thread_only=True) for b in bots)
     enqueued: dict[str, float] = {}
     for number in range(params.messages):
         for i, user in enumerate(customers):
@@ -497,9 +515,9 @@ async def _burst(
     # Anything sent twice comes soon after the rest.
     await asyncio.sleep(1.0)
     observer.scan()
-    cpu = cpu_seconds(bot.pid) - cpu_before
-    main_cpu = cpu_seconds(bot.pid, main_thread_only=True) - main_before
-    rss = peak_rss_mib(bot.pid)
+    cpu = sum(cpu_seconds(b.pid) for b in bots) - cpu_before
+    main_cpu = sum(cpu_seconds(b.pid, main_thread_only=True) for b in bots) - main_before
+    rss = max(peak_rss_mib(b.pid) for b in bots)
     if spy is not None:
         await _stop_py_spy(spy)
     db_work = _difference(await _probe(bot, probe), db_before) if probe is not None else {}
@@ -527,7 +545,7 @@ async def _burst(
         db_work=db_work,
     )
     if result.faulty:
-        result.log_tail = bot.log().splitlines()
+        result.log_tail = [line for b in bots for line in b.log().splitlines()]
     return result
 
 

@@ -20,7 +20,7 @@ import aiohttp
 import pytest
 
 from bot.emulator import FakeTelegram, FakeUser
-from tests.balancer import Balancer
+from tests.balancer import Balancer, free_port
 from tests.e2e.driver import Customer
 from tests.e2e.harness import STAFF_CHAT_ID, BotProcess, bot_env
 from tests.e2e.test_resolution import FAST, answered_and_resolved
@@ -94,15 +94,7 @@ async def instances(
 
 async def _all_ready(balancer: Balancer) -> None:
     async def ready() -> bool:
-        async with aiohttp.ClientSession() as client:
-            for port in balancer.backends:
-                try:
-                    async with client.get(f"http://127.0.0.1:{port}/readyz") as answer:
-                        if answer.status != 200:
-                            return False
-                except aiohttp.ClientError:
-                    return False
-        return True
+        return all([await _ready(port) for port in balancer.backends])
 
     await eventually(ready, "not every instance became ready", within=30)
     await eventually(
@@ -203,6 +195,85 @@ async def test_instances_restarted_and_killed_mid_burst_lose_and_repeat_nothing(
         )
         relayed = [t for t in texts if f"More from {c.user.first_name}:" in t]
         assert len(relayed) == 1, (c.user.first_name, relayed)
+
+
+async def test_an_instance_added_mid_burst_takes_part_at_once(
+    fake: FakeTelegram,
+    instances: list[BotProcess],
+    balancer: Balancer,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> None:
+    """While customers are in the middle of their dialogs, a fourth instance is started and
+    put behind the balancer as an operator does (a ``server`` line more, a graceful reload of
+    HAProxy): it takes updates at once, and nothing is lost or doubled meanwhile."""
+    people = [fake.add_user(4000 + n, f"Client{n}", language_code="en") for n in range(12)]
+    chats = [Customer(fake, person) for person in people]
+    workdir = tmp_path / "bot-added"
+    workdir.mkdir()
+    port = free_port()
+    added = BotProcess(fake, workdir, {**instances[0].env, "WEB_PORT": str(port)})
+
+    async def add_an_instance() -> None:
+        await eventually(lambda: sum(map(len, handled_by(instances).values())) >= 15)
+        await added.start()
+        await eventually(lambda: _ready(port), "the added instance never became ready")
+        balancer.add_server(port)
+
+    try:
+        opened = asyncio.gather(
+            *(c.open_request(topic=f"Slow pages for {c.user.first_name}") for c in chats)
+        )
+        numbers, _ = await asyncio.gather(opened, add_an_instance())
+        for c in chats:
+            c.say(f"And now from {c.user.first_name}: still slow")
+        await fake.wait_updates_consumed(timeout=60)
+        everyone = [*instances, added]
+        # The new instance took part: the balancer gave it updates once it was there.
+        await eventually(
+            lambda: handled_by([added])[0],
+            lambda: f"the added instance handled nothing:\n{balancer.log()[-3000:]}",
+            within=30,
+        )
+        for c in chats:  # until every dialog has its follow-up relayed
+            await eventually(
+                lambda c=c: any(
+                    f"And now from {c.user.first_name}:" in t for t in staff_texts(fake)
+                ),
+                f"{c.user.first_name}'s follow-up never reached staff",
+                within=30,
+            )
+        await added.settled(within=60)
+
+        assert sorted(numbers) == list(range(1, 13))
+        assert added.query("SELECT count(*) FROM tickets") == [(12,)]
+        handled = collections.Counter(u for us in handled_by(everyone).values() for u in us)
+        assert [update for update, times in handled.items() if times > 1] == []
+        for c in chats:
+            notices = [
+                m for m in fake.bot_messages(c.user.id) if "is registered" in fake.text_of(m)
+            ]
+            assert len(notices) == 1, (c.user.first_name, [fake.text_of(m) for m in notices])
+        texts = staff_texts(fake)
+        for c, number in zip(chats, numbers, strict=True):
+            cards = [t for t in texts if re.search(rf"#{number}\b", t) and "Slow pages" in t]
+            assert len(cards) == 1, (number, cards)
+            relayed = [t for t in texts if f"And now from {c.user.first_name}:" in t]
+            assert len(relayed) == 1, (c.user.first_name, relayed)
+    finally:
+        code = await added.stop()
+        failed = request.node.rep_call.failed if hasattr(request.node, "rep_call") else False
+        if failed or code not in (0, None, -9):
+            print(f"---- the added instance's log ({added.workdir}) ----\n{added.log()}")
+
+
+async def _ready(port: int) -> bool:
+    async with aiohttp.ClientSession() as client:
+        try:
+            async with client.get(f"http://127.0.0.1:{port}/readyz") as answer:
+                return answer.status == 200
+        except aiohttp.ClientError:
+            return False
 
 
 MANAGER = 5005

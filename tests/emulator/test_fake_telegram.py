@@ -37,6 +37,7 @@ from aiogram.types import (
     ReplyParameters,
     Update,
 )
+from aiohttp import web
 
 from bot.emulator import FakeTelegram, FakeUser
 from tests.waiting import eventually
@@ -322,6 +323,60 @@ async def test_get_updates_conflict_and_webhook(fake: FakeTelegram, bot: Bot) ->
     assert info.url == "https://example.com/hook"
     await bot.delete_webhook()
     assert await bot.get_updates(timeout=0) == []
+
+
+async def test_a_webhook_gets_several_chats_at_once_and_each_chat_in_order(
+    fake: FakeTelegram, bot: Bot
+) -> None:
+    """Telegram posts up to ``max_connections`` updates at once (here when a test asks for
+    it, ``webhook_connections``), never two of one chat at once, one chat's in order."""
+    posted: list[tuple[int, str]] = []
+    in_flight: dict[int, int] = {}
+    overlaps: list[int] = []
+    most = 0
+    three_at_once = asyncio.Event()
+
+    async def hook(request: web.Request) -> web.Response:
+        nonlocal most
+        message = (await request.json())["message"]
+        chat = message["chat"]["id"]
+        in_flight[chat] = in_flight.get(chat, 0) + 1
+        if in_flight[chat] > 1:
+            overlaps.append(chat)
+        most = max(most, sum(in_flight.values()))
+        if most >= 3:
+            three_at_once.set()
+        try:
+            # Held until three chats' updates are being posted at once (then no more holding).
+            await asyncio.wait_for(three_at_once.wait(), 5)
+        finally:
+            in_flight[chat] -= 1
+        posted.append((chat, message["text"]))
+        return web.Response()
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        fake.allow_http_webhooks = True
+        fake.webhook_connections = 4
+        await bot.set_webhook(f"http://127.0.0.1:{port}/hook", max_connections=4)
+        people = [fake.add_user(7000 + n, f"P{n}") for n in range(3)]
+        for n in range(4):
+            for person in people:
+                fake.send_text(person, f"{person.first_name}-{n}")
+        await fake.wait_updates_consumed(timeout=20)
+        assert most >= 3 and not overlaps, (most, overlaps)
+        for person in people:
+            mine = [text for chat, text in posted if chat == person.id]
+            assert mine == [f"{person.first_name}-{n}" for n in range(4)]
+    finally:
+        await bot.delete_webhook()
+        await runner.cleanup()
 
 
 async def test_allowed_updates_and_limit(fake: FakeTelegram, bot: Bot) -> None:
