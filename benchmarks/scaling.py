@@ -65,7 +65,7 @@ async def run_instances(
     fake.allow_http_webhooks = True  # the balancer listens on 127.0.0.1 without TLS
     fake.webhook_connections = WEBHOOK_CONNECTIONS
     await fake.start("127.0.0.1")
-    database = pg.create_database(f"scaling_{count}")
+    database = await asyncio.to_thread(pg.create_database, f"scaling_{count}")
     try:
         fake.add_group(STAFF_CHAT_ID, "e-Comet support staff")
         users = [
@@ -117,7 +117,7 @@ async def run_instances(
                     await bot.stop()
     finally:
         await fake.stop()
-        pg.drop_database(database)
+        await asyncio.to_thread(pg.drop_database, database)
 
 
 async def _behind(balancer: Any, count: int) -> None:

@@ -197,6 +197,50 @@ async def test_instances_restarted_and_killed_mid_burst_lose_and_repeat_nothing(
         assert len(relayed) == 1, (c.user.first_name, relayed)
 
 
+async def test_a_rolling_restart_while_a_hundred_customers_write(
+    fake: FakeTelegram, instances: list[BotProcess], balancer: Balancer
+) -> None:
+    """Each instance in turn stopped with SIGTERM and started again while 100 customers go
+    through the first steps of their dialogs: every step is answered once, in order, and the
+    dialog goes on whichever instance takes the next step."""
+    people = [fake.add_user(6000 + n, f"Writer{n}", language_code="en") for n in range(100)]
+    chats = [Customer(fake, person) for person in people]
+
+    async def first_steps(c: Customer) -> None:
+        c.command("/new")
+        await c.expect("What is your request about?", timeout=60)
+        c.press("stopped working")
+        await c.expect("what is it about?", timeout=60)
+        c.say(f"Pages of {c.user.first_name} time out")
+        await c.expect("Describe it in detail", timeout=60)
+
+    async def roll() -> None:
+        # One at a time, spread over the burst: the others take the updates meanwhile.
+        for n, bot in enumerate(instances):
+            await eventually(
+                lambda n=n: sum(map(len, handled_by(instances).values())) >= 20 + 80 * n,
+                within=60,
+            )
+            await bot.stop()
+            await bot.start()
+            port = int(bot.env["WEB_PORT"])
+            await eventually(lambda port=port: _ready(port), within=30)
+
+    await asyncio.gather(asyncio.gather(*(first_steps(c) for c in chats)), roll())
+    await fake.wait_updates_consumed(timeout=60)
+    await instances[0].settled(within=60)
+
+    for bot in instances:
+        assert bot.starts == 2
+    handled = collections.Counter(u for us in handled_by(instances).values() for u in us)
+    assert [update for update, times in handled.items() if times > 1] == []
+    assert len(handled) >= 300  # every customer's three steps, each handled once
+    for c in chats:
+        texts = [fake.text_of(m) for m in fake.bot_messages(c.user.id)]
+        for question in ("What is your request about?", "what is it about?", "Describe it"):
+            assert sum(question in t for t in texts) == 1, (c.user.first_name, texts)
+
+
 async def test_an_instance_added_mid_burst_takes_part_at_once(
     fake: FakeTelegram,
     instances: list[BotProcess],
