@@ -46,12 +46,12 @@ from typing import Any
 import aiohttp
 
 from benchmarks.relay_throughput import (
-    FIRST_CUSTOMER_ID,
     ROOT,
     STAFF_CHAT_ID,
     TOKEN_RE,
     BotProcess,
     RelayObserver,
+    add_customers,
     bot_env,
     follow_up,
     machine,
@@ -394,16 +394,7 @@ async def _run(
     fake: FakeTelegram, tree_name: str, tree: Path, forum: bool, params: Params, workdir: Path
 ) -> BurstResult:
     fake.add_group(STAFF_CHAT_ID, "e-Comet support staff", is_forum=forum)
-    users = [
-        fake.add_user(
-            FIRST_CUSTOMER_ID + i,
-            f"Customer {i}",
-            username=f"customer_{i}",
-            language_code="en",
-            started=True,
-        )
-        for i in range(params.customers)
-    ]
+    users = add_customers(fake, params.customers)
     database = workdir / "desk.sqlite3"
     env = bot_env(
         fake,

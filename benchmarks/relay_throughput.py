@@ -290,6 +290,20 @@ class RelayObserver:
             await asyncio.sleep(POLL_INTERVAL)
 
 
+def add_customers(fake: FakeTelegram, count: int) -> list[FakeUser]:
+    """The burst's customers, each with a private chat with the bot."""
+    return [
+        fake.add_user(
+            FIRST_CUSTOMER_ID + i,
+            f"Customer {i}",
+            username=f"customer_{i}",
+            language_code="en",
+            started=True,
+        )
+        for i in range(count)
+    ]
+
+
 def token(phase: str, customer: int, number: int) -> str:
     return f"bench:{phase}:{customer}:{number}"
 
@@ -426,16 +440,7 @@ async def run_bot(kind: str, params: Params, workdir: Path) -> RunResult:
     await fake.start("127.0.0.1")
     try:
         fake.add_group(STAFF_CHAT_ID, "e-Comet support staff")
-        users = [
-            fake.add_user(
-                FIRST_CUSTOMER_ID + i,
-                f"Customer {i}",
-                username=f"customer_{i}",
-                language_code="en",
-                started=True,
-            )
-            for i in range(params.customers + WARMUP_CUSTOMERS)
-        ]
+        users = add_customers(fake, params.customers + WARMUP_CUSTOMERS)
         log_path = workdir / f"{kind}.log"
         if kind == "echo":
             env = bot_env(fake)

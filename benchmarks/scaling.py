@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.relay_throughput import (
-    FIRST_CUSTOMER_ID,
     LIMITS_NOTE,
     STAFF_CHAT_ID,
     UNLIMITED,
@@ -39,6 +38,7 @@ from benchmarks.relay_throughput import (
     BotProcess,
     Params,
     RunResult,
+    add_customers,
     bot_env,
     machine,
     measure_burst,
@@ -68,16 +68,7 @@ async def run_instances(
     database = await asyncio.to_thread(pg.create_database, f"scaling_{count}")
     try:
         fake.add_group(STAFF_CHAT_ID, "e-Comet support staff")
-        users = [
-            fake.add_user(
-                FIRST_CUSTOMER_ID + i,
-                f"Customer {i}",
-                username=f"customer_{i}",
-                language_code="en",
-                started=True,
-            )
-            for i in range(params.customers + WARMUP_CUSTOMERS)
-        ]
+        users = add_customers(fake, params.customers + WARMUP_CUSTOMERS)
         with run_haproxy(binary, count) as balancer:
             env = bot_env(
                 fake,
