@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.relay_throughput import (
+    DESK_SETTINGS,
     LIMITS_NOTE,
     STAFF_CHAT_ID,
-    UNLIMITED,
     WARMUP_CUSTOMERS,
     BotProcess,
     Params,
@@ -77,12 +77,7 @@ async def run_instances(
                 WEBHOOK_URL=balancer.url,
                 WEBHOOK_SECRET=SECRET,
                 WEB_HOST="127.0.0.1",
-                TIMEZONE="Europe/Moscow",
-                SUPPORT_HOURS="00:00-24:00",
-                DEFAULT_LOCALE="en",
-                DELIVERY_GROUP_PER_MINUTE=UNLIMITED,
-                DELIVERY_PRIVATE_PER_SECOND=UNLIMITED,
-                DELIVERY_GLOBAL_PER_SECOND=UNLIMITED,
+                **DESK_SETTINGS,
             )
             await migrate(env, workdir / "migrate.log")
             cards = await post_cards(fake, len(users))
