@@ -6,10 +6,11 @@
 It runs the bot unchanged, with SQLAlchemy event hooks and a wrapper around aiosqlite's hand-off
 to its worker thread. Each statement, transaction, savepoint and thread round trip is counted
 under the part of the desk that caused it: ``intake`` (the poller, from a polled batch to its
-commit), ``sender``, ``scheduler``, ``replayer`` or ``other``. ``SIGUSR1`` writes the counters
-so far to the file named by ``BENCH_PROBE_OUT`` (and so does the exit), so the benchmark can
-take the difference over its burst. The hooks cost CPU: the figures of a counted run are not
-the throughput of the desk.
+commit), ``sender`` (its steps apart: ``sender: claim`` ...), ``scheduler``, ``replayer`` or
+``other``; so is the main thread's CPU (each callback the event loop runs, charged to the part
+of its task). ``SIGUSR1`` writes the counters so far to the file named by ``BENCH_PROBE_OUT``
+(and so does the exit), so the benchmark can take the difference over its burst. The hooks
+cost CPU: the figures of a counted run are not the throughput of the desk.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import os
 import re
 import signal
 import sys
+import time
 from collections import Counter
 from collections.abc import Callable, Coroutine
 from functools import wraps
@@ -65,7 +67,9 @@ def install() -> None:
     import aiosqlite.core
     from sqlalchemy import event
     from sqlalchemy.engine import Engine
+    from sqlalchemy.sql.compiler import SQLCompiler
 
+    from bot.db.repositories import DeliveryRepo
     from bot.delivery.sender import Sender
     from bot.failures import Replayer
     from bot.polling import Poller
@@ -88,6 +92,15 @@ def install() -> None:
     def _savepoint(*_args: Any) -> None:
         count("savepoints")
 
+    # A statement compiled again rather than taken from SQLAlchemy's cache shows here.
+    compiler_init: Any = SQLCompiler.__init__
+
+    def _compiler_init(self: Any, *args: Any, **kwargs: Any) -> None:
+        compiler_init(self, *args, **kwargs)
+        count("compiled: " + statement_kind(self.string))
+
+    SQLCompiler.__init__ = _compiler_init  # type: ignore[method-assign]
+
     original: Any = aiosqlite.core.Connection._execute
 
     async def _execute(self: Any, fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -106,6 +119,21 @@ def install() -> None:
 
     asyncio.to_thread = _to_thread  # type: ignore[assignment]
 
+    # The main thread's CPU per part: every callback the event loop runs (a task's step, the
+    # greenlets SQLAlchemy runs inside it included) is charged to the part in its context.
+    run_handle: Any = asyncio.events.Handle._run
+
+    def _run(self: Any) -> None:
+        started = time.thread_time_ns()
+        try:
+            run_handle(self)
+        finally:
+            part = self._context.get(PART, "other")
+            spent = (time.thread_time_ns() - started) // 1000
+            COUNTS.setdefault(part, Counter())["main thread CPU, µs"] += spent
+
+    asyncio.events.Handle._run = _run  # type: ignore[method-assign]
+
     handle_batch = Poller._handle_batch
 
     async def _batch(self: Poller, updates: list[Any]) -> None:
@@ -119,6 +147,18 @@ def install() -> None:
 
     Poller._handle_batch = _batch  # type: ignore[method-assign]
     Sender.run = in_part("sender", Sender.run)  # type: ignore[method-assign]
+    claim = Sender._claim
+
+    async def _claim(self: Sender, chosen: Any, *args: Any) -> Any:
+        count("heads claimed", len(chosen))
+        return await claim(self, chosen, *args)
+
+    Sender._claim = _claim  # type: ignore[method-assign]
+    # The sender's steps apart, each with its own figures: where its work per message goes.
+    DeliveryRepo.due_heads = in_part("sender: due heads", DeliveryRepo.due_heads)  # type: ignore[method-assign]
+    for step in ("_weigh_queues", "_claim", "_join", "_deliver", "_record_outcomes"):
+        name = "sender: " + step.strip("_").replace("_", " ")
+        setattr(Sender, step, in_part(name, getattr(Sender, step)))
     Scheduler.run = in_part("scheduler", Scheduler.run)  # type: ignore[method-assign]
     Replayer.run = in_part("replayer", Replayer.run)  # type: ignore[method-assign]
 

@@ -17,7 +17,8 @@ the staff group exactly once, as the copy the bot makes of it. Measured:
 Presets: ``many`` (the default) is 200 customers x 5 texts, ``few`` 3 customers x 334 texts
 (beyond their pace: most of it reaches staff coalesced), ``both`` runs one after the other.
 ``--count`` runs the desk under :mod:`benchmarks.desk_probe` and prints its database work per
-relayed message (statements, transactions, thread round trips) instead of timing it;
+relayed message (statements, transactions, thread round trips, the main thread's CPU) instead of
+timing it;
 ``--py-spy PATH`` records the desk with py-spy during the burst.
 
 The echo bot (:mod:`benchmarks.echo_bot`) answers each private text with one ``copyMessage``
@@ -624,14 +625,24 @@ def db_work_table(result: RunResult) -> str:
             "savepoints",
             "thread round trips",
             "asyncio.to_thread calls",
+            "heads claimed",
         ):
             if key in counts:
                 lines.append(f"    {key:<22} {counts[key] / sent:8.2f}")
+        if "main thread CPU, µs" in counts:
+            cpu_ms = counts["main thread CPU, µs"] / 1000 / sent
+            lines.append(f"    {'main thread CPU, ms':<22} {cpu_ms:8.3f}")
         kinds = sorted(
             ((k[5:], n) for k, n in counts.items() if k.startswith("sql: ")), key=lambda kv: -kv[1]
         )
         for kind, n in kinds:
             lines.append(f"      {kind:<36} {n / sent:6.2f}")
+        compiled = sorted(
+            ((k[10:], n) for k, n in counts.items() if k.startswith("compiled: ")),
+            key=lambda kv: -kv[1],
+        )
+        for kind, n in compiled:
+            lines.append(f"      compiled {kind:<27} {n / sent:6.2f}")
     return "\n".join(lines)
 
 

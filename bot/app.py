@@ -15,7 +15,6 @@ from typing import Any
 
 from aiogram import Bot, Dispatcher, Router
 from aiogram.client.default import DefaultBotProperties
-from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
 from aiogram.exceptions import TelegramAPIError, TelegramMigrateToChat
@@ -46,7 +45,7 @@ from bot.db.dialog_storage import DatabaseStorage
 from bot.db.engine import Database
 from bot.db.repositories import DeliveryRepo, DeskSettings, UpdateLog
 from bot.db.uow import transaction
-from bot.delivery.client import RetryMiddleware, StaleCallbackAnswers
+from bot.delivery.client import DeskSession, RetryMiddleware, StaleCallbackAnswers
 from bot.delivery.limiter import Limits, RateLimiter
 from bot.delivery.mail import MailTransport
 from bot.delivery.outbox import Outbox
@@ -96,7 +95,7 @@ LOCALES_DIR = Path(__file__).resolve().parent.parent / "locales"
 
 
 def create_bot(settings: Settings) -> Bot:
-    session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url))
+    session = DeskSession(api=TelegramAPIServer.from_base(settings.telegram_api_url))
     session.middleware(RetryMiddleware())
     session.middleware(StaleCallbackAnswers())
     return Bot(

@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, exists, func, null, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Select,
+    and_,
+    bindparam,
+    case,
+    delete,
+    exists,
+    func,
+    insert,
+    null,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -494,6 +511,12 @@ class LinkRepo:
     def add(self, link: MessageLink) -> None:
         self.session.add(link)
 
+    async def add_many(self, links: Sequence[dict[str, Any]]) -> None:
+        """Several links (columns by name) in one statement: a coalesced relay makes a few
+        at once, and the sender records them with every message it sends."""
+        if links:
+            await self.session.execute(insert(MessageLink), list(links))
+
     async def ticket_of_customer_message(self, chat_id: int, message_id: int) -> int | None:
         result = await self.session.execute(
             select(MessageLink.ticket_number)
@@ -567,6 +590,65 @@ class LinkRepo:
         return result.scalars().all()
 
 
+# Calls that post several messages: their payload says how many (bot/delivery/sender.py).
+MULTI_MESSAGE_METHODS = ("SendMediaGroup", "CopyMessages", "ForwardMessages")
+
+
+@functools.cache
+def _due_heads_statement() -> Select[tuple[Any, ...]]:
+    """The sender's sweep, built once (on first use): an aliased entity costs more to build
+    than the query takes to run, and the sender sweeps many times a second in a burst.
+    Bound: ``now``, ``dead_before``, ``limit``."""
+    now = bindparam("now", type_=Delivery.not_before.type)
+    dead_before = bindparam("dead_before", type_=SenderInstance.heartbeat_at.type)
+    earlier = aliased(Delivery)
+    blocked = exists().where(
+        and_(
+            earlier.stream == Delivery.stream,
+            earlier.status == "pending",
+            earlier.id < Delivery.id,
+        )
+    )
+    # Plain columns rather than ORM objects, and a call's payload only where it says how many
+    # messages the call posts.
+    counted = case((Delivery.method.in_(MULTI_MESSAGE_METHODS), Delivery.payload), else_=null())
+    return (
+        select(
+            Delivery.id,
+            Delivery.chat_id,
+            Delivery.stream,
+            Delivery.rank,
+            Delivery.method,
+            Delivery.ticket_number,
+            Delivery.context,
+            counted,
+        )
+        .where(
+            Delivery.status == "pending",
+            Delivery.not_before <= now,
+            DeliveryRepo._free(now, dead_before),
+            ~blocked,
+        )
+        .order_by(Delivery.rank, Delivery.id)
+        .limit(bindparam("limit", type_=Integer()))
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class DueHead:
+    """A delivery due to go, as the sender weighs it (:meth:`DeliveryRepo.due_heads`): where
+    it goes, how urgent, whose; ``payload`` only for calls that post several messages."""
+
+    id: int
+    chat_id: int
+    stream: str
+    rank: int
+    method: str
+    ticket_number: int | None
+    context: dict[str, Any] | None
+    payload: dict[str, Any]
+
+
 class DeliveryRepo:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -586,7 +668,9 @@ class DeliveryRepo:
         self.session.add(delivery)
 
     @staticmethod
-    def _free(now: datetime, dead_before: datetime) -> ColumnElement[bool]:
+    def _free(
+        now: datetime | ColumnElement[datetime], dead_before: datetime | ColumnElement[datetime]
+    ) -> ColumnElement[bool]:
         """Not leased, or leased by a sender that expired or stopped beating."""
         dead = select(SenderInstance.id).where(SenderInstance.heartbeat_at < dead_before)
         return or_(
@@ -597,28 +681,17 @@ class DeliveryRepo:
 
     async def due_heads(
         self, now: datetime, *, limit: int, dead_before: datetime | None = None
-    ) -> Sequence[Delivery]:
-        """The first unsent delivery of every stream that may go now, most urgent first."""
-        earlier = aliased(Delivery)
-        blocked = exists().where(
-            and_(
-                earlier.stream == Delivery.stream,
-                earlier.status == "pending",
-                earlier.id < Delivery.id,
-            )
-        )
+    ) -> Sequence[DueHead]:
+        """The first unsent delivery of every stream that may go now, most urgent first: what
+        the sender weighs them by, not their calls (it reads those of the few it takes)."""
         result = await self.session.execute(
-            select(Delivery)
-            .where(
-                Delivery.status == "pending",
-                Delivery.not_before <= now,
-                self._free(now, dead_before or now),
-                ~blocked,
-            )
-            .order_by(Delivery.rank, Delivery.id)
-            .limit(limit)
+            _due_heads_statement(),
+            {"now": now, "dead_before": dead_before or now, "limit": limit},
         )
-        return result.scalars().all()
+        return [
+            DueHead(id, chat, stream, rank, method, number, context, payload or {})
+            for id, chat, stream, rank, method, number, context, payload in result.all()
+        ]
 
     async def due_now(self, chat_id: int, now: datetime) -> None:
         """The pending deliveries to ``chat_id`` may go at once (a group took the bot back)."""
@@ -663,9 +736,11 @@ class DeliveryRepo:
         until: datetime,
         owner: str,
         dead_before: datetime | None = None,
-    ) -> set[int]:
-        """Lease several deliveries at once; returns the ids this sender got."""
-        await self.session.execute(
+    ) -> dict[int, Delivery]:
+        """Lease several deliveries at once; returns those this sender got, by id, as they
+        are once leased (another sender's lease, or a row sent meanwhile, is not among them).
+        One statement: the lease and the read of what it took."""
+        result = await self.session.execute(
             update(Delivery)
             .where(
                 Delivery.id.in_(ids),
@@ -673,16 +748,10 @@ class DeliveryRepo:
                 self._free(now, dead_before or now),
             )
             .values(claimed_until=until, claimed_by=owner, attempts=Delivery.attempts + 1)
+            .returning(Delivery)
             .execution_options(synchronize_session=False)
         )
-        result = await self.session.execute(
-            select(Delivery.id).where(
-                Delivery.id.in_(ids),
-                Delivery.claimed_by == owner,
-                Delivery.claimed_until == until,
-            )
-        )
-        return set(result.scalars())
+        return {row.id: row for row in result.scalars()}
 
     async def get(self, delivery_id: int) -> Delivery | None:
         return await self.session.get(Delivery, delivery_id)

@@ -12,16 +12,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Self
+from typing import Any, Protocol, Self
 
 from aiogram.methods.base import TelegramMethod
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
-from bot.db.models import Delivery
-
 # Lower ranks go first: a customer who is waiting for us, then tickets by priority (1..4).
 RANK_CUSTOMER_WAITING = 0
 RANK_DEFAULT = 5
+
+
+class HasContext(Protocol):
+    """A delivery, or what the sender weighs of one (``bot.db.repositories.DueHead``)."""
+
+    @property
+    def context(self) -> dict[str, Any] | None: ...
 
 
 class Tags(BaseModel):
@@ -30,7 +35,7 @@ class Tags(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     @classmethod
-    def of(cls, delivery: Delivery) -> Self:
+    def of(cls, delivery: HasContext) -> Self:
         return cls.model_validate(delivery.context or {})
 
 

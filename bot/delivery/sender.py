@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from time import monotonic
-from typing import Any
+from typing import Any, TypeVar
 
 from aiogram import Bot, methods
 from aiogram.exceptions import TelegramBadRequest, TelegramMigrateToChat, TelegramRetryAfter
@@ -30,7 +30,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.clock import Clock
 from bot.db.models import Delivery, is_mail_customer
-from bot.db.repositories import ChatOwners, DeliveryRepo, SenderRepo
+from bot.db.repositories import (
+    MULTI_MESSAGE_METHODS,
+    ChatOwners,
+    DeliveryRepo,
+    DueHead,
+    SenderRepo,
+)
 from bot.db.uow import transaction
 from bot.delivery.client import retrying_enabled
 from bot.delivery.intents import Refs
@@ -65,10 +71,16 @@ CROWD_CHECK = 1.0
 JOIN_AT_MOST = 100
 
 
-def messages_in(delivery: Delivery) -> int:
+# A delivery, or what the sender weighs of one before it takes it.
+Queued = TypeVar("Queued", Delivery, DueHead)
+
+
+def messages_in(delivery: Delivery | DueHead) -> int:
     """How many messages the delivery posts (an album, copyMessages: several) — what it takes
     of a chat's budget."""
     payload = delivery.payload
+    if delivery.method not in MULTI_MESSAGE_METHODS:
+        return 1
     if delivery.method == "SendMediaGroup":
         return max(1, len(payload.get("media") or ()))
     if delivery.method in ("CopyMessages", "ForwardMessages"):
@@ -86,12 +98,12 @@ class _Slot:
     call: bool = True  # False: messages a call took in (RateLimiter.charge)
 
 
-def is_edit(delivery: Delivery) -> bool:
+def is_edit(delivery: Delivery | DueHead) -> bool:
     """An edit is no new message in its chat: only the bot's overall rate counts it."""
     return delivery.method.startswith("Edit")
 
 
-def fairness_key(delivery: Delivery) -> str:
+def fairness_key(delivery: Delivery | DueHead) -> str:
     """Whose turn a delivery is: staff-side deliveries by the party they are about (one
     customer's many tickets share one turn), anything else by its stream."""
     if delivery.chat_id < 0:
@@ -118,12 +130,25 @@ class Turns:
         self.cap = cap
         self._served: OrderedDict[str, int] = OrderedDict()
         self._counter = itertools.count(1)
+        # Whose turn each delivery is, by id and stream (a stream is one chat, or one ticket in
+        # a group: the same party; an id SQLite gives again is another stream's, or the same
+        # party's): a head waiting in a burst is ordered at every sweep. Bounded by ``cap``:
+        # forgotten, it is worked out again.
+        self._keys: dict[tuple[int, str], str] = {}
 
-    def order(self, heads: Iterable[Delivery]) -> list[Delivery]:
-        ranks: dict[int, dict[str, list[Delivery]]] = {}
+    def _key(self, head: Delivery | DueHead) -> str:
+        key = self._keys.get((head.id, head.stream))
+        if key is None:
+            if len(self._keys) >= self.cap:
+                self._keys.clear()
+            key = self._keys[(head.id, head.stream)] = fairness_key(head)
+        return key
+
+    def order(self, heads: Iterable[Queued]) -> list[Queued]:
+        ranks: dict[int, dict[str, list[Queued]]] = {}
         for head in sorted(heads, key=lambda d: (d.rank, d.id)):
-            ranks.setdefault(head.rank, {}).setdefault(fairness_key(head), []).append(head)
-        ordered: list[Delivery] = []
+            ranks.setdefault(head.rank, {}).setdefault(self._key(head), []).append(head)
+        ordered: list[Queued] = []
         for rank in sorted(ranks):
             queues = ranks[rank]
             keys = sorted(queues, key=lambda key: (self._served.get(key, 0), queues[key][0].id))
@@ -131,8 +156,8 @@ class Turns:
                 ordered += [head for head in round_ if head is not None]
         return ordered
 
-    def served(self, delivery: Delivery) -> None:
-        key = fairness_key(delivery)
+    def served(self, delivery: Delivery | DueHead) -> None:
+        key = self._keys.pop((delivery.id, delivery.stream), None) or fairness_key(delivery)
         self._served[key] = next(self._counter)
         self._served.move_to_end(key)
         while len(self._served) > self.cap:
@@ -317,7 +342,7 @@ class Sender:
         self._held = keep
         self._seen.clear()
 
-    async def _holding(self, heads: Sequence[Delivery], now: datetime) -> list[Delivery]:
+    async def _holding(self, heads: Sequence[DueHead], now: datetime) -> list[DueHead]:
         """The heads of the chats this sender holds, taking the free ones (SPEC §11)."""
         chats = {head.chat_id for head in heads}
         self._seen |= chats
@@ -390,56 +415,58 @@ class Sender:
             heads = await self._holding(heads, now)
         next_wait = min(self.poll_interval, HEARTBEAT.total_seconds())
         busy = set(self._in_flight.values())
-        chosen: list[Delivery] = []
+        # Chats that refused one message now refuse any more: not asked again this sweep
+        # (in a burst, a group has a call on its way and a head per ticket waiting).
+        refused: set[int] = set()
+        chosen: list[DueHead] = []
         for head in self.turns.order(heads):
             if len(self._in_flight) + len(chosen) >= self.concurrency:
                 next_wait = 0.01  # come back as soon as a slot frees
                 break
             if head.stream in busy:
                 continue
+            edit, messages = is_edit(head), messages_in(head)
+            if not edit and head.chat_id in refused:
+                continue
             taken_at = monotonic()
             wait = self.limiter.reserve(
-                head.chat_id,
-                taken_at,
-                edit=is_edit(head),
-                messages=messages_in(head),
-                flying=True,
+                head.chat_id, taken_at, edit=edit, messages=messages, flying=True
             )
             if wait > 0:
                 next_wait = min(next_wait, wait)
+                if not edit and messages == 1:
+                    refused.add(head.chat_id)
                 continue
-            self._slots[head.id] = [_Slot(taken_at, messages_in(head), edit=is_edit(head))]
+            self._slots[head.id] = [_Slot(taken_at, messages, edit=edit)]
             busy.add(head.stream)
             chosen.append(head)
             self.turns.served(head)
         if not chosen:
             return next_wait
         try:
-            claimed, fresh = await self._claim(chosen, now, dead_before)
+            claimed = await self._claim(chosen, now, dead_before)
         except BaseException:
             for head in chosen:  # none of them goes now: their slots count from here
                 self._land(head.chat_id, self._slots.pop(head.id, []))
             raise
         for head in chosen:
-            if head.id not in claimed:
+            row = claimed.get(head.id)
+            if row is None:
                 self._land(head.chat_id, self._slots.pop(head.id, []))
                 continue  # another process took it
-            if head.id in fresh:
-                row = fresh[head.id]
-                head.method, head.payload, head.context = row.method, row.payload, row.context
-            head.attempts += 1
-            self._in_flight[head.id] = head.stream
-            self._sending[head.id] = head.chat_id
-            task = asyncio.create_task(self._deliver(head))
+            self._in_flight[row.id] = row.stream
+            self._sending[row.id] = row.chat_id
+            task = asyncio.create_task(self._deliver(row))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         return next_wait
 
     async def _claim(
-        self, chosen: Sequence[Delivery], now: datetime, dead_before: datetime
-    ) -> tuple[set[int], dict[int, Delivery]]:
-        """Lease the chosen heads (those another process took are not among the ids
-        returned), with what the albums and coalesced relays among them hold now."""
+        self, chosen: Sequence[DueHead], now: datetime, dead_before: datetime
+    ) -> dict[int, Delivery]:
+        """Lease the chosen heads and read the deliveries leased, by id (those another process
+        took are not among them), with what the albums and coalesced relays among them hold
+        now."""
         async with transaction(self.session_factory) as uow:
             session = uow.session
             repo = DeliveryRepo(session)
@@ -450,15 +477,13 @@ class Sender:
                 owner=self.instance_id,
                 dead_before=dead_before,
             )
-            # Albums and coalesced relays take in more messages until they are claimed: what
-            # is sent is what they hold at the claim, not at the read above.
-            refs = {h.id: Refs.of(h) for h in chosen if h.id in claimed}
-            reread = [i for i, r in refs.items() if r.grows or (r.joins and self.outcomes.join)]
-            fresh = await repo.get_many(reread) if reread else {}
-            for head_id, row in fresh.items():
-                if refs[head_id].joins:
-                    await self._join(session, row, now)
-        return claimed, fresh
+            # Read as leased: albums and coalesced relays take in more messages until they
+            # are claimed, and what is sent is what they hold at the claim.
+            if self.outcomes.join is not None:
+                for row in claimed.values():
+                    if Refs.of(row).joins:
+                        await self._join(session, row, now)
+        return claimed
 
     def _land(self, chat_id: int, slots: Sequence[_Slot]) -> None:
         """Tell the limiter that these calls were answered (or will not be made)."""

@@ -21,8 +21,15 @@ from aiogram import methods
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.clock import Clock
-from bot.db.models import Delivery, MessageLink, Ticket
-from bot.db.repositories import DeliveryRepo, DeskSettings, EventRepo, TicketRepo, UserRepo
+from bot.db.models import Delivery, Ticket
+from bot.db.repositories import (
+    DeliveryRepo,
+    DeskSettings,
+    EventRepo,
+    LinkRepo,
+    TicketRepo,
+    UserRepo,
+)
 from bot.delivery.intents import RANK_CUSTOMER_WAITING, Intent, Refs
 from bot.delivery.outbox import Outbox
 from bot.delivery.outcomes import (
@@ -183,9 +190,9 @@ class DeskOutcomes:
             if ticket is None:
                 return
             customer_chat_id = ticket.customer_id
-        self._link(session, row, int(customer_chat_id), ids, self.clock.now())
+        await self._link(session, row, int(customer_chat_id), ids, self.clock.now())
 
-    def _link(
+    async def _link(
         self,
         session: AsyncSession,
         row: Delivery,
@@ -223,16 +230,13 @@ class DeskOutcomes:
             {"customer_message_id": message_id, "staff_chat_id": None, "staff_message_id": None}
             for message_id in tags.coalesced_message_ids
         ]
-        for link in links:
-            session.add(
-                MessageLink(
-                    ticket_number=row.ticket_number,
-                    direction=row.purpose,
-                    customer_chat_id=customer_chat_id,
-                    created_at=now,
-                    **link,
-                )
-            )
+        common = {
+            "ticket_number": row.ticket_number,
+            "direction": row.purpose,
+            "customer_chat_id": customer_chat_id,
+            "created_at": now,
+        }
+        await LinkRepo(session).add_many([{**common, **link} for link in links])
 
     async def not_delivered(self, session: AsyncSession, row: Delivery, failure: Failure) -> None:
         """Failed for good: the history says so, and people are told, not left with silence."""

@@ -722,7 +722,9 @@ async def test_a_coalesced_relay_sends_what_it_holds_when_claimed(
     delivery_id = await enqueue(sessions, clock, STAFF, "first", refs=Refs(grows=True))
     original = DeliveryRepo.claim_many
 
-    async def claim_after_a_join(self: DeliveryRepo, ids: Any, **kwargs: Any) -> set[int]:
+    async def claim_after_a_join(
+        self: DeliveryRepo, ids: Any, **kwargs: Any
+    ) -> dict[int, Delivery]:
         async with sessions() as other, other.begin():
             row = await other.get(Delivery, delivery_id)
             assert row is not None

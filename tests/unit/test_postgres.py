@@ -86,13 +86,15 @@ async def test_a_claim_waits_for_the_other_and_then_gets_nothing(
         got_first = await DeliveryRepo(first).claim_many(
             ids, now=NOW, until=NOW + LEASE, owner="first"
         )
-        assert got_first == set(ids)
+        assert set(got_first) == set(ids)
+        assert {row.attempts for row in got_first.values()} == {1}  # read as leased
 
         async def second_claims() -> set[int]:
             async with sessions() as second, second.begin():
-                return await DeliveryRepo(second).claim_many(
+                got = await DeliveryRepo(second).claim_many(
                     ids, now=NOW, until=NOW + LEASE + timedelta(seconds=1), owner="second"
                 )
+                return set(got)
 
         second = asyncio.create_task(second_claims())
         await asyncio.sleep(0.3)
@@ -117,7 +119,7 @@ async def test_senders_claiming_at_once_never_claim_one_row_twice(
                 wanted, now=NOW, until=NOW + LEASE, owner=name
             )
             await asyncio.sleep(rng.random() / 20)  # hold the rows a while, as a sender does
-        claims[name] = got
+        claims[name] = set(got)
 
     await asyncio.gather(*(sender(f"sender-{n}") for n in range(6)))
     everything = [i for got in claims.values() for i in got]
@@ -151,7 +153,7 @@ async def test_an_expired_lease_is_taken_over_once(
                 ids, now=later, until=later + LEASE, owner=name
             )
             await asyncio.sleep(0.05)
-            return got
+            return set(got)
 
     first, second = await asyncio.gather(take_over("a"), take_over("b"))
     assert first.isdisjoint(second)

@@ -142,6 +142,9 @@ async def not_text(message: Message, dialog: Dialog) -> None:
 
 def create_router() -> Router:
     router = Router(name=__name__)
+    # Every message handler here answers a question of the resolution: one check for the
+    # messages that answer none (most of them), not one per handler.
+    router.message.filter(IN_FEEDBACK)
     router.message.register(cancel_feedback, IN_FEEDBACK, Command("cancel"))
     router.callback_query.register(solved, ConfirmCb.filter(F.solved))
     router.callback_query.register(not_solved, ConfirmCb.filter(~F.solved))
