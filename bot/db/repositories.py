@@ -60,9 +60,11 @@ class ReadAhead:
     below, which keep it up to date: users (``UserRepo.upsert``), dialog rows
     (``DialogRepo.put``, ``forget_before``), new tickets (``TicketRepo.add``; a ticket's status
     is read from the row itself, and a closed ticket never opens again), handled updates
-    (``UpdateLog.first_time``). It lives and dies with the transaction; and a batch runs on
-    SQLite, holding the write lock from its start (``BEGIN IMMEDIATE``), so no other process
-    changes these rows meanwhile either."""
+    (``UpdateLog.first_time``), the last pending delivery of a stream (``DeliveryRepo.add``,
+    ``last_unclaimed``: a coalesced relay grows message by message). It lives and dies with
+    the transaction; and a batch runs on SQLite, holding the write lock from its start
+    (``BEGIN IMMEDIATE``), so no other process changes these rows meanwhile either (no sender
+    can claim a delivery this batch added or found unclaimed)."""
 
     KEY = "read_ahead"
 
@@ -76,6 +78,7 @@ class ReadAhead:
         self.update_ids: set[int] = set()  # updates looked up
         self.handled: set[int] = set()  # ... already handled (or taken by this batch)
         self.to_mark: dict[int, datetime] = {}  # ... taken by this batch: marked at its end
+        self.last_pending: dict[str, Delivery] = {}  # stream -> its last pending delivery
 
     @classmethod
     def of(cls, session: AsyncSession) -> ReadAhead | None:
@@ -666,6 +669,9 @@ class DeliveryRepo:
 
     def add(self, delivery: Delivery) -> None:
         self.session.add(delivery)
+        read_ahead = ReadAhead.of(self.session)
+        if read_ahead is not None:
+            read_ahead.last_pending[delivery.stream] = delivery
 
     @staticmethod
     def _free(
@@ -867,14 +873,22 @@ class DeliveryRepo:
         """The stream's last pending delivery if no sender has touched it yet, locked (on
         PostgreSQL) until the caller commits, so a message can join it and none is lost: a
         sender's claim waits for the lock, and reads what was joined."""
-        result = await self.session.execute(
-            select(Delivery)
-            .where(Delivery.stream == stream, Delivery.status == "pending")
-            .order_by(Delivery.id.desc())
-            .limit(1)
-            .with_for_update()
-        )
-        last = result.scalar_one_or_none()
+        read_ahead = ReadAhead.of(self.session)
+        last = read_ahead.last_pending.get(stream) if read_ahead is not None else None
+        if last is None:
+            # (Known in a batch, it is not read again: that read would first flush what the
+            # batch wrote so far, message by message, where the batch's commit writes it all
+            # at once.)
+            result = await self.session.execute(
+                select(Delivery)
+                .where(Delivery.stream == stream, Delivery.status == "pending")
+                .order_by(Delivery.id.desc())
+                .limit(1)
+                .with_for_update()
+            )
+            last = result.scalar_one_or_none()
+            if read_ahead is not None and last is not None:
+                read_ahead.last_pending[stream] = last
         if last is None or last.claimed_until is not None or last.attempts:
             return None
         return last

@@ -483,8 +483,7 @@ class TicketService:
                 ),
             )
         else:
-            Outbox.revise(last, payload, tags)
-            await session.flush()
+            Outbox.revise(last, payload, tags)  # written with the rest at the commit
         return True
 
     async def _relay_album(

@@ -24,8 +24,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from bot.clock import ShiftedClock
 from bot.db.dialog_storage import DatabaseStorage
 from bot.db.engine import create_engine, create_session_factory, migrate
-from bot.db.models import Base, DialogState, ProcessedUpdate, Ticket, User
+from bot.db.models import Base, Delivery, DialogState, ProcessedUpdate, Ticket, User
 from bot.db.repositories import (
+    DeliveryRepo,
     DialogRepo,
     ReadAhead,
     TicketRepo,
@@ -508,6 +509,72 @@ async def test_what_was_read_ahead_follows_the_batch_s_own_writes(
         await UserRepo(batch.session).read_ahead([1005])
         created = await add_user(batch.session, 1005)
         assert await batch.users.get(1005) is created
+
+
+def relay(ticket_number: int, stream: str, text: str, **fields: Any) -> Delivery:
+    values: dict[str, Any] = {
+        "created_at": NOW,
+        "chat_id": -100,
+        "stream": stream,
+        "rank": 5,
+        "method": "SendMessage",
+        "payload": {"chat_id": -100, "text": text},
+        "status": "pending",
+        "attempts": 0,
+        "not_before": NOW,
+        "purpose": "relay",
+        "ticket_number": ticket_number,
+        "context": {"coalesced": "text"},
+    }
+    values.update(fields)
+    return Delivery(**values)
+
+
+async def test_a_batch_knows_each_stream_s_last_pending_delivery_without_reading_it(
+    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """A coalesced relay grows message by message (bot/services/tickets.py): in a batch, the
+    stream's last pending delivery comes from what the batch added or found, without a read
+    (and the flush of everything written so far that a read would cause first)."""
+    async with sessions() as session, session.begin():
+        await add_user(session, 1001)
+        ticket = await TicketRepo(session).add(new_ticket("a", 1001))
+        DeliveryRepo(session).add(relay(ticket.number, "-100:1", "queued before the batch"))
+        DeliveryRepo(session).add(
+            relay(ticket.number, "-100:2", "taken by a sender", claimed_until=NOW, attempts=1)
+        )
+    async with transaction(sessions, savepoints=False) as batch:
+        await batch.read_ahead(update_ids=[], user_ids=[], customer_ids=[], dialog_prefixes=[])
+        repo = DeliveryRepo(batch.session)
+        found = await repo.last_unclaimed("-100:1")  # read once...
+        assert found is not None and found.payload["text"] == "queued before the batch"
+        assert await repo.last_unclaimed("-100:2") is None  # a sender has it
+        with Statements(engine) as statements:
+            assert await repo.last_unclaimed("-100:1") is found  # ... then known
+            found.payload = {"chat_id": -100, "text": "grown"}  # written at the commit
+            assert await repo.last_unclaimed("-100:2") is None  # still a sender's
+            added = relay(ticket.number, "-100:1", "a card edit after it")
+            repo.add(added)
+            assert await repo.last_unclaimed("-100:1") is added  # the stream's last now
+            newer = relay(ticket.number, "-100:2", "a relay of its own")
+            repo.add(newer)
+            assert await repo.last_unclaimed("-100:2") is newer
+        assert statements == []
+        await batch.finish_read_ahead()
+    async with sessions() as session:
+        rows = (await session.execute(select(Delivery).order_by(Delivery.id))).scalars().all()
+        assert [row.payload["text"] for row in rows] == [
+            "grown",
+            "taken by a sender",
+            "a card edit after it",
+            "a relay of its own",
+        ]
+    # Outside a batch (a transaction of its own, savepoints possible) it is read each time.
+    async with sessions() as session, session.begin():
+        with Statements(engine) as statements:
+            last = await DeliveryRepo(session).last_unclaimed("-100:1")
+        assert last is not None and last.payload["text"] == "a card edit after it"
+        assert any("deliveries" in statement for statement in statements)
 
 
 async def test_a_savepoint_drops_what_was_read_ahead(
