@@ -395,12 +395,6 @@ class StaffQueries:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def count_open(self) -> int:
-        result = await self.session.execute(
-            select(func.count()).select_from(Ticket).where(Ticket.status.in_(OPEN_STATUSES))
-        )
-        return int(result.scalar_one())
-
     async def open_queue(
         self, *, offset: int, limit: int | None
     ) -> Sequence[tuple[Ticket, User | None]]:
