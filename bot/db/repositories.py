@@ -587,7 +587,7 @@ class LinkRepo:
         return result.scalars().all()
 
 
-# Calls that post several messages: their payload says how many (bot/delivery/sender.py).
+# Calls that post several messages: their payload says how many (sender.messages_in).
 MULTI_MESSAGE_METHODS = ("SendMediaGroup", "CopyMessages", "ForwardMessages")
 
 

@@ -30,13 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.clock import Clock
 from bot.db.models import Delivery, is_mail_customer
-from bot.db.repositories import (
-    MULTI_MESSAGE_METHODS,
-    ChatOwners,
-    DeliveryRepo,
-    DueHead,
-    SenderRepo,
-)
+from bot.db.repositories import ChatOwners, DeliveryRepo, DueHead, SenderRepo
 from bot.db.uow import transaction
 from bot.delivery.client import retrying_enabled
 from bot.delivery.intents import Refs
@@ -78,9 +72,7 @@ Queued = TypeVar("Queued", Delivery, DueHead)
 def messages_in(delivery: Delivery | DueHead) -> int:
     """How many messages the delivery posts (an album, copyMessages: several) — what it takes
     of a chat's budget."""
-    payload = delivery.payload
-    if delivery.method not in MULTI_MESSAGE_METHODS:
-        return 1
+    payload = delivery.payload  # a DueHead's is empty for calls that post one message
     if delivery.method == "SendMediaGroup":
         return max(1, len(payload.get("media") or ()))
     if delivery.method in ("CopyMessages", "ForwardMessages"):
