@@ -632,6 +632,11 @@ def db_work_table(result: RunResult) -> str:
         if "main thread CPU, µs" in counts:
             cpu_ms = counts["main thread CPU, µs"] / 1000 / sent
             lines.append(f"    {'main thread CPU, ms':<22} {cpu_ms:8.3f}")
+        if "gc CPU, µs" in counts:
+            gc_ms = counts["gc CPU, µs"] / 1000 / sent
+            lines.append(f"    {'  of which in gc, ms':<22} {gc_ms:8.3f}")
+            for key in sorted(k for k in counts if k.startswith("gc: ")):
+                lines.append(f"      {key[4:]:<36} {counts[key] / sent:6.3f}")
         kinds = sorted(
             ((k[5:], n) for k, n in counts.items() if k.startswith("sql: ")), key=lambda kv: -kv[1]
         )

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
+from bot.delivery.outbox import COALESCE_GRACE
 from bot.domain.hours import SupportHours
 from bot.domain.tariffs import Tariff, Tariffs, builtin
 from bot.domain.tickets import Kind, Priority
@@ -28,6 +29,8 @@ class DeskConfig:
     sla_targets: dict[Priority, timedelta] = field(default_factory=lambda: dict(DEFAULT_SLA))
     # SPEC §12; None: the built-in one, the hours and targets above.
     tariffs: Tariffs | None = None
+    # How long a coalesced relay waits for more of the customer's messages before it may go.
+    coalesce_grace: timedelta = COALESCE_GRACE
 
     def __post_init__(self) -> None:
         if self.tariffs is None:

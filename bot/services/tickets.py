@@ -16,7 +16,7 @@ from bot.clock import Clock
 from bot.db.models import Attachment, Delivery, Ticket, User
 from bot.db.repositories import DeliveryRepo, EventRepo, LinkRepo, TicketRepo
 from bot.delivery.intents import Intent, Refs
-from bot.delivery.outbox import ALBUM_GRACE, COALESCE_GRACE, Outbox, stream_of
+from bot.delivery.outbox import ALBUM_GRACE, Outbox, stream_of
 from bot.domain.tickets import Action, Kind, Status, is_open
 from bot.services.accounts import AccountInfo, AccountLookup, account_info
 from bot.services.albums import merge_album
@@ -479,7 +479,7 @@ class TicketService:
                     rank=int(ticket.priority),
                     refs=Refs(party=ticket.customer_id, grows=True),
                     tags=tags,
-                    delay=COALESCE_GRACE,
+                    delay=self.config.coalesce_grace,
                 ),
             )
         else:
