@@ -18,7 +18,6 @@ from sqlalchemy import (
     delete,
     exists,
     func,
-    insert,
     null,
     or_,
     select,
@@ -508,11 +507,11 @@ class LinkRepo:
     def add(self, link: MessageLink) -> None:
         self.session.add(link)
 
-    async def add_many(self, links: Sequence[dict[str, Any]]) -> None:
-        """Several links (columns by name) in one statement: a coalesced relay makes a few
-        at once, and the sender records them with every message it sends."""
-        if links:
-            await self.session.execute(insert(MessageLink), list(links))
+    def add_many(self, links: Sequence[dict[str, Any]]) -> None:
+        """Several links (columns by name), written at the flush with every other link of the
+        transaction in one statement: a coalesced relay makes a few at once, and the sender
+        records them with every message it sends, a sweep's worth at a time."""
+        self.session.add_all([MessageLink(**link) for link in links])
 
     async def ticket_of_customer_message(self, chat_id: int, message_id: int) -> int | None:
         result = await self.session.execute(
@@ -628,6 +627,34 @@ def _due_heads_statement() -> Select[tuple[Any, ...]]:
         )
         .order_by(Delivery.rank, Delivery.id)
         .limit(bindparam("limit", type_=Integer()))
+    )
+
+
+@functools.cache
+def _followers_statement() -> Select[Delivery]:
+    """What waits behind the heads of a sweep, at most ``limit`` per stream, in order; built
+    once (see _due_heads_statement). Bound: ``streams``, ``heads`` (their ids), ``limit``."""
+    queued = (
+        select(
+            Delivery.id,
+            func.row_number()
+            .over(partition_by=Delivery.stream, order_by=Delivery.id)
+            .label("place"),
+        )
+        .where(
+            Delivery.stream.in_(bindparam("streams", expanding=True)),
+            Delivery.status == "pending",
+            Delivery.id.not_in(bindparam("heads", expanding=True)),
+        )
+        .subquery()
+    )
+    within = select(queued.c.id).where(queued.c.place <= bindparam("limit", type_=Integer()))
+    # The rows themselves by id: PostgreSQL locks no rows of a query with a window function.
+    return (
+        select(Delivery)
+        .where(Delivery.id.in_(within))
+        .order_by(Delivery.stream, Delivery.id)
+        .with_for_update()
     )
 
 
@@ -791,40 +818,41 @@ class DeliveryRepo:
         )
         return {int(chat): int(count) for chat, count in result.all()}
 
-    async def followers(self, head: Delivery, now: datetime, *, limit: int) -> Sequence[Delivery]:
-        """The deliveries queued right behind ``head`` in its stream that may leave with it:
-        up to the first one that may not go now (not due yet, like an album still taking in
-        parts, or touched by a sender), so nothing overtakes it. Locked (on PostgreSQL) until
-        the caller commits, so nothing joins them meanwhile."""
+    async def followers(
+        self, heads: Sequence[Delivery], now: datetime, *, limit: int
+    ) -> dict[int, list[Delivery]]:
+        """For each head (the first of its stream, leased), by its id, the deliveries queued
+        right behind it that may leave with it: at most ``limit``, up to the first one that
+        may not go now (not due yet, like an album still taking in parts, or touched by a
+        sender), so nothing overtakes it. Locked (on PostgreSQL) until the caller commits, so
+        nothing joins them meanwhile. One query for all the heads of a sweep."""
+        if not heads:
+            return {}
+        by_stream = {head.stream: head for head in heads}
         result = await self.session.execute(
-            select(Delivery)
-            .where(
-                Delivery.stream == head.stream,
-                Delivery.status == "pending",
-                Delivery.id > head.id,
-            )
-            .order_by(Delivery.id)
-            .limit(limit)
-            .with_for_update()
+            _followers_statement(),
+            {"streams": list(by_stream), "heads": [head.id for head in heads], "limit": limit},
         )
-        ready: list[Delivery] = []
+        ready: dict[int, list[Delivery]] = {}
+        stopped: set[str] = set()
         for row in result.scalars():
+            head = by_stream[row.stream]
+            if row.stream in stopped or row.id < head.id:
+                continue
             if row.claimed_until is not None or row.attempts or row.not_before > now:
-                break
-            ready.append(row)
+                stopped.add(row.stream)
+                continue
+            ready.setdefault(head.id, []).append(row)
         return ready
 
-    async def merged(self, rows: Sequence[Delivery], into: int, now: datetime) -> None:
-        """Deliveries that left as part of delivery ``into`` (coalesced): done, never sent on
-        their own."""
-        ids = [row.id for row in rows]
-        if ids:
-            await self.session.execute(
-                update(Delivery)
-                .where(Delivery.id.in_(ids), Delivery.status == "pending")
-                .values(status="merged", sent_at=now, result={"merged_into": into})
-                .execution_options(synchronize_session="fetch")
-            )
+    @staticmethod
+    def merged(rows: Sequence[Delivery], into: int, now: datetime) -> None:
+        """Deliveries (read, locked, in this session) that left as part of delivery ``into``
+        (coalesced): done, never sent on their own. Written with the rest at the flush: the
+        rows of a whole sweep in one statement."""
+        for row in rows:
+            if row.status == "pending":
+                row.status, row.sent_at, row.result = "merged", now, {"merged_into": into}
 
     async def unseen_for_chat(
         self, chat_id: int, *, purposes: Sequence[str], limit: int = 2000

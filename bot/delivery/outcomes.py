@@ -3,8 +3,9 @@
 The sender knows deliveries, streams and limits. What a sent or failed delivery *means* (a card
 was posted: remember its message id; a customer blocked the bot: mark them and tell staff; the
 staff group moved: follow it) belongs to the services, which register handlers here. The
-sender calls them inside the transaction that records the outcome, each in a savepoint of its
-own: a failing handler is logged and never costs the record of what was sent.
+sender calls them inside the transaction that records the outcome: a sweep's outcomes together,
+and if any handler fails, one outcome at a time with each handler in a savepoint of its own, so
+a failing handler is logged and never costs the record of what was sent.
 """
 
 from __future__ import annotations
@@ -130,9 +131,15 @@ async def call_each(
     session: AsyncSession,
     handlers: list[Callable[..., Awaitable[None]]],
     *args: object,
+    isolated: bool = True,
 ) -> None:
-    """Each handler in a savepoint of its own; one that fails is logged and undone alone."""
+    """Each handler in a savepoint of its own; one that fails is logged and undone alone.
+    Not ``isolated``: no savepoints (two statements each), and a failure is the caller's, who
+    undoes the whole transaction and goes again isolated."""
     for handler in handlers:
+        if not isolated:
+            await handler(session, *args)
+            continue
         try:
             async with session.begin_nested():
                 await handler(session, *args)

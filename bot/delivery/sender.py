@@ -63,6 +63,9 @@ RECORD_ATTEMPTS = 5
 CROWD_CHECK = 1.0
 # At most this many deliveries queued behind a head leave with it (copyMessages takes 100).
 JOIN_AT_MOST = 100
+# A slot free this soon (seconds) is taken for then within the sweep, not left to the next
+# one: no sweep comes sooner (see run()).
+SOON = 0.005
 
 
 # A delivery, or what the sender weighs of one before it takes it.
@@ -255,7 +258,7 @@ class Sender:
                     else:
                         continue
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=max(wait, 0.005))
+                    await asyncio.wait_for(self._wake.wait(), timeout=max(wait, SOON))
         finally:
             self._loop_done.set()
 
@@ -411,6 +414,7 @@ class Sender:
         # (in a burst, a group has a call on its way and a head per ticket waiting).
         refused: set[int] = set()
         chosen: list[DueHead] = []
+        started = monotonic()
         for head in self.turns.order(heads):
             if len(self._in_flight) + len(chosen) >= self.concurrency:
                 next_wait = 0.01  # come back as soon as a slot frees
@@ -424,6 +428,13 @@ class Sender:
             wait = self.limiter.reserve(
                 head.chat_id, taken_at, edit=edit, messages=messages, flying=True
             )
+            while wait > 0 and taken_at + wait - started <= SOON:
+                # Free in a moment (a group allowed far more than Telegram's pace: its
+                # spacing is microseconds): taken for then, and the call waits for it.
+                taken_at += wait
+                wait = self.limiter.reserve(
+                    head.chat_id, taken_at, edit=edit, messages=messages, flying=True
+                )
             if wait > 0:
                 next_wait = min(next_wait, wait)
                 if not edit and messages == 1:
@@ -472,9 +483,9 @@ class Sender:
             # Read as leased: albums and coalesced relays take in more messages until they
             # are claimed, and what is sent is what they hold at the claim.
             if self.outcomes.join is not None:
-                for row in claimed.values():
-                    if Refs.of(row).joins:
-                        await self._join(session, row, now)
+                await self._join(
+                    session, [row for row in claimed.values() if Refs.of(row).joins], now
+                )
         return claimed
 
     def _land(self, chat_id: int, slots: Sequence[_Slot]) -> None:
@@ -514,24 +525,29 @@ class Sender:
             if covered:
                 log.info("digest for %s now covers %d more queued messages", chat, covered)
 
-    async def _join(self, session: AsyncSession, head: Delivery, now: datetime) -> None:
-        """Let the services take into ``head`` what waits right behind it in its stream: what
-        they took leaves in ``head``'s call and is done."""
+    async def _join(self, session: AsyncSession, heads: Sequence[Delivery], now: datetime) -> None:
+        """Let the services take into each head what waits right behind it in its stream: what
+        they took leaves in that head's call and is done."""
         assert self.outcomes.join is not None
-        followers = await DeliveryRepo(session).followers(head, now, limit=JOIN_AT_MOST)
-        if not followers:
-            return
-        room = self.limiter.room(head.chat_id)
-        taken = await self.outcomes.join(
-            session, head, followers, crowded=head.chat_id in self._crowded, room=room
-        )
-        if not taken:
-            return
-        # The head took one message of the chat's budget when it was chosen; the rest now.
-        charged_at, more = monotonic(), messages_in(head) - 1
-        self.limiter.charge(head.chat_id, more, charged_at, flying=True)
-        self._slots.setdefault(head.id, []).append(_Slot(charged_at, more, call=False))
-        await DeliveryRepo(session).merged(taken, into=head.id, now=now)
+        followers = await DeliveryRepo(session).followers(heads, now, limit=JOIN_AT_MOST)
+        for head in heads:
+            if head.id not in followers:
+                continue
+            room = self.limiter.room(head.chat_id)
+            taken = await self.outcomes.join(
+                session,
+                head,
+                followers[head.id],
+                crowded=head.chat_id in self._crowded,
+                room=room,
+            )
+            if not taken:
+                continue
+            # The head took one message of the chat's budget when it was chosen; the rest now.
+            charged_at, more = monotonic(), messages_in(head) - 1
+            self.limiter.charge(head.chat_id, more, charged_at, flying=True)
+            self._slots.setdefault(head.id, []).append(_Slot(charged_at, more, call=False))
+            DeliveryRepo.merged(taken, into=head.id, now=now)
 
     async def _deliver(self, delivery: Delivery) -> None:
         outcome = _Outcome(delivery)
@@ -573,12 +589,15 @@ class Sender:
         # Parts of a long text sent by an earlier attempt are not sent again.
         outcome.ids = done_before
         for index, call in enumerate(calls[len(done_before) :]):
-            # The first call's slot was taken when the delivery was chosen.
+            # The first call's slot was taken when the delivery was chosen (maybe for a
+            # moment later: then it waits for it).
             slots = (
                 [_Slot(await self._slot(delivery.chat_id), 1)]
                 if index
                 else self._slots.pop(delivery.id, [])
             )
+            if slots and (early := slots[0].taken_at - monotonic()) > 0:
+                await asyncio.sleep(early)
             if outcome.topic is not None:
                 call.message_thread_id = outcome.topic  # type: ignore[attr-defined]
             try:
@@ -707,13 +726,13 @@ class Sender:
         outcomes, self._outcomes = self._outcomes, []
         kept: list[_Outcome] = []
         try:
-            await self._keep(outcomes)
+            await self._keep(outcomes, isolated=False)
             kept = outcomes
         except Exception:
             log.exception("recording %d delivery outcomes failed; one by one", len(outcomes))
             for outcome in outcomes:
                 try:
-                    await self._keep([outcome])
+                    await self._keep([outcome], isolated=True)
                     kept.append(outcome)
                 except Exception:
                     outcome.record_attempts += 1
@@ -739,7 +758,7 @@ class Sender:
         if number is not None and outcome.topic is not None:
             self._topics.pop((outcome.delivery.chat_id, number), None)
 
-    async def _keep(self, outcomes: Sequence[_Outcome]) -> None:
+    async def _keep(self, outcomes: Sequence[_Outcome], *, isolated: bool) -> None:
         now = self.clock.now()
         async with transaction(self.session_factory) as uow:
             session = uow.session
@@ -749,18 +768,35 @@ class Sender:
                 if row is None:
                     continue
                 if outcome.moved_to is not None:
-                    await call_each(session, self.outcomes.moved, row.chat_id, outcome.moved_to)
+                    await call_each(
+                        session,
+                        self.outcomes.moved,
+                        row.chat_id,
+                        outcome.moved_to,
+                        isolated=isolated,
+                    )
                 if outcome.topic is not None:
                     await call_each(
-                        session, self.outcomes.topic_created, row, outcome.topic, outcome.recreated
+                        session,
+                        self.outcomes.topic_created,
+                        row,
+                        outcome.topic,
+                        outcome.recreated,
+                        isolated=isolated,
                     )
                 if outcome.failure is None:
-                    await self._succeeded(session, row, outcome.ids, now)
+                    await self._succeeded(session, row, outcome.ids, now, isolated=isolated)
                 else:
-                    await self._failed(session, row, outcome, now)
+                    await self._failed(session, row, outcome, now, isolated=isolated)
 
     async def _failed(
-        self, session: AsyncSession, row: Delivery, outcome: _Outcome, now: datetime
+        self,
+        session: AsyncSession,
+        row: Delivery,
+        outcome: _Outcome,
+        now: datetime,
+        *,
+        isolated: bool,
     ) -> None:
         failure = outcome.failure
         assert failure is not None
@@ -771,7 +807,7 @@ class Sender:
             row.result = {"message_ids": outcome.ids}  # the parts sent: not sent again
         if failure.kind is FailureKind.FORBIDDEN and failure.retry_in is not None:
             # The handlers tell people once (they keep whether they did); the queue waits.
-            await call_each(session, self.outcomes.access_lost, row.chat_id)
+            await call_each(session, self.outcomes.access_lost, row.chat_id, isolated=isolated)
         if failure.retry_in is not None:
             row.not_before = now + timedelta(seconds=failure.retry_in)
             log.warning(
@@ -784,17 +820,23 @@ class Sender:
             return
         row.status = "failed"
         log.error("delivery %s to %s failed for good: %s", row.id, row.chat_id, failure.error)
-        await call_each(session, self.outcomes.failed, row, failure)
+        await call_each(session, self.outcomes.failed, row, failure, isolated=isolated)
 
     async def _succeeded(
-        self, session: AsyncSession, row: Delivery, ids: list[int], now: datetime
+        self,
+        session: AsyncSession,
+        row: Delivery,
+        ids: list[int],
+        now: datetime,
+        *,
+        isolated: bool,
     ) -> None:
         row.status, row.sent_at, row.error = "sent", now, None
         row.result = {"message_ids": ids}
         if row.chat_id in self._locked_out:
             self._locked_out.discard(row.chat_id)
-            await call_each(session, self.outcomes.access_back, row.chat_id)
-        await call_each(session, self.outcomes.sent, row, ids)
+            await call_each(session, self.outcomes.access_back, row.chat_id, isolated=isolated)
+        await call_each(session, self.outcomes.sent, row, ids, isolated=isolated)
 
 
 def _moment(value: object) -> datetime | None:

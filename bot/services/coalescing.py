@@ -190,8 +190,10 @@ class Coalescer:
         if not taken:
             return []
         now = self.clock.now().timestamp()
-        customer = await self._customer(session, head)
-        name = display_name(customer) if customer is not None else str(head.payload["from_chat_id"])
+        name = tags.name
+        if name is None:  # queued by a version that did not note it
+            customer = await self._customer(session, head)
+            name = display_name(customer, head.payload["from_chat_id"])
         heading = CoalescedHeader(
             name=name,
             count=len(texts),
@@ -213,6 +215,9 @@ class Coalescer:
             last=last,
         )
         payload = {"chat_id": head.payload["chat_id"], "text": f"{header}\n{body}"}
+        if "reply_parameters" in head.payload:  # the card's id, known at intake already
+            payload["reply_parameters"] = head.payload["reply_parameters"]
+            joined.reply_to_card = False
         Outbox.revise(head, payload, joined)
         return taken
 
@@ -273,7 +278,7 @@ class Coalescer:
             digests.append(self.outbox.add(session, intent))
         # A digest no longer needed: what it showed has meanwhile been sent on its own.
         now = self.clock.now()
-        await repo.merged(unsent[len(messages) :], into=digests[0].id, now=now)
+        repo.merged(unsent[len(messages) :], into=digests[0].id, now=now)
         await session.flush()  # the new digests' ids, for the rows to point at
         shown_in = {
             number: digests[index].id

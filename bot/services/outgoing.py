@@ -122,6 +122,7 @@ class TicketTags(Tags):
     # a join at send time (bot/services/coalescing.py) puts together, and a digest quotes.
     text: str | None = None
     sent: float | None = None
+    name: str | None = None  # ... and who wrote it, as a joined text's header names them
     digest: int | None = None  # the burst digest (a delivery) that shows it to staff
     here: bool = False  # posted where it was asked for, not in the ticket's own topic
     # A staff answer to a customer who writes by e-mail: its HTML and files (bot/delivery/mail).

@@ -381,20 +381,25 @@ class TicketService:
             index += 1
             if item.coalesce and await self._coalesce(session, customer, ticket, item):
                 continue
-            self._relay_copy(session, ticket, item)
+            self._relay_copy(session, customer, ticket, item)
 
-    def _relay_copy(self, session: AsyncSession, ticket: Ticket, item: RelayItem) -> None:
+    def _relay_copy(
+        self, session: AsyncSession, customer: User, ticket: Ticket, item: RelayItem
+    ) -> None:
         staff = self.config.staff_chat_id
         payload: dict[str, Any] = {
             "chat_id": staff,
             "from_chat_id": ticket.customer_id,
             "message_id": item.message_id,
         }
-        # What a join at send time needs (bot/services/coalescing.py): the text and its time.
+        # What a join at send time needs (bot/services/coalescing.py): the text, its time and
+        # who wrote it.
+        text = item.text_html if item.text_length <= COALESCED_TEXT_LIMIT - 200 else None
         tags = TicketTags(
             customer_message_ids=[item.message_id],
-            text=item.text_html if item.text_length <= COALESCED_TEXT_LIMIT - 200 else None,
+            text=text,
             sent=(item.sent_at or self.clock.now()).timestamp(),
+            name=display_name(customer) if text is not None else None,
         )
         if ticket.card_message_id is not None:
             payload["reply_parameters"] = _reply_to(ticket.card_message_id)

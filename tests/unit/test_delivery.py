@@ -833,6 +833,47 @@ async def test_a_group_that_removed_the_bot_keeps_its_queue_until_it_is_back(
         assert not await DeskSettings(session).get("staff_access_lost_at")
 
 
+async def test_a_failing_outcome_handler_costs_only_its_own_effect(
+    fake: FakeTelegram,
+    sessions: async_sessionmaker[AsyncSession],
+    clock: ShiftedClock,
+    make_bot: Callable[[], Bot],
+) -> None:
+    """A sweep's outcomes are recorded together without savepoints; a handler that fails
+    sends them again one by one, each handler in a savepoint: every delivery is recorded as
+    sent (nothing goes twice), and only the failing handler's own writes are undone."""
+    outcomes = desk_outcomes(clock)
+
+    async def note(session: AsyncSession, row: Delivery, ids: list[int]) -> None:
+        await DeskSettings(session).put(f"noted:{row.chat_id}", "yes")
+        await session.flush()  # written before it fails: undone with the savepoint
+        if row.chat_id == BOB:
+            raise RuntimeError("this handler is broken for Bob")
+
+    outcomes.on_sent(note)
+    sender = Sender(
+        bot=make_bot(),
+        session_factory=sessions,
+        clock=clock,
+        limiter=RateLimiter(FAST),
+        outcomes=outcomes,
+    )
+    ids = [await enqueue(sessions, clock, chat, f"to {chat}") for chat in (ALICE, BOB, CAROL)]
+    try:
+        await sender.drain(timeout=10)
+    finally:
+        await sender.stop(timeout=5)
+    for delivery_id in ids:
+        assert (await delivery(sessions, delivery_id)).status == "sent"
+    for chat in (ALICE, BOB, CAROL):
+        assert texts(fake, chat) == [f"to {chat}"]  # each sent once
+    async with sessions() as session:
+        settings = DeskSettings(session)
+        assert await settings.get(f"noted:{ALICE}") == "yes"
+        assert await settings.get(f"noted:{CAROL}") == "yes"
+        assert await settings.get(f"noted:{BOB}") is None  # undone alone
+
+
 async def test_outcomes_that_cannot_be_recorded_do_not_stall_their_chat(
     fake: FakeTelegram,
     sessions: async_sessionmaker[AsyncSession],
@@ -844,10 +885,10 @@ async def test_outcomes_that_cannot_be_recorded_do_not_stall_their_chat(
     broken = [True]
     keep = sender._keep
 
-    async def flaky(outcomes: Any) -> None:
+    async def flaky(outcomes: Any, *, isolated: bool) -> None:
         if broken[0]:
             raise RuntimeError("database is locked")
-        await keep(outcomes)
+        await keep(outcomes, isolated=isolated)
 
     sender._keep = flaky  # type: ignore[method-assign]
     async with running(sender):
