@@ -666,6 +666,21 @@ def test_a_call_not_answered_yet_holds_its_place() -> None:
     assert limiter.reserve(99, now=26.2) == 0.0
 
 
+def test_a_group_allowed_far_more_than_telegrams_pace_takes_calls_while_others_fly() -> None:
+    """Held to one call per answer, a group allowed 1,000,000 a minute would be held to what
+    its round trips allow; it takes as many on their way as its spacing starts within the
+    margin, each spacing still kept. At Telegram's pace it stays one at a time."""
+    lifted = RateLimiter(Limits(group_per_minute=10**6, global_per_second=10**6))
+    group = -100
+    spacing = 60 / 10**6 * 1.2
+    taken = [30.0 + k * spacing * 1.01 for k in range(50)]
+    assert all(lifted.reserve(group, now=at, flying=True) == 0.0 for at in taken)
+    assert lifted.reserve(group, now=taken[-1] + spacing / 2, flying=True) > 0  # spacing kept
+    paced = RateLimiter(Limits())
+    assert paced.reserve(group, now=30.0, flying=True) == 0.0
+    assert paced.reserve(group, now=40.0, flying=True) > 0  # waits for the answer
+
+
 def test_calls_in_flight_together_delay_a_private_chat_once() -> None:
     limiter = RateLimiter(Limits())  # a burst of 3, then one every 1.2 s
     for _ in range(3):
