@@ -6,18 +6,20 @@ import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     ColumnElement,
     Integer,
     Select,
+    Table,
     and_,
     bindparam,
     case,
     delete,
     exists,
     func,
+    insert,
     null,
     or_,
     select,
@@ -507,11 +509,16 @@ class LinkRepo:
     def add(self, link: MessageLink) -> None:
         self.session.add(link)
 
-    def add_many(self, links: Sequence[dict[str, Any]]) -> None:
-        """Several links (columns by name), written at the flush with every other link of the
-        transaction in one statement: a coalesced relay makes a few at once, and the sender
-        records them with every message it sends, a sweep's worth at a time."""
-        self.session.add_all([MessageLink(**link) for link in links])
+    async def add_many(self, links: Sequence[dict[str, Any]]) -> None:
+        """Several links (columns by name) in one statement: a coalesced relay makes a few
+        at once, and the sender records them with every message it sends."""
+        if not links:
+            return
+        # Core, as nothing is read back: one executemany rather than an INSERT per row. A
+        # Core statement would flush the session first: the links need nothing of it, and
+        # the sender's record of a sweep is then written in one flush, not one per message.
+        with self.session.no_autoflush:
+            await self.session.execute(insert(cast(Table, MessageLink.__table__)), list(links))
 
     async def ticket_of_customer_message(self, chat_id: int, message_id: int) -> int | None:
         result = await self.session.execute(
@@ -984,10 +991,10 @@ class ChatOwners:
         if not rows:
             return set()
         postgresql = self.session.get_bind().dialect.name == "postgresql"
-        insert = (pg_insert if postgresql else sqlite_insert)(ChatOwner).values(rows)
-        statement = insert.on_conflict_do_update(
+        upsert = (pg_insert if postgresql else sqlite_insert)(ChatOwner).values(rows)
+        statement = upsert.on_conflict_do_update(
             index_elements=[ChatOwner.chat_id],
-            set_={"owner": insert.excluded.owner, "until": insert.excluded.until},
+            set_={"owner": upsert.excluded.owner, "until": upsert.excluded.until},
             where=or_(ChatOwner.owner == owner, ChatOwner.until < now),
         ).returning(ChatOwner.chat_id)
         return {int(chat_id) for chat_id in (await self.session.execute(statement)).scalars()}
@@ -1195,11 +1202,10 @@ class UpdateLog:
         if read_ahead is None or not read_ahead.to_mark:
             return
         rows = [{"update_id": i, "at": at} for i, at in read_ahead.to_mark.items()]
+        # Parameter sets, not a VALUES list: one statement still ("insertmanyvalues"), but
+        # compiled once, where a list of a hundred rows is a new statement each batch.
         result = await self.session.execute(
-            self._insert()
-            .values(rows)
-            .on_conflict_do_nothing()
-            .returning(ProcessedUpdate.update_id)
+            self._insert().on_conflict_do_nothing().returning(ProcessedUpdate.update_id), rows
         )
         marked = set(result.scalars())
         if marked != read_ahead.to_mark.keys():

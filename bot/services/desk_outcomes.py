@@ -236,7 +236,7 @@ class DeskOutcomes:
             "customer_chat_id": customer_chat_id,
             "created_at": now,
         }
-        LinkRepo(session).add_many([{**common, **link} for link in links])
+        await LinkRepo(session).add_many([{**common, **link} for link in links])
 
     async def not_delivered(self, session: AsyncSession, row: Delivery, failure: Failure) -> None:
         """Failed for good: the history says so, and people are told, not left with silence."""
