@@ -638,6 +638,22 @@ def _due_heads_statement() -> Select[tuple[Any, ...]]:
 
 
 @functools.cache
+def _dialog_ranges_statement(size: int) -> Select[DialogState]:
+    """The dialog rows within ``size`` key ranges (``from_N`` <= key < ``to_N``)."""
+    return select(DialogState).where(
+        or_(
+            *(
+                and_(
+                    DialogState.key >= bindparam(f"from_{n}"),
+                    DialogState.key < bindparam(f"to_{n}"),
+                )
+                for n in range(size)
+            )
+        )
+    )
+
+
+@functools.cache
 def _followers_statement() -> Select[Delivery]:
     """What waits behind the heads of a sweep, at most ``limit`` per stream, in order; built
     once (see _due_heads_statement). Bound: ``streams``, ``heads`` (their ids), ``limit``."""
@@ -1108,12 +1124,15 @@ class DialogRepo:
         wanted = set(prefixes) - read_ahead.dialog_prefixes
         if not wanted:
             return
-        # A range per prefix, on the primary key: ``;`` is the character after ``:``.
-        ranges = [
-            and_(DialogState.key >= prefix, DialogState.key < prefix[:-1] + ";")
-            for prefix in wanted
-        ]
-        result = await self.session.execute(select(DialogState).where(or_(*ranges)))
+        # A range per prefix, on the primary key: ``;`` is the character after ``:``. As many
+        # ranges as the next power of two (the last one repeated): a handful of statements,
+        # each built and compiled once, rather than a new one for every batch.
+        prefixes = sorted(wanted)
+        size = 1 << (len(prefixes) - 1).bit_length()
+        prefixes += prefixes[-1:] * (size - len(prefixes))
+        params = {f"from_{n}": prefix for n, prefix in enumerate(prefixes)}
+        params |= {f"to_{n}": prefix[:-1] + ";" for n, prefix in enumerate(prefixes)}
+        result = await self.session.execute(_dialog_ranges_statement(size), params)
         read_ahead.dialog_prefixes |= wanted
         read_ahead.dialogs.update({row.key: row for row in result.scalars()})
 
