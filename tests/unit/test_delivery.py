@@ -833,6 +833,36 @@ async def test_a_group_that_removed_the_bot_keeps_its_queue_until_it_is_back(
         assert not await DeskSettings(session).get("staff_access_lost_at")
 
 
+@pytest.mark.parametrize(("limits", "at_once"), [(FAST, 5), (Limits(), 1)])
+async def test_a_group_allowed_far_more_than_telegrams_pace_gets_a_sweep_s_calls_at_once(
+    fake: FakeTelegram,
+    sessions: async_sessionmaker[AsyncSession],
+    clock: ShiftedClock,
+    make_sender: Callable[..., Sender],
+    limits: Limits,
+    at_once: int,
+) -> None:
+    """Five tickets' messages wait for the staff group. Allowed 100,000 a minute, the group's
+    spacing is microseconds: one sweep takes all five, each slot a moment after the last,
+    rather than one per round trip. At Telegram's pace a sweep takes one."""
+    for number in range(1, 6):
+        await enqueue(sessions, clock, STAFF, f"ticket {number}", subject=number)
+    sender = make_sender(limits)
+    claimed: list[int] = []
+    claim = sender._claim
+
+    async def counted(chosen: Any, *args: Any) -> Any:
+        claimed.append(len(chosen))
+        return await claim(chosen, *args)
+
+    sender._claim = counted  # type: ignore[method-assign]
+    await sender._dispatch_due()
+    assert claimed == [at_once]
+    if at_once > 1:  # (at Telegram's pace the rest would take seconds)
+        await sender.drain(timeout=30)
+        assert sorted(texts(fake, STAFF)) == [f"ticket {n}" for n in range(1, 6)]
+
+
 async def test_a_failing_outcome_handler_costs_only_its_own_effect(
     fake: FakeTelegram,
     sessions: async_sessionmaker[AsyncSession],
