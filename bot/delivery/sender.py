@@ -760,6 +760,18 @@ class Sender:
 
     async def _keep(self, outcomes: Sequence[_Outcome], *, isolated: bool) -> None:
         now = self.clock.now()
+        # A group found back (access_back) is forgotten as locked out here; if this record is
+        # undone, it must still be found back when the record is tried again.
+        locked_out = set(self._locked_out)
+        try:
+            await self._keep_in_one(outcomes, now, isolated=isolated)
+        except BaseException:
+            self._locked_out = locked_out
+            raise
+
+    async def _keep_in_one(
+        self, outcomes: Sequence[_Outcome], now: datetime, *, isolated: bool
+    ) -> None:
         async with transaction(self.session_factory) as uow:
             session = uow.session
             rows = await DeliveryRepo(session).get_many([o.delivery.id for o in outcomes])

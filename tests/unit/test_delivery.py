@@ -904,6 +904,46 @@ async def test_a_failing_outcome_handler_costs_only_its_own_effect(
         assert await settings.get(f"noted:{BOB}") is None  # undone alone
 
 
+async def test_a_group_found_back_is_told_even_when_its_record_is_tried_again(
+    fake: FakeTelegram,
+    sessions: async_sessionmaker[AsyncSession],
+    clock: ShiftedClock,
+    make_bot: Callable[[], Bot],
+) -> None:
+    """The staff group took the bot back: the first message that reaches it again says so
+    (managers are told). When that record is undone because another outcome's handler failed,
+    the record made again still says so."""
+    outcomes = desk_outcomes(clock)
+
+    async def back(session: AsyncSession, chat_id: int) -> None:
+        await DeskSettings(session).put(f"back:{chat_id}", "yes")
+
+    async def broken_for_alice(session: AsyncSession, row: Delivery, ids: list[int]) -> None:
+        if row.chat_id == ALICE:
+            raise RuntimeError("this handler is broken for Alice")
+
+    outcomes.on_access_back(back)
+    outcomes.on_sent(broken_for_alice)
+    sender = Sender(
+        bot=make_bot(),
+        session_factory=sessions,
+        clock=clock,
+        limiter=RateLimiter(FAST),
+        outcomes=outcomes,
+    )
+    sender._locked_out.add(STAFF)  # it had refused the bot (see the test above)
+    await enqueue(sessions, clock, STAFF, "card")
+    await enqueue(sessions, clock, ALICE, "to Alice")
+    try:
+        await sender.drain(timeout=10)
+    finally:
+        await sender.stop(timeout=5)
+    assert texts(fake, STAFF) == ["card"] and texts(fake, ALICE) == ["to Alice"]
+    async with sessions() as session:
+        assert await DeskSettings(session).get(f"back:{STAFF}") == "yes"
+    assert STAFF not in sender._locked_out
+
+
 async def test_outcomes_that_cannot_be_recorded_do_not_stall_their_chat(
     fake: FakeTelegram,
     sessions: async_sessionmaker[AsyncSession],
