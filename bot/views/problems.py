@@ -64,7 +64,9 @@ def link_report(notice: LinkReport, _locale: str) -> Rendered:
                 "🔗 Linked to problem #{problem}: {numbers} ({count} requests).",
                 len(notice.linked),
             ).format(
-                problem=notice.problem, numbers=_numbers(notice.linked), count=len(notice.linked)
+                problem=notice.problem,
+                numbers=_numbers(sorted(notice.linked)),
+                count=len(notice.linked),
             )
         )
     for incident, before in notice.moved:
