@@ -163,6 +163,7 @@ async def make_sender(
         limits: Limits = FAST,
         *,
         session_factory: async_sessionmaker[AsyncSession] | None = None,
+        outcomes: Outcomes | None = None,
         **kwargs: Any,
     ) -> Sender:
         sender = Sender(
@@ -170,7 +171,7 @@ async def make_sender(
             session_factory=session_factory or sessions,
             clock=clock,
             limiter=RateLimiter(limits),
-            outcomes=desk_outcomes(clock),
+            outcomes=outcomes or desk_outcomes(clock),
             **kwargs,
         )
         senders.append(sender)
@@ -867,7 +868,7 @@ async def test_a_failing_outcome_handler_costs_only_its_own_effect(
     fake: FakeTelegram,
     sessions: async_sessionmaker[AsyncSession],
     clock: ShiftedClock,
-    make_bot: Callable[[], Bot],
+    make_sender: Callable[..., Sender],
 ) -> None:
     """A sweep's outcomes are recorded together without savepoints; a handler that fails
     sends them again one by one, each handler in a savepoint: every delivery is recorded as
@@ -881,18 +882,9 @@ async def test_a_failing_outcome_handler_costs_only_its_own_effect(
             raise RuntimeError("this handler is broken for Bob")
 
     outcomes.on_sent(note)
-    sender = Sender(
-        bot=make_bot(),
-        session_factory=sessions,
-        clock=clock,
-        limiter=RateLimiter(FAST),
-        outcomes=outcomes,
-    )
+    sender = make_sender(outcomes=outcomes)
     ids = [await enqueue(sessions, clock, chat, f"to {chat}") for chat in (ALICE, BOB, CAROL)]
-    try:
-        await sender.drain(timeout=10)
-    finally:
-        await sender.stop(timeout=5)
+    await sender.drain(timeout=10)
     for delivery_id in ids:
         assert (await delivery(sessions, delivery_id)).status == "sent"
     for chat in (ALICE, BOB, CAROL):
@@ -908,7 +900,7 @@ async def test_a_group_found_back_is_told_even_when_its_record_is_tried_again(
     fake: FakeTelegram,
     sessions: async_sessionmaker[AsyncSession],
     clock: ShiftedClock,
-    make_bot: Callable[[], Bot],
+    make_sender: Callable[..., Sender],
 ) -> None:
     """The staff group took the bot back: the first message that reaches it again says so
     (managers are told). When that record is undone because another outcome's handler failed,
@@ -924,20 +916,11 @@ async def test_a_group_found_back_is_told_even_when_its_record_is_tried_again(
 
     outcomes.on_access_back(back)
     outcomes.on_sent(broken_for_alice)
-    sender = Sender(
-        bot=make_bot(),
-        session_factory=sessions,
-        clock=clock,
-        limiter=RateLimiter(FAST),
-        outcomes=outcomes,
-    )
+    sender = make_sender(outcomes=outcomes)
     sender._locked_out.add(STAFF)  # it had refused the bot (see the test above)
     await enqueue(sessions, clock, STAFF, "card")
     await enqueue(sessions, clock, ALICE, "to Alice")
-    try:
-        await sender.drain(timeout=10)
-    finally:
-        await sender.stop(timeout=5)
+    await sender.drain(timeout=10)
     assert texts(fake, STAFF) == ["card"] and texts(fake, ALICE) == ["to Alice"]
     async with sessions() as session:
         assert await DeskSettings(session).get(f"back:{STAFF}") == "yes"
