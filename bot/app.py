@@ -791,6 +791,12 @@ class KeepingRequestHandler(SimpleRequestHandler):
             self.guard.succeeded(update.update_id)
         return web.Response(body=self._build_response_writer(bot=bot, result=result))
 
+    async def close(self) -> None:
+        """aiogram closes the bot's session when the web app shuts down. Here the session
+        outlives the app: the sender may still have calls on their way, and one cut off would
+        look failed after Telegram took it, and be sent again. ``run`` closes the session once
+        the sender has stopped."""
+
 
 async def _cleanup_on_cancel(runner: web.AppRunner) -> None:
     """Keeps a web app up until the process stops (the task is cancelled then)."""

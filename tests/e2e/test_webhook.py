@@ -64,3 +64,35 @@ async def test_webhook_mode_takes_updates_survives_a_kill_and_checks_the_secret(
     relayed = await fake.next_message(STAFF_CHAT_ID, timeout=20)
     assert fake.text_of(relayed) == "Are you still there?"
     await fake.wait_updates_consumed()
+
+
+async def test_a_webhook_instance_stopped_mid_send_sends_nothing_twice(
+    fake: FakeTelegram, alice: FakeUser, start_bot
+) -> None:
+    """SIGTERM while a relay is on its way to Telegram: the web app shuts down first, and the
+    call still gets its answer (aiogram's handler would close the bot's session with the app,
+    the answer would be lost, and the message taken as failed and sent again)."""
+    fake.allow_http_webhooks = True
+    port = free_port()
+    env = {
+        "WEBHOOK_URL": f"http://127.0.0.1:{port}",
+        "WEBHOOK_SECRET": "s3cret-token",
+        "WEB_HOST": "127.0.0.1",
+        "WEB_PORT": str(port),
+    }
+    bot = await start_bot(**env)
+    c = Customer(fake, alice)
+    await c.open_request(topic="Stopped mid-send")
+    await fake.next_message(STAFF_CHAT_ID)  # the card
+    await bot.settled()
+
+    fake.answer_late("copyMessage", 3.0, chat_id=STAFF_CHAT_ID)
+    fake.answer_late("sendMessage", 3.0, chat_id=STAFF_CHAT_ID)
+    c.say("Sent while the desk stops")
+    relayed = await fake.next_message(STAFF_CHAT_ID, timeout=20)
+    assert fake.text_of(relayed) == "Sent while the desk stops"
+    assert await bot.stop() == 0
+    await bot.start()
+    await bot.settled()
+    words = [fake.text_of(m) for m in fake.messages(STAFF_CHAT_ID)]
+    assert words.count("Sent while the desk stops") == 1, words
