@@ -19,15 +19,23 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def webhook_env(port: int) -> dict[str, str]:
+    """An instance in webhook mode on ``port`` of 127.0.0.1."""
+    return {
+        "WEBHOOK_URL": f"http://127.0.0.1:{port}",
+        "WEBHOOK_SECRET": "s3cret-token",
+        "WEB_HOST": "127.0.0.1",
+        "WEB_PORT": str(port),
+    }
+
+
 async def test_webhook_mode_takes_updates_survives_a_kill_and_checks_the_secret(
     fake: FakeTelegram, alice: FakeUser, start_bot
 ) -> None:
     fake.allow_http_webhooks = True  # Telegram itself would insist on HTTPS
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    bot = await start_bot(
-        WEBHOOK_URL=base, WEBHOOK_SECRET="s3cret-token", WEB_HOST="127.0.0.1", WEB_PORT=str(port)
-    )
+    bot = await start_bot(**webhook_env(port))
     assert fake.webhook is not None
     assert fake.webhook["url"] == f"{base}/webhook"
     c = Customer(fake, alice)
@@ -73,14 +81,7 @@ async def test_a_webhook_instance_stopped_mid_send_sends_nothing_twice(
     call still gets its answer (aiogram's handler would close the bot's session with the app,
     the answer would be lost, and the message taken as failed and sent again)."""
     fake.allow_http_webhooks = True
-    port = free_port()
-    env = {
-        "WEBHOOK_URL": f"http://127.0.0.1:{port}",
-        "WEBHOOK_SECRET": "s3cret-token",
-        "WEB_HOST": "127.0.0.1",
-        "WEB_PORT": str(port),
-    }
-    bot = await start_bot(**env)
+    bot = await start_bot(**webhook_env(free_port()))
     c = Customer(fake, alice)
     await c.open_request(topic="Stopped mid-send")
     await fake.next_message(STAFF_CHAT_ID)  # the card
