@@ -53,7 +53,8 @@ from bot.delivery.outbox import COALESCE_GRACE, Outbox
 from bot.delivery.outcomes import Outcomes
 from bot.delivery.sender import LEASE, Sender
 from bot.failures import FailureKeeper, PoisonGuard, Replayer
-from bot.handlers import create_root_router
+from bot.handlers import create_routers
+from bot.handlers.routing import DeskDispatcher
 from bot.middlewares.database import UnitOfWorkMiddleware
 from bot.middlewares.user import LocaleMiddleware, UserMiddleware
 from bot.modules.api import Audience
@@ -159,7 +160,7 @@ def create_dispatcher(
     """The dispatcher, with every long-lived object handlers may name as a parameter (aiogram
     injects them by name); per-update ones (``session``, ``uow``, ``user``, ``locale``) come from
     the outer middlewares."""
-    dispatcher = Dispatcher(
+    dispatcher = DeskDispatcher(
         storage=DatabaseStorage(database.writer, clock, database.reader),
         # One update at a time per chat: the parts of an album arrive in order.
         events_isolation=events_isolation or KeyedEventIsolation(),
@@ -184,8 +185,8 @@ def create_dispatcher(
     dispatcher.update.outer_middleware(UserMiddleware(clock))
     LocaleMiddleware(i18n).setup(dispatcher)
     extra = module_routers or {}
-    dispatcher.include_router(
-        create_root_router(
+    dispatcher.include_routers(
+        *create_routers(
             anyone=extra.get(Audience.ANYONE, ()),
             managers=extra.get(Audience.MANAGER, ()),
             staff_group=extra.get(Audience.STAFF, ()),

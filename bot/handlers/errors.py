@@ -10,6 +10,7 @@ from aiogram.types import ErrorEvent
 
 from bot.db.uow import UnitOfWork
 from bot.failures import FailureKeeper, UpdateNotKeptError
+from bot.handlers.routing import DeskRouter
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,6 @@ async def unexpected_error(
 
 
 def create_router() -> Router:
-    router = Router(name=__name__)
+    router = DeskRouter(name=__name__)
     router.errors.register(unexpected_error)
     return router

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.clock import Clock
 from bot.db.models import User
+from bot.handlers.routing import DeskRouter
 from bot.modules.api import Audience, ModuleContext, ModuleTexts, Task
 from bot.modules.hooks import HookRunner, Subscriber
 from bot.modules.loader import Failure, Loaded, Modules, describe
@@ -111,7 +112,7 @@ class ModuleRuntime:
             for audience, router in mine:
                 if audience is Audience.MANAGER:
                     # The desk has no manager-only router to put it in: a filtered one of its own.
-                    wrapper = Router(name=f"modules.{active.loaded.name}.managers")
+                    wrapper = DeskRouter(name=f"modules.{active.loaded.name}.managers")
                     wrapper.message.filter(_manager_where)
                     wrapper.callback_query.filter(_manager_where)
                     wrapper.include_router(router)

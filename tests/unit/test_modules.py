@@ -615,7 +615,7 @@ async def test_the_modules_routers_go_behind_their_audiences_filters() -> None:
     in a filtered router of its own."""
     from aiogram import Router
 
-    from bot.handlers import create_root_router
+    from bot.handlers import create_routers
     from bot.modules.loader import Loaded, Modules
 
     staff_router = Router(name="hello-staff")
@@ -644,8 +644,11 @@ async def test_the_modules_routers_go_behind_their_audiences_filters() -> None:
     made = runtime.routers()
     assert [a.loaded.name for a in runtime.active] == ["hello"]
     assert [(f.name, f.stage) for f in runtime.failures] == [("broken", "routers")]
-    root = create_root_router(
-        managers=made[Audience.MANAGER], staff_group=made[Audience.STAFF], customers=[]
+    root = Router(name="dispatcher")
+    root.include_routers(
+        *create_routers(
+            managers=made[Audience.MANAGER], staff_group=made[Audience.STAFF], customers=[]
+        )
     )
     staff = next(r for r in root.sub_routers if r.name == "bot.handlers.staff")
     assert staff_router in staff.sub_routers

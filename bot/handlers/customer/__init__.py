@@ -7,6 +7,7 @@ from aiogram import Router
 from aiogram.types import CallbackQuery, Message, TelegramObject
 
 from bot.handlers.customer import commands, dialog, followup, resolution
+from bot.handlers.routing import DeskRouter
 
 
 async def _with_dialog(
@@ -31,7 +32,7 @@ async def _pressed_in_private(callback: CallbackQuery) -> bool:
 
 
 def create_router(modules: Sequence[Router] = ()) -> Router:
-    router = Router(name=__name__)
+    router = DeskRouter(name=__name__)
     router.message.filter(_in_private)
     router.edited_message.filter(_in_private)
     router.callback_query.filter(_pressed_in_private)

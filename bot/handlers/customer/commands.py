@@ -15,6 +15,7 @@ from bot.commands import private_commands
 from bot.domain.tickets import is_open
 from bot.handlers.customer.dialog import Dialog
 from bot.handlers.filters import looks_like_command
+from bot.handlers.routing import DeskRouter
 from bot.keyboards import customer as kb
 from bot.keyboards.customer import LanguageCb
 from bot.services.desk_config import DeskConfig
@@ -103,7 +104,7 @@ async def language_chosen(
 
 
 def create_router() -> Router:
-    router = Router(name=__name__)
+    router = DeskRouter(name=__name__)
     router.message.filter(looks_like_command)  # every message handler here is a command
     router.message.register(start, CommandStart())
     router.message.register(help_command, Command("help"))

@@ -24,6 +24,8 @@ from bot.db.models import User
 from bot.domain import intake
 from bot.domain.tickets import Kind
 from bot.handlers.customer.common import image_of
+from bot.handlers.filters import looks_like_command
+from bot.handlers.routing import DeskRouter
 from bot.keyboards import customer as kb
 from bot.keyboards.customer import DialogCb, KindCb, Nav
 from bot.services.desk_config import DeskConfig
@@ -511,8 +513,15 @@ async def stale_button(callback: CallbackQuery, dialog: Dialog) -> None:
         await dialog.ask()
 
 
+async def _in_dialog_or_command(message: Message, raw_state: str | None = None) -> bool:
+    """Every message handler here takes a command or a step's answer: one check on the router
+    lets a customer's follow-up (most messages the desk gets) pass by without four."""
+    return raw_state in _STEP_NAMES or await looks_like_command(message)
+
+
 def create_router() -> Router:
-    router = Router(name=__name__)
+    router = DeskRouter(name=__name__)
+    router.message.filter(_in_dialog_or_command)
     router.message.register(new_command, Command("new"))
     router.callback_query.register(new_button, DialogCb.filter(F.action == Nav.NEW))
     router.message.register(cancel_command, Command("cancel"))

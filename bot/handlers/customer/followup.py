@@ -24,6 +24,7 @@ from bot.db.models import Ticket, User
 from bot.domain.tickets import Status, is_open
 from bot.handlers.customer.common import relay_item, relay_item_from_dict, relay_item_to_dict
 from bot.handlers.customer.dialog import Dialog
+from bot.handlers.routing import DeskRouter
 from bot.keyboards import customer as kb
 from bot.keyboards.customer import PickTicketCb
 from bot.services.pace import CustomerPace
@@ -293,7 +294,7 @@ async def is_service(message: Message) -> bool:
 
 
 def create_router() -> Router:
-    router = Router(name=__name__)
+    router = DeskRouter(name=__name__)
     router.message.register(unknown_command, is_command)
     router.message.register(service_message, is_service)
     router.message.register(followup)

@@ -12,6 +12,7 @@ from aiogram.types import CallbackQuery, Message
 from aiogram.utils.i18n import gettext as _
 
 from bot.handlers.customer.dialog import Dialog
+from bot.handlers.routing import DeskRouter
 from bot.keyboards import customer as kb
 from bot.keyboards.customer import CloseMineCb, ConfirmCb, RateCb
 from bot.services.lifecycle import Refusal
@@ -141,7 +142,7 @@ async def not_text(message: Message, dialog: Dialog) -> None:
 
 
 def create_router() -> Router:
-    router = Router(name=__name__)
+    router = DeskRouter(name=__name__)
     # Every message handler here answers a question of the resolution: one check for the
     # messages that answer none (most of them), not one per handler.
     router.message.filter(IN_FEEDBACK)

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db.models import User
 from bot.handlers.filters import looks_like_command
+from bot.handlers.routing import DeskRouter
 from bot.services.desk_config import DeskConfig
 from bot.services.managers import ManagerService
 from bot.services.messaging import Messenger
@@ -100,7 +101,7 @@ async def not_a_manager(message: Message, session: AsyncSession, messenger: Mess
 
 
 def create_router() -> Router:
-    router = Router(name=__name__)
+    router = DeskRouter(name=__name__)
     router.message.filter(_where, looks_like_command)  # every handler here is a command
     router.message.register(summary_command, Command("summary"), _is_manager)
     router.message.register(export_command, Command("export"), _is_manager)

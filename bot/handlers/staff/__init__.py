@@ -10,12 +10,13 @@ from collections.abc import Sequence
 
 from aiogram import Router
 
+from bot.handlers.routing import DeskRouter
 from bot.handlers.staff import access, buttons, commands, conversation, members, problems
 from bot.handlers.staff.gate import AnswerPresses, InStaffChat, members_only
 
 
 def create_router(modules: Sequence[Router] = ()) -> Router:
-    router = Router(name=__name__)
+    router = DeskRouter(name=__name__)
     router.message.filter(InStaffChat())
     router.edited_message.filter(InStaffChat())
     router.callback_query.filter(InStaffChat())

@@ -11,6 +11,7 @@ from aiogram.types import ChatMemberUpdated
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.delivery.sender import Sender
+from bot.handlers.routing import DeskRouter
 from bot.services.desk_outcomes import DeskOutcomes
 from bot.services.membership import is_member_status
 
@@ -28,6 +29,6 @@ async def bot_status_changed(
 
 
 def create_router() -> Router:
-    router = Router(name=__name__)
+    router = DeskRouter(name=__name__)
     router.my_chat_member.register(bot_status_changed)
     return router

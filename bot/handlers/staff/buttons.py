@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db.models import User
 from bot.domain.tickets import Priority
+from bot.handlers.routing import DeskRouter
 from bot.handlers.staff.gate import Handler
 from bot.keyboards import problems as problem_kb
 from bot.keyboards import staff as kb
@@ -341,7 +342,7 @@ async def stale_button(callback: CallbackQuery, callback_answer: CallbackAnswer)
 
 
 def create_router() -> Router:
-    card = Router(name=f"{__name__}.card")
+    card = DeskRouter(name=f"{__name__}.card")
     card.callback_query.filter(StaffCb.filter(), OnItsCard())
     card.callback_query.middleware(refusals_as_alerts)
     for op, handler in (
@@ -365,8 +366,8 @@ def create_router() -> Router:
         card.callback_query.register(handler, StaffCb.filter(F.op == op))
     # Whatever no handler took (a forged press, a button of an older version): after the card's
     # buttons and the commands' (which the staff router includes first).
-    stale = Router(name=f"{__name__}.stale")
+    stale = DeskRouter(name=f"{__name__}.stale")
     stale.callback_query.register(stale_button, F.data)
-    router = Router(name=__name__)
+    router = DeskRouter(name=__name__)
     router.include_routers(card, stale)
     return router

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db.models import User
 from bot.domain.ids import parse_id
+from bot.handlers.routing import DeskRouter
 from bot.handlers.staff.conversation import mark_note, ticket_of
 from bot.keyboards import staff as kb
 from bot.keyboards.staff import MacroCb, QueuePageCb
@@ -211,7 +212,7 @@ async def other_command(message: Message) -> None:
 
 
 def create_router() -> Router:
-    router = Router(name=__name__)
+    router = DeskRouter(name=__name__)
     router.message.register(queue_command, Command("queue"))
     router.callback_query.register(queue_page, QueuePageCb.filter())
     router.message.register(ticket_command, Command("ticket", re.compile(r"ticket_(\d{1,18})")))

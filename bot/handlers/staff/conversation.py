@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db.models import Ticket, User
 from bot.handlers.customer.common import album_media
+from bot.handlers.routing import DeskRouter
 from bot.services.desk_config import DeskConfig
 from bot.services.desk_outcomes import DeskOutcomes
 from bot.services.lifecycle import Refusal
@@ -149,7 +150,7 @@ async def staff_edit(
 
 
 def create_router() -> Router:
-    router = Router(name=__name__)
+    router = DeskRouter(name=__name__)
     router.message.register(group_migrated, F.migrate_to_chat_id)
     router.message.register(
         staff_message,

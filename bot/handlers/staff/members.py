@@ -9,6 +9,7 @@ from aiogram import Router
 from aiogram.types import ChatMemberUpdated
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.handlers.routing import DeskRouter
 from bot.services.membership import Membership
 
 
@@ -19,6 +20,6 @@ async def member_changed(
 
 
 def create_router() -> Router:
-    router = Router(name=__name__)
+    router = DeskRouter(name=__name__)
     router.chat_member.register(member_changed)
     return router

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db.models import User
 from bot.domain.problems import NumbersError, parse_numbers
+from bot.handlers.routing import DeskRouter
 from bot.handlers.staff.buttons import genuine_button
 from bot.handlers.staff.conversation import mail_content, ticket_of
 from bot.handlers.staff.gate import Handler
@@ -243,11 +244,11 @@ async def refused(handler: Handler, event: TelegramObject, data: dict[str, Any])
 
 
 def create_router() -> Router:
-    router = Router(name=__name__)
+    router = DeskRouter(name=__name__)
     router.message.register(link_command, Command("link"))
     router.message.register(unlink_command, Command("unlink"))
     router.message.register(broadcast_command, Command("broadcast"))
-    presses = Router(name=f"{__name__}.presses")
+    presses = DeskRouter(name=f"{__name__}.presses")
     presses.callback_query.filter(F.func(genuine_button))
     presses.callback_query.middleware(refused)
     presses.callback_query.register(tell_all, ProblemCb.filter(F.op == ProblemOp.TELL_ALL))
