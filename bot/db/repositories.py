@@ -456,15 +456,16 @@ class EventRepo:
         details: dict[str, Any] | None = None,
     ) -> TicketEvent:
         event = TicketEvent(
-            ticket_number=ticket_number,
-            at=at,
-            type=type,
-            actor_id=actor_id,
-            actor_role=actor_role,
-            old=old,
-            new=new,
-            details=details,
+            ticket_number=ticket_number, at=at, type=type, actor_id=actor_id, actor_role=actor_role
         )
+        # Only what is there: every attribute set on an ORM object fires its events, and a
+        # follow-up's event (one per customer message) has neither ``old`` nor ``new``.
+        if old is not None:
+            event.old = old
+        if new is not None:
+            event.new = new
+        if details is not None:
+            event.details = details
         self.session.add(event)
         return event
 
