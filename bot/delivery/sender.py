@@ -774,8 +774,17 @@ class Sender:
     ) -> None:
         async with transaction(self.session_factory) as uow:
             session = uow.session
-            rows = await DeliveryRepo(session).get_many([o.delivery.id for o in outcomes])
+            repo = DeliveryRepo(session)
+            # A plain send (most of them) is marked in one statement for all, and its handlers
+            # get the delivery as claimed: what was sent. The rest are read and changed here.
+            plain = [o for o in outcomes if _plain(o)]
+            await repo.mark_sent([(o.delivery.id, o.ids) for o in plain], now)
+            rest = [o.delivery.id for o in outcomes if not _plain(o)]
+            rows = await repo.get_many(rest) if rest else {}
             for outcome in outcomes:
+                if _plain(outcome):
+                    await self._sent(session, outcome.delivery, outcome.ids, isolated=isolated)
+                    continue
                 row = rows.get(outcome.delivery.id)
                 if row is None:
                     continue
@@ -845,10 +854,20 @@ class Sender:
     ) -> None:
         row.status, row.sent_at, row.error = "sent", now, None
         row.result = {"message_ids": ids}
+        await self._sent(session, row, ids, isolated=isolated)
+
+    async def _sent(
+        self, session: AsyncSession, row: Delivery, ids: list[int], *, isolated: bool
+    ) -> None:
         if row.chat_id in self._locked_out:
             self._locked_out.discard(row.chat_id)
             await call_each(session, self.outcomes.access_back, row.chat_id, isolated=isolated)
         await call_each(session, self.outcomes.sent, row, ids, isolated=isolated)
+
+
+def _plain(outcome: _Outcome) -> bool:
+    """Sent, and nothing else happened on the way (no new topic, no move of the chat)."""
+    return outcome.failure is None and outcome.topic is None and outcome.moved_to is None
 
 
 def _moment(value: object) -> datetime | None:
