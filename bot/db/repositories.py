@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
@@ -505,8 +506,25 @@ class EventRepo:
 
 
 class LinkRepo:
+    GATHERED = "gathered_links"
+
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+
+    @classmethod
+    @asynccontextmanager
+    async def gathering(cls, session: AsyncSession) -> AsyncIterator[None]:
+        """Links added within are written in one statement when it ends: the sender records
+        a sweep's sends so, each of which makes a link or a few (an INSERT each was most of
+        what recording a send cost). Only where nothing reads or changes the links before the
+        end, and no savepoint can roll back part of what was gathered."""
+        gathered: list[dict[str, Any]] = []
+        session.info[cls.GATHERED] = gathered
+        try:
+            yield
+        finally:
+            del session.info[cls.GATHERED]
+        await cls(session).add_many(gathered)
 
     def add(self, link: MessageLink) -> None:
         self.session.add(link)
@@ -515,6 +533,10 @@ class LinkRepo:
         """Several links (columns by name) in one statement: a coalesced relay makes a few
         at once, and the sender records them with every message it sends."""
         if not links:
+            return
+        gathered: list[dict[str, Any]] | None = self.session.info.get(self.GATHERED)
+        if gathered is not None:
+            gathered.extend(links)
             return
         # Core, as nothing is read back: one executemany rather than an INSERT per row. A
         # Core statement would flush the session first: the links need nothing of it, and

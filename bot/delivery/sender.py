@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.clock import Clock
 from bot.db.models import Delivery, is_mail_customer
-from bot.db.repositories import ChatOwners, DeliveryRepo, DueHead, SenderRepo
+from bot.db.repositories import ChatOwners, DeliveryRepo, DueHead, LinkRepo, SenderRepo
 from bot.db.uow import transaction
 from bot.delivery.client import retrying_enabled
 from bot.delivery.intents import Refs
@@ -780,6 +780,13 @@ class Sender:
             plain = [o for o in outcomes if _plain(o)]
             await repo.mark_sent([(o.delivery.id, o.ids) for o in plain], now)
             rest = [o.delivery.id for o in outcomes if not _plain(o)]
+            if not rest and not isolated and not self._locked_out:
+                # Only sends: their handlers map messages (links) and read nothing of them;
+                # the links of them all are written in one statement.
+                async with LinkRepo.gathering(session):
+                    for outcome in plain:
+                        await self._sent(session, outcome.delivery, outcome.ids, isolated=False)
+                return
             rows = await repo.get_many(rest) if rest else {}
             for outcome in outcomes:
                 if _plain(outcome):

@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.clock import ShiftedClock
 from bot.db.engine import create_engine, create_session_factory, migrate
-from bot.db.models import Delivery, Ticket, TicketEvent, User
+from bot.db.models import Delivery, MessageLink, Ticket, TicketEvent, User
 from bot.db.repositories import DeliveryRepo, DeskSettings, TicketRepo, UserRepo
 from bot.delivery.intents import Intent, Refs
 from bot.delivery.limiter import Limits, RateLimiter
@@ -735,6 +735,45 @@ async def test_a_coalesced_relay_sends_what_it_holds_when_claimed(
     monkeypatch.setattr(DeliveryRepo, "claim_many", claim_after_a_join)
     await make_sender().drain(timeout=10)
     assert texts(fake, STAFF) == ["first\nsecond"]
+
+
+async def test_sends_recorded_together_are_each_marked_sent_and_mapped(
+    fake: FakeTelegram,
+    sessions: async_sessionmaker[AsyncSession],
+    clock: ShiftedClock,
+    make_sender: Callable[..., Sender],
+) -> None:
+    """The outcomes of a sweep are kept in one transaction (one UPDATE for the sends, the links
+    of them all in one INSERT): each delivery still ends sent with its own message, and each
+    message is mapped to its own ticket and customer."""
+    sent: dict[int, tuple[int, int]] = {}  # delivery -> (ticket, customer)
+    for customer in CUSTOMERS:
+        number = await add_ticket(sessions, customer)
+        for text in ("one", "two"):
+            delivery_id = await enqueue(
+                sessions,
+                clock,
+                customer,
+                f"{text} for {customer}",
+                subject=number,
+                purpose="answer",
+                refs=Refs(party=customer),
+            )
+            sent[delivery_id] = (number, customer)
+    await make_sender().drain(timeout=10)
+    async with sessions() as session:
+        links = (await session.scalars(select(MessageLink))).all()
+    mapped = {(link.customer_chat_id, link.customer_message_id): link for link in links}
+    for delivery_id, (number, customer) in sent.items():
+        row = await delivery(sessions, delivery_id)
+        assert row.status == "sent"
+        assert row.sent_at is not None
+        assert row.error is None
+        [message_id] = row.result["message_ids"]
+        assert fake.text_of(fake.message(customer, message_id)).endswith(f"for {customer}")
+        link = mapped[(customer, message_id)]
+        assert (link.ticket_number, link.direction) == (number, "answer")
+    assert len(links) == len(sent)
 
 
 # ---------------------------------------------------------------- staff-side failures (SPEC §8)
