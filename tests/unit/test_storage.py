@@ -107,6 +107,43 @@ def test_migrate_twice_is_harmless(db_url: str) -> None:
     migrate(db_url)
 
 
+def test_the_schema_head_is_alembics_head() -> None:
+    """A database at SCHEMA_HEAD is not migrated at all: a new revision must move it."""
+    from alembic.script import ScriptDirectory
+
+    from bot.db.engine import MIGRATIONS_DIR, SCHEMA_HEAD, _alembic_config
+
+    assert ScriptDirectory.from_config(_alembic_config("sqlite://")).get_heads() == [SCHEMA_HEAD]
+    assert MIGRATIONS_DIR.is_dir()
+
+
+def test_a_database_behind_the_head_is_migrated_to_it(tmp_path: Path) -> None:
+    """The shortcut for a database at the head does not stop one that is behind."""
+    import sqlite3
+
+    from alembic import command
+
+    from bot.db.engine import SCHEMA_HEAD, _alembic_config
+
+    path = tmp_path / "old.sqlite3"
+    migrate(sqlite_url(path))
+    command.downgrade(_alembic_config(sqlite_url(path)), "-1")
+
+    def state() -> tuple[list[str], list[str]]:
+        with sqlite3.connect(path) as connection:
+            versions = [v for (v,) in connection.execute("SELECT version_num FROM alembic_version")]
+            columns = [row[1] for row in connection.execute("PRAGMA table_info(deliveries)")]
+        return versions, columns
+
+    versions, columns = state()
+    assert versions != [SCHEMA_HEAD]
+    assert "_sentinel" not in columns
+    migrate(sqlite_url(path))
+    versions, columns = state()
+    assert versions == [SCHEMA_HEAD]
+    assert "_sentinel" in columns
+
+
 async def test_migrate_from_a_running_event_loop_in_a_thread(backend_url: str) -> None:
     url = backend_url
     await asyncio.to_thread(migrate, url)
