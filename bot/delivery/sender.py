@@ -777,45 +777,52 @@ class Sender:
             repo = DeliveryRepo(session)
             # A plain send (most of them) is marked in one statement for all, and its handlers
             # get the delivery as claimed: what was sent. The rest are read and changed here.
-            plain = [o for o in outcomes if _plain(o)]
-            await repo.mark_sent([(o.delivery.id, o.ids) for o in plain], now)
+            await repo.mark_sent([(o.delivery.id, o.ids) for o in outcomes if _plain(o)], now)
             rest = [o.delivery.id for o in outcomes if not _plain(o)]
-            if not rest and not isolated and not self._locked_out:
-                # Only sends: their handlers map messages (links) and read nothing of them;
-                # the links of them all are written in one statement.
-                async with LinkRepo.gathering(session):
-                    for outcome in plain:
-                        await self._sent(session, outcome.delivery, outcome.ids, isolated=False)
-                return
             rows = await repo.get_many(rest) if rest else {}
-            for outcome in outcomes:
-                if _plain(outcome):
-                    await self._sent(session, outcome.delivery, outcome.ids, isolated=isolated)
-                    continue
-                row = rows.get(outcome.delivery.id)
-                if row is None:
-                    continue
-                if outcome.moved_to is not None:
-                    await call_each(
-                        session,
-                        self.outcomes.moved,
-                        row.chat_id,
-                        outcome.moved_to,
-                        isolated=isolated,
-                    )
-                if outcome.topic is not None:
-                    await call_each(
-                        session,
-                        self.outcomes.topic_created,
-                        row,
-                        outcome.topic,
-                        outcome.recreated,
-                        isolated=isolated,
-                    )
-                if outcome.failure is None:
-                    await self._succeeded(session, row, outcome.ids, now, isolated=isolated)
-                else:
-                    await self._failed(session, row, outcome, now, isolated=isolated)
+            # Only sends, no savepoints: their handlers map messages (links) and read nothing
+            # of them, so the links of them all are written in one statement at the end.
+            gather = not rest and not isolated and not self._locked_out
+            async with LinkRepo.gathering(session) if gather else contextlib.nullcontext():
+                for outcome in outcomes:
+                    await self._keep_one(session, outcome, rows, now, isolated=isolated)
+
+    async def _keep_one(
+        self,
+        session: AsyncSession,
+        outcome: _Outcome,
+        rows: dict[int, Delivery],
+        now: datetime,
+        *,
+        isolated: bool,
+    ) -> None:
+        if _plain(outcome):
+            await self._sent(session, outcome.delivery, outcome.ids, isolated=isolated)
+            return
+        row = rows.get(outcome.delivery.id)
+        if row is None:
+            return
+        if outcome.moved_to is not None:
+            await call_each(
+                session,
+                self.outcomes.moved,
+                row.chat_id,
+                outcome.moved_to,
+                isolated=isolated,
+            )
+        if outcome.topic is not None:
+            await call_each(
+                session,
+                self.outcomes.topic_created,
+                row,
+                outcome.topic,
+                outcome.recreated,
+                isolated=isolated,
+            )
+        if outcome.failure is None:
+            await self._succeeded(session, row, outcome.ids, now, isolated=isolated)
+        else:
+            await self._failed(session, row, outcome, now, isolated=isolated)
 
     async def _failed(
         self,
