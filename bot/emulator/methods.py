@@ -560,7 +560,10 @@ class BotApi:
         keyboard: JsonDict | None,
         reply: StoredMessage | None,
         thread: int | None,
+        at: float | None = None,
     ) -> StoredMessage:
+        """Stores what the bot sent. ``at``: the moment of the request when one request posts
+        several messages (an album, copyMessages): Telegram posts them at one moment."""
         if inline is not None:
             content["reply_markup"] = inline
         if p.get("has_spoiler"):
@@ -576,6 +579,8 @@ class BotApi:
             reply_to=reply,
         )
         msg.reply_keyboard = keyboard
+        if at is not None:
+            msg.sent_at = at
         return msg
 
     def _prepare_send(self, p: JsonDict) -> tuple[int, StoredMessage | None, int | None]:
@@ -738,12 +743,13 @@ class BotApi:
         self.rate(chat_id, len(prepared))
         group_id = str(13_000_000_000_000_000 + int(time.time() * 1000) % 10**15)
         out = []
+        at = time.monotonic()
         for rec, kind, caption in prepared:
             content = self.media_content(rec, kind)
             content["media_group_id"] = group_id
             content.update(caption)
             msg = self.deliver(
-                chat_id, content, p, inline=None, keyboard=None, reply=reply, thread=thread
+                chat_id, content, p, inline=None, keyboard=None, reply=reply, thread=thread, at=at
             )
             out.append(copy.deepcopy(msg.data))
         return out
@@ -812,6 +818,7 @@ class BotApi:
         self.rate(chat_id, len(sources))
         groups: dict[str, str] = {}
         out = []
+        at = time.monotonic()
         for src in sources:
             content = self._copied_content(src, p, single=False)
             gid = src.data.get("media_group_id")
@@ -820,7 +827,7 @@ class BotApi:
                     gid, str(14_000_000_000_000_000 + len(groups) + int(time.time() * 1000))
                 )
             msg = self.deliver(
-                chat_id, content, p, inline=None, keyboard=None, reply=None, thread=thread
+                chat_id, content, p, inline=None, keyboard=None, reply=None, thread=thread, at=at
             )
             out.append({"message_id": msg.data["message_id"]})
         return out
@@ -859,6 +866,7 @@ class BotApi:
         chat_id, _reply, thread = self._prepare_send(p)
         self.rate(chat_id, len(sources))
         out = []
+        at = time.monotonic()
         for src in sources:
             msg = self.deliver(
                 chat_id,
@@ -868,6 +876,7 @@ class BotApi:
                 keyboard=None,
                 reply=None,
                 thread=thread,
+                at=at,
             )
             out.append({"message_id": msg.data["message_id"]})
         return out

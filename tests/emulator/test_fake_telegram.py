@@ -492,6 +492,9 @@ async def test_media_copy_and_albums(fake: FakeTelegram, bot: Bot, alice: FakeUs
     assert staff_msgs[0]["media_group_id"] != album[0]["media_group_id"]
     assert staff_msgs[0]["caption"] == "three pics"
     assert staff_msgs[0]["photo"][-1]["file_id"] == album[0]["photo"][-1]["file_id"]
+    # One request posts its messages at one moment (pace checks count requests, not messages).
+    state = fake.chats[STAFF]
+    assert len({state.messages[c.message_id].sent_at for c in copied}) == 1
     doc = fake.send_document(alice, file_name="log.txt", caption="see log")
     mid = await bot.copy_message(
         STAFF,
